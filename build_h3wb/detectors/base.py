@@ -1,0 +1,53 @@
+"""The detector interface: a batch of frames in, whole-body keypoints out.
+
+A detector is any object with a ``name``, a ``describe()`` of its settings and ``__call__(batch)`` that returns
+``(B, J, 3)`` float32 ``[x, y, score]`` in image pixels, NaN in all three where a keypoint was not found. Real
+image-based detectors read ``batch.images``; the simulated one reads ``batch.world_keypoints``. Detectors are
+built from config with ``hydra.utils.instantiate`` (``_target_``), so no registry is needed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from build_h3wb import skeleton
+from build_h3wb.sources.base import FrameBatch
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """A 2D whole-body keypoint detector."""
+
+    name: str
+
+    def describe(self) -> dict[str, Any]:
+        """Settings that determine the output (stored with the detections)."""
+        ...
+
+    def __call__(self, batch: FrameBatch) -> np.ndarray:
+        """Detect the subject's keypoints: (B, J, 3) float32 [x, y, score] pixels, NaN where missing."""
+        ...
+
+
+def check_detections(kp: np.ndarray, batch_size: int, detector: str) -> np.ndarray:
+    """Validate a detector's output and normalise missing entries (score <= 0 or any NaN -> all NaN).
+
+    Args:
+        kp: the detector's output, expected (B, J, 3).
+        batch_size: B, the number of frames given to the detector.
+        detector: detector name for the error message.
+
+    Returns:
+        (B, J, 3) float32.
+    """
+    expected = (batch_size, skeleton.NUM_KEYPOINTS, 3)
+    kp = np.asarray(kp)
+    if kp.shape != expected:
+        raise ValueError(f"detector {detector!r} returned shape {kp.shape}, expected {expected} (B, J, [x, y, score])")
+    kp = kp.astype(np.float32, copy=True)
+    with np.errstate(invalid="ignore"):
+        missing = ~np.isfinite(kp).all(-1) | (kp[..., 2] <= 0)
+    kp[missing] = np.nan
+    return kp

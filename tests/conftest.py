@@ -1,0 +1,20 @@
+import numpy as np
+import pytest
+
+from build_h3wb.cameras import h36m_rig
+
+
+@pytest.fixture(scope="session")
+def rig():
+    return h36m_rig("S1")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def points_in_volume(rig, n, rng):
+    """(n, 3) random world points in the rig's capture volume, 0-1.9 m high."""
+    (cx, cy), (hx, hy) = rig.capture_volume["center_xy"], rig.capture_volume["half_extent_xy"]
+    return np.stack([rng.uniform(cx - hx, cx + hx, n), rng.uniform(cy - hy, cy + hy, n), rng.uniform(0, 1900, n)], 1)

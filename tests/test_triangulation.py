@@ -1,0 +1,120 @@
+import itertools
+
+import numpy as np
+import pytest
+from conftest import points_in_volume
+
+from build_h3wb.triangulation import (
+    bits_to_mask,
+    mask_to_bits,
+    triangulate,
+    triangulate_linear,
+    valid_view_sets,
+)
+
+
+def _observe(rig, X):
+    return np.stack([cam.project(X) for cam in rig], 1)  # (N, C, 2)
+
+
+def test_linear_triangulation_is_exact_without_noise(rig, rng):
+    X = points_in_volume(rig, 2000, rng)
+    res = triangulate(_observe(rig, X), np.ones((2000, 4)), rig, robust=False, undistort_iterations=10)
+    assert np.abs(res.points - X).max() < 1e-5
+    assert (res.num_views == 4).all() and (res.views == 0b1111).all()
+    assert np.nanmax(res.reprojection_error) < 1e-4
+
+
+def test_every_non_opposing_pair_is_exact_and_opposing_pairs_are_refused(rig, rng):
+    X = points_in_volume(rig, 200, rng)
+    uv = _observe(rig, X)
+    opposing = rig.opposing(140.0)
+    for a, b in itertools.combinations(range(4), 2):
+        score = np.zeros((200, 4))
+        score[:, [a, b]] = 0.9
+        res = triangulate(uv, score, rig, robust=False, undistort_iterations=10)
+        if opposing[a, b]:
+            assert np.isnan(res.points).all() and (res.num_views == 0).all()
+        else:
+            assert np.abs(res.points - X).max() < 1e-4
+
+
+def test_opposing_rule_comes_from_geometry_not_indices(rig):
+    # at a 100 degree threshold, the side pairs (124-129 degrees) count as opposing too
+    table = valid_view_sets(rig.opposing(100.0))
+    assert not table[0b0011] and not table[0b1001]  # 0-1 side pair, 0-3 diagonal
+    assert table[0b0101]  # neighbours 0-2 (about 47 degrees)
+    assert table[0b0111]
+    # at 170 degrees nothing is opposing: every pair works
+    assert all(table_ for m, table_ in enumerate(valid_view_sets(rig.opposing(170.0))) if bin(m).count("1") >= 2)
+
+
+def test_valid_view_sets_counts():
+    opp = np.zeros((4, 4), dtype=bool)
+    opp[0, 3] = opp[3, 0] = opp[1, 2] = opp[2, 1] = True
+    t = valid_view_sets(opp)
+    assert t.shape == (16,)
+    assert not t[0] and not t[0b0001] and not t[0b1001] and not t[0b0110]
+    assert t[0b0011] and t[0b1111] and t[0b1011]
+    with pytest.raises(ValueError, match="square"):
+        valid_view_sets(np.zeros((3, 4), dtype=bool))
+
+
+def test_bitmask_round_trip(rng):
+    m = rng.random((50, 4)) < 0.5
+    assert (bits_to_mask(mask_to_bits(m), 4) == m).all()
+
+
+def test_low_scores_and_nan_are_not_used(rig, rng):
+    X = points_in_volume(rig, 100, rng)
+    uv = _observe(rig, X)
+    score = np.full((100, 4), 0.9)
+    score[:, 0] = 0.1  # below min_score
+    uv[:, 1] = np.nan
+    res = triangulate(uv, score, rig, min_score=0.3, robust=False)
+    # left with views 2 and 3: a side pair, not opposing
+    assert (res.views == 0b1100).all()
+    assert np.abs(res.points - X).max() < 1e-3
+
+
+def test_robust_removes_gross_outliers_and_swaps(rig, rng):
+    n = 20000
+    X = points_in_volume(rig, n, rng)
+    uv = _observe(rig, X) + rng.normal(0, 1.5, (n, 4, 2))
+    clean = triangulate(uv, np.ones((n, 4)), rig, robust=False)
+    noise_floor = np.nanmedian(np.linalg.norm(clean.points - X, axis=1))
+    bad = rng.random((n, 4)) < 0.05
+    uv_bad = uv.copy()
+    off = rng.uniform(40, 300, bad.sum())[:, None] * np.stack(
+        [np.cos(a := rng.uniform(0, 2 * np.pi, bad.sum())), np.sin(a)], 1)
+    uv_bad[bad] += off
+    plain = triangulate(uv_bad, np.ones((n, 4)), rig, robust=False)
+    robust = triangulate(uv_bad, np.ones((n, 4)), rig, robust=True, outlier_threshold_px=15)
+    e_plain = np.linalg.norm(plain.points - X, axis=1)
+    e_rob = np.linalg.norm(robust.points - X, axis=1)
+    assert np.nanpercentile(e_plain, 95) > 5 * np.nanpercentile(e_rob, 95)
+    assert np.nanmedian(e_rob) < 1.2 * noise_floor
+    assert np.nanpercentile(e_rob, 95) < 4 * noise_floor
+    # the dropped views are the corrupted ones
+    used = bits_to_mask(robust.views, 4)
+    one_bad = bad.sum(1) == 1
+    assert (used[one_bad] & bad[one_bad]).sum() < 0.01 * one_bad.sum()
+    assert robust.rejected[one_bad].mean() > 0.95
+
+
+def test_shapes_are_checked(rig):
+    with pytest.raises(ValueError, match=r"expected uv \(N, C, 2\)"):
+        triangulate(np.zeros((5, 4, 3)), np.zeros((5, 4)), rig)
+    with pytest.raises(ValueError, match="3 views but the rig"):
+        triangulate(np.zeros((5, 3, 2)), np.zeros((5, 3)), rig)
+    with pytest.raises(ValueError, match="extrinsics"):
+        triangulate_linear(np.zeros((5, 4, 2)), np.zeros((5, 4)), np.zeros((3, 3, 4)))
+
+
+def test_block_size_does_not_change_the_result(rig, rng):
+    X = points_in_volume(rig, 1000, rng)
+    uv = _observe(rig, X) + rng.normal(0, 3, (1000, 4, 2))
+    uv[rng.random((1000, 4)) < 0.1] += 200
+    a = triangulate(uv, np.ones((1000, 4)), rig, block_size=64)
+    b = triangulate(uv, np.ones((1000, 4)), rig, block_size=100000)
+    assert np.array_equal(a.points, b.points, equal_nan=True) and np.array_equal(a.views, b.views)
