@@ -146,7 +146,9 @@ class Camera:
         for attr, shape in (("K", (3, 3)), ("dist", (5,)), ("R", (3, 3)), ("t", (3,))):
             value = np.asarray(getattr(self, attr), dtype=np.float64)
             if value.shape != shape:
-                raise CalibrationError(f"camera {self.name!r}: field {attr!r} has shape {value.shape}, expected {shape}")
+                raise CalibrationError(
+                    f"camera {self.name!r}: field {attr!r} has shape {value.shape}, expected {shape}"
+                )
             value.setflags(write=False)
             object.__setattr__(self, attr, value)
         object.__setattr__(self, "image_size", (int(self.image_size[0]), int(self.image_size[1])))

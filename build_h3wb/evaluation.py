@@ -38,8 +38,8 @@ def keypoint_errors(pred: np.ndarray, gt: np.ndarray) -> dict[str, np.ndarray]:
     out["root_relative"] = np.linalg.norm(rp - rg, axis=-1)
     face = np.full(pred.shape[:2], np.nan)
     fs = skeleton.PARTS["face"]
-    face[:, fs] = np.linalg.norm((pred[:, fs] - pred[:, skeleton.NOSE, None]) - (gt[:, fs] - gt[:, skeleton.NOSE, None]),
-                                 axis=-1)
+    nose = skeleton.NOSE
+    face[:, fs] = np.linalg.norm((pred[:, fs] - pred[:, nose, None]) - (gt[:, fs] - gt[:, nose, None]), axis=-1)
     out["face_aligned"] = face
     hands = np.full(pred.shape[:2], np.nan)
     for side in ("left_hand", "right_hand"):
@@ -92,7 +92,7 @@ class ErrorStats:
         return (i + 0.5) * HIST_BIN_MM
 
     def table(self) -> dict:
-        """variant -> part -> {mean, median, p95 (mm), n}, plus ``coverage``: part -> share of keypoints built."""
+        """Variant -> part -> {mean, median, p95 (mm), n}, plus ``coverage``: part -> share of keypoints built."""
         out: dict = {}
         for (v, p), s in self.sum.items():
             n = self.count[(v, p)]

@@ -12,7 +12,6 @@ description; see its ``source`` field).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
@@ -29,7 +28,8 @@ def index(name: str) -> int:
     try:
         return _INDEX[name]
     except KeyError:
-        raise KeyError(f"unknown keypoint name {name!r}; expected one of the {NUM_KEYPOINTS} COCO-WholeBody names")
+        msg = f"unknown keypoint name {name!r}; expected one of the {NUM_KEYPOINTS} COCO-WholeBody names"
+        raise KeyError(msg) from None
 
 
 #: Part name -> slice into the keypoint axis. ``hands`` spans both hands.
@@ -133,14 +133,3 @@ def flip_left_right(kp: np.ndarray) -> np.ndarray:
     return kp[..., FLIP_INDEX, :]
 
 
-@dataclass(frozen=True)
-class Part:
-    """A named part of the layout, for iteration in reports."""
-
-    name: str
-    slice: slice
-
-    @property
-    def size(self) -> int:
-        """Number of keypoints in the part."""
-        return self.slice.stop - self.slice.start

@@ -7,7 +7,8 @@ The motion at a frame depends only on (seed, subject, sequence, time): any frame
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence as SequenceT
+from collections.abc import Iterator
+from collections.abc import Sequence as SequenceT
 from typing import Any
 
 import numpy as np

@@ -20,8 +20,15 @@ import numpy as np
 from omegaconf import DictConfig
 
 from build_h3wb import skeleton
-from build_h3wb.artifacts import BuildDirError, StageDir, atomic_h5, finished_manifest, open_h5, require_dataset, \
-    write_json
+from build_h3wb.artifacts import (
+    BuildDirError,
+    StageDir,
+    atomic_h5,
+    finished_manifest,
+    open_h5,
+    require_dataset,
+    write_json,
+)
 from build_h3wb.stages.common import build_dir, progress
 from build_h3wb.stages.detect import read_rig
 from build_h3wb.triangulation import triangulate
