@@ -62,20 +62,21 @@ def distort(xy: np.ndarray, dist: np.ndarray, model: str = "opencv") -> np.ndarr
     Returns:
         (..., 2) distorted normalised coordinates.
     """
+    return np.stack(distort_xy(xy[..., 0], xy[..., 1], dist, model), axis=-1)
+
+
+def distort_xy(x: np.ndarray, y: np.ndarray, dist: np.ndarray, model: str = "opencv") -> tuple[np.ndarray, np.ndarray]:
+    """:func:`distort` on separate coordinate arrays (any equal shapes); returns ``(x_d, y_d)``."""
     k1, k2, p1, p2, k3 = (float(c) for c in dist)
-    x, y = xy[..., 0], xy[..., 1]
     r2 = x * x + y * y
     radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
     if model == "opencv":
-        xd = x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x)
-        yd = y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
-    elif model == "h36m":
+        xy2 = 2.0 * x * y
+        return x * radial + p1 * xy2 + p2 * (r2 + 2.0 * x * x), y * radial + p1 * (r2 + 2.0 * y * y) + p2 * xy2
+    if model == "h36m":
         cross = radial + p1 * y + p2 * x
-        xd = x * cross + p2 * r2
-        yd = y * cross + p1 * r2
-    else:
-        raise ValueError(f"unknown distortion model {model!r}; expected one of {DISTORTION_MODELS}")
-    return np.stack([xd, yd], axis=-1)
+        return x * cross + p2 * r2, y * cross + p1 * r2
+    raise ValueError(f"unknown distortion model {model!r}; expected one of {DISTORTION_MODELS}")
 
 
 def undistort(xy_d: np.ndarray, dist: np.ndarray, model: str = "opencv", iterations: int = 5) -> np.ndarray:
@@ -94,25 +95,31 @@ def undistort(xy_d: np.ndarray, dist: np.ndarray, model: str = "opencv", iterati
     Returns:
         (..., 2) undistorted normalised coordinates.
     """
+    return np.stack(undistort_xy(xy_d[..., 0], xy_d[..., 1], dist, model, iterations), axis=-1)
+
+
+def undistort_xy(
+    xd: np.ndarray, yd: np.ndarray, dist: np.ndarray, model: str = "opencv", iterations: int = 5
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`undistort` on separate coordinate arrays; returns ``(x, y)``."""
     k1, k2, p1, p2, k3 = (float(c) for c in dist)
     if model not in DISTORTION_MODELS:
         raise ValueError(f"unknown distortion model {model!r}; expected one of {DISTORTION_MODELS}")
-    xd, yd = xy_d[..., 0], xy_d[..., 1]
-    x, y = xd.copy(), yd.copy()
+    x, y = xd, yd
     if k1 == k2 == k3 == p1 == p2 == 0.0:
-        return np.stack([x, y], axis=-1)
+        return x.copy(), y.copy()
     for _ in range(iterations):
         r2 = x * x + y * y
         radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
         if model == "opencv":
-            x_new = (xd - 2.0 * p1 * x * y - p2 * (r2 + 2.0 * x * x)) / radial
-            y = (yd - p1 * (r2 + 2.0 * y * y) - 2.0 * p2 * x * y) / radial
+            xy2 = 2.0 * x * y
+            x_new = (xd - p1 * xy2 - p2 * (r2 + 2.0 * x * x)) / radial
+            y = (yd - p1 * (r2 + 2.0 * y * y) - p2 * xy2) / radial
+            x = x_new
         else:
             cross = radial + p1 * y + p2 * x
-            x_new = (xd - p2 * r2) / cross
-            y = (yd - p1 * r2) / cross
-        x = x_new
-    return np.stack([x, y], axis=-1)
+            x, y = (xd - p2 * r2) / cross, (yd - p1 * r2) / cross
+    return x, y
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -192,6 +199,20 @@ class Camera:
         fx, s, cx, fy, cy = self.K[0, 0], self.K[0, 1], self.K[0, 2], self.K[1, 1], self.K[1, 2]
         return np.stack([fx * xy[..., 0] + s * xy[..., 1] + cx, fy * xy[..., 1] + cy], axis=-1)
 
+    def project_uv(self, X: np.ndarray, distort_points: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`project` returning separate ``(u, v)`` arrays (...,), without intermediate stacking."""
+        R, t = self.R, self.t
+        x, y, z = X[..., 0], X[..., 1], X[..., 2]
+        zc = R[2, 0] * x + R[2, 1] * y + R[2, 2] * z + t[2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inv = np.where(zc > 1e-6, 1.0 / zc, np.nan)
+        xn = (R[0, 0] * x + R[0, 1] * y + R[0, 2] * z + t[0]) * inv
+        yn = (R[1, 0] * x + R[1, 1] * y + R[1, 2] * z + t[1]) * inv
+        if distort_points:
+            xn, yn = distort_xy(xn, yn, self.dist, self.distortion_model)
+        K = self.K
+        return K[0, 0] * xn + K[0, 1] * yn + K[0, 2], K[1, 1] * yn + K[1, 2]
+
     def project(self, X: np.ndarray, distort_points: bool = True) -> np.ndarray:
         """Project world points to pixels.
 
@@ -203,17 +224,18 @@ class Camera:
         Returns:
             (..., 2) pixels; points at or behind the camera plane come out NaN.
         """
-        Xc = self.world_to_camera(X)
-        z = Xc[..., 2:3]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            xy = np.where(z > 1e-6, Xc[..., :2] / z, np.nan)
-        if distort_points:
-            xy = distort(xy, self.dist, self.distortion_model)
-        return self.normalized_to_pixels(xy)
+        return np.stack(self.project_uv(X, distort_points), axis=-1)
 
     def undistort_pixels(self, uv: np.ndarray, iterations: int = 5) -> np.ndarray:
         """Pixels (..., 2) -> undistorted normalised coordinates (..., 2), ready for triangulation."""
-        return undistort(self.pixels_to_normalized(uv), self.dist, self.distortion_model, iterations)
+        return np.stack(self.undistort_uv(uv[..., 0], uv[..., 1], iterations), axis=-1)
+
+    def undistort_uv(self, u: np.ndarray, v: np.ndarray, iterations: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`undistort_pixels` on separate ``u``, ``v`` arrays; returns ``(x, y)`` normalised."""
+        fx, s, cx, fy, cy = self.K[0, 0], self.K[0, 1], self.K[0, 2], self.K[1, 1], self.K[1, 2]
+        yd = (v - cy) / fy
+        xd = (u - cx - s * yd) / fx
+        return undistort_xy(xd, yd, self.dist, self.distortion_model, iterations)
 
     def in_image(self, uv: np.ndarray, margin: float = 0.0) -> np.ndarray:
         """(..., 2) pixels -> (...,) bool, True inside the image shrunk by ``margin`` pixels."""

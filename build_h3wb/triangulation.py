@@ -242,8 +242,10 @@ def _triangulate_block(
     with np.errstate(invalid="ignore"):
         candidate = np.isfinite(uv[..., 0]) & np.isfinite(uv[..., 1]) & (score >= min_score)  # (N, C); NaN fails
     weights = np.where(candidate, score, 0.0)  # (N, C)
+    xy = np.empty((N, C, 2))
     with np.errstate(invalid="ignore", divide="ignore"):
-        xy = np.stack([cam.undistort_pixels(uv[:, c], undistort_iterations) for c, cam in enumerate(rig)], 1)
+        for c, cam in enumerate(rig):
+            xy[:, c, 0], xy[:, c, 1] = cam.undistort_uv(uv[:, c, 0], uv[:, c, 1], undistort_iterations)
 
     used = candidate & valid_sets[mask_to_bits(candidate)][:, None]  # (N, C); points that cannot be solved drop
     X = triangulate_linear(xy, np.where(used, weights, 0.0), extr)
@@ -267,8 +269,9 @@ def _triangulate_block(
     # reprojection error in real (distorted) pixels, averaged over the views used
     err_sum = np.zeros(N)
     for c, cam in enumerate(rig):
-        d = cam.project(X) - uv[:, c]
-        err_sum += np.where(used[:, c], np.sqrt(d[:, 0] ** 2 + d[:, 1] ** 2), 0.0)
+        pu, pv = cam.project_uv(X)
+        du, dv = pu - uv[:, c, 0], pv - uv[:, c, 1]
+        err_sum += np.where(used[:, c], np.sqrt(du * du + dv * dv), 0.0)
     mean_err = np.where(ok, err_sum / np.maximum(n_used, 1), np.nan)
     rejected = (candidate & ~used & ok[:, None]).sum(1)
     return Triangulation(

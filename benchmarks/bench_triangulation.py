@@ -1,0 +1,131 @@
+"""Triangulation throughput and robustness, beside aniposelib's ``CameraGroup.triangulate``.
+
+Workload: 10,000 frames x 133 keypoints x 4 views of the Human3.6M S1 rig (1.33 M keypoints), points uniformly in
+the capture volume, 2 px Gaussian detection noise; for the robustness part 5% of the 2D observations are replaced
+by gross outliers 40-300 px away. Both libraries get the same OpenCV-model cameras and the same pixels, and both
+undistort inside the timed call. Every timing is the median of ``--repeats`` runs in this one process.
+
+    python benchmarks/bench_triangulation.py [--frames 10000] [--repeats 5] [--peer-points 200000] [--json out.json]
+
+aniposelib is optional (``pip install -e .[bench]``); without it the peer rows are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import numpy as np
+
+from build_h3wb import skeleton
+from build_h3wb.cameras import Camera, Rig, h36m_rig
+from build_h3wb.triangulation import triangulate
+
+
+def opencv_rig() -> Rig:
+    """The S1 rig with its distortion read as OpenCV's model (what aniposelib implements)."""
+    src = h36m_rig("S1")
+    cams = tuple(
+        Camera(c.name, c.image_size, c.K, c.dist, c.R, c.t, distortion_model="opencv") for c in src
+    )
+    return Rig("h36m_S1_opencv", cams, src.capture_volume)
+
+
+def workload(rig: Rig, n: int, rng: np.random.Generator, noise_px: float, outlier_share: float):
+    (cx, cy), (hx, hy) = rig.capture_volume["center_xy"], rig.capture_volume["half_extent_xy"]
+    X = np.stack([rng.uniform(cx - hx, cx + hx, n), rng.uniform(cy - hy, cy + hy, n), rng.uniform(0, 1900, n)], 1)
+    uv = np.stack([cam.project(X) for cam in rig], 1) + rng.normal(0, noise_px, (n, len(rig), 2))
+    if outlier_share > 0:
+        bad = rng.random((n, len(rig))) < outlier_share
+        angle = rng.uniform(0, 2 * np.pi, bad.sum())
+        uv[bad] += rng.uniform(40, 300, bad.sum())[:, None] * np.stack([np.cos(angle), np.sin(angle)], 1)
+    return X, uv
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), out
+
+
+def error_stats(P: np.ndarray, X: np.ndarray) -> dict:
+    e = np.linalg.norm(P - X, axis=1)
+    return {"median_mm": round(float(np.nanmedian(e)), 2), "p95_mm": round(float(np.nanpercentile(e, 95)), 2),
+            "reconstructed": round(float(np.isfinite(e).mean()), 4)}
+
+
+def peer_group(rig: Rig):
+    import aniposelib.cameras as ac
+    import cv2
+
+    cams = []
+    for c in rig:
+        rvec, _ = cv2.Rodrigues(c.R)
+        cams.append(ac.Camera(matrix=c.K, dist=c.dist, size=c.image_size, rvec=rvec.ravel(), tvec=c.t, name=c.name))
+    return ac.CameraGroup(cams)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=10_000)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--peer-points", type=int, default=200_000, help="keypoints given to aniposelib (it is slower)")
+    ap.add_argument("--json", type=str, default=None)
+    args = ap.parse_args()
+
+    rig = opencv_rig()
+    rng = np.random.default_rng(0)
+    n = args.frames * skeleton.NUM_KEYPOINTS
+    X, uv = workload(rig, n, rng, noise_px=2.0, outlier_share=0.0)
+    _, uv_out = workload(rig, n, np.random.default_rng(0), noise_px=2.0, outlier_share=0.05)
+    score = np.ones((n, len(rig)))
+    results: dict = {"machine": f"{platform.machine()} {platform.processor()} python {platform.python_version()}",
+                     "keypoints": n, "views": len(rig), "repeats": args.repeats}
+
+    for name, robust in (("plain", False), ("robust", True)):
+        t, res = timed(lambda r=robust: triangulate(uv, score, rig, robust=r), args.repeats)
+        t2, res2 = timed(lambda r=robust: triangulate(uv_out, score, rig, robust=r), args.repeats)
+        results[f"build_h3wb_{name}"] = {
+            "keypoints_per_s_noise_only": round(n / t),
+            "keypoints_per_s_5pct_outliers": round(n / t2),
+            "noise_only": error_stats(res.points, X),
+            "with_5pct_outliers": error_stats(res2.points, X),
+        }
+
+    try:
+        group = peer_group(rig)
+    except ImportError as err:
+        results["aniposelib"] = f"skipped: {err}"
+    else:
+        m = min(args.peer_points, n)
+        pts = np.ascontiguousarray(np.moveaxis(uv[:m], 1, 0))  # (C, m, 2) as aniposelib wants
+        group.triangulate(pts[:, :1000], undistort=True)  # compile outside the timing
+        t, P = timed(lambda: group.triangulate(pts, undistort=True, progress=False), max(1, args.repeats // 2))
+        pts_out = np.ascontiguousarray(np.moveaxis(uv_out[:m], 1, 0))
+        P2 = group.triangulate(pts_out, undistort=True, progress=False)
+        results["aniposelib_triangulate"] = {"keypoints": m, "keypoints_per_s_noise_only": round(m / t),
+                                             "noise_only": error_stats(P, X[:m]),
+                                             "with_5pct_outliers": error_stats(P2, X[:m])}
+
+    plain = results["build_h3wb_plain"]["keypoints_per_s_noise_only"]
+    robust = results["build_h3wb_robust"]["keypoints_per_s_5pct_outliers"]
+    print(json.dumps(results, indent=1))
+    print(f"\nplain {plain / 1e6:.2f} M keypoints/s (target >= 3); robust with 5% outliers {robust / 1e6:.2f} M "
+          "keypoints/s (target >= 1)")
+    if isinstance(results.get("aniposelib_triangulate"), dict):
+        peer = results["aniposelib_triangulate"]["keypoints_per_s_noise_only"]
+        print(f"aniposelib {peer / 1e6:.3f} M keypoints/s: build_h3wb plain is {plain / peer:.1f}x, robust "
+              f"{robust / peer:.1f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
