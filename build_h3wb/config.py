@@ -80,7 +80,7 @@ class DetectConfig:
     """Detection stage settings."""
 
     batch_size: int = 64  # frames per detector call
-    chunk_frames: int = 500  # frames held in memory at once per sequence
+    chunk_frames: int = 250  # frames held in memory at once per sequence
 
 
 @dataclass
@@ -92,7 +92,7 @@ class TriangulateConfig:
     robust: bool = True
     outlier_threshold_px: float = 15.0
     undistort_iterations: int = 5
-    chunk_frames: int = 2000
+    chunk_frames: int = 250  # frames triangulated at once (memory stays flat with sequence length)
 
 
 @dataclass

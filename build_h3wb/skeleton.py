@@ -91,9 +91,15 @@ BONES: np.ndarray = np.asarray(
     dtype=np.int64,
 )
 
-#: Bones whose length is constant for a subject: limbs, feet and finger segments (the face contours are not,
-#: since the mouth opens).
-RIGID_BONES: np.ndarray = BONES[: len(_LAYOUT["skeleton_mmpose_0based"]) + 2]
+#: Bones whose length is constant for a subject: limbs, feet, head points and finger segments. Left out: the
+#: ear-shoulder links (the head turns on the neck) and the face contours (the mouth opens).
+_NECK_CROSSING = {(index(f"{s}_ear"), index(f"{s}_shoulder")) for s in ("left", "right")}
+RIGID_BONES: np.ndarray = np.asarray(
+    [b for b in BONES[: len(_LAYOUT["skeleton_mmpose_0based"]) + 2].tolist()
+     if tuple(b) not in _NECK_CROSSING and tuple(b[::-1]) not in _NECK_CROSSING],
+    dtype=np.int64,
+)
+
 
 
 def part_of(j: int) -> str:

@@ -28,7 +28,7 @@ def test_bones_are_in_range_and_connect_hands_to_wrists():
     assert b.min() >= 0 and b.max() < skeleton.NUM_KEYPOINTS
     pairs = {tuple(x) for x in b.tolist()}
     assert (skeleton.LEFT_WRIST, skeleton.LEFT_HAND_ROOT) in pairs
-    assert len(skeleton.RIGID_BONES) == 65 + 2
+    assert len(skeleton.RIGID_BONES) == 65 + 2 - 2  # without the ear-shoulder links
 
 
 def test_root_and_flip_check_shapes():

@@ -1,0 +1,31 @@
+# build_h3wb: `make run` sets up and builds the default synthetic dataset; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup run test lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+run: setup
+	$(PY) -m build_h3wb stage=all
+
+lint: setup
+	$(PY) -m ruff check build_h3wb tests benchmarks scripts
+
+test: setup lint
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) -m pip install --quiet -e ".[test,bench]"
+	$(PY) benchmarks/bench_triangulation.py
+	$(PY) benchmarks/bench_scaling.py
+
+clean:
+	rm -rf outputs multirun
