@@ -49,27 +49,45 @@ class SyntheticDataConfig:
 
 @dataclass
 class SimulatedDetectorConfig:
-    """The simulated whole-body detector (see ``build_h3wb.detectors.simulated``). Pixel values at 1000 px."""
+    """The simulated whole-body detector (see ``build_h3wb.detectors.simulated``); pixels at Human3.6M's 1000 px.
+
+    The defaults are tuned so the default capture triangulates like H3WB's build on Human3.6M with OpenPifPaf: of
+    the poses whose every keypoint was seen in at least one view, about 30% are complete after triangulation, and
+    hands and face are what is missing most (see README). Per-part settings are dictionaries over the parts
+    ``body, feet, face, left_hand, right_hand``.
+    """
 
     _target_: str = "build_h3wb.detectors.simulated.SimulatedDetector"
     seed: int = 0
     noise_px: dict[str, float] = field(
-        default_factory=lambda: {"body": 2.5, "feet": 3.5, "face": 2.0, "left_hand": 3.5, "right_hand": 3.5}
-    )
-    noise_spread: float = 0.6  # log-normal spread of the per-keypoint noise level
-    score_scale_px: float = 6.0  # score = base * exp(-noise level / score_scale_px)
+        default_factory=lambda: {"body": 2.0, "feet": 3.5, "face": 1.5, "left_hand": 3.0, "right_hand": 3.0}
+    )  # median pixel noise (per axis) of a clearly seen keypoint
+    noise_spread_part: float = 0.4  # log-normal spread of the noise level shared by a part in one view and frame
+    noise_spread: float = 0.25  # log-normal spread of the noise level of single keypoints
+    score_scale_px: float = 10.0  # score = base_score * exp(-noise level / score_scale_px) + N(0, 0.03)
     base_score: float = 0.9
     miss_prob: dict[str, float] = field(
-        default_factory=lambda: {"body": 0.01, "feet": 0.05, "face": 0.02, "left_hand": 0.03, "right_hand": 0.03}
-    )
+        default_factory=lambda: {"body": 0.005, "feet": 0.01, "face": 0.001, "left_hand": 0.004, "right_hand": 0.004}
+    )  # single keypoints not found in one view
     part_miss_prob: dict[str, float] = field(
-        default_factory=lambda: {"face": 0.12, "left_hand": 0.3, "right_hand": 0.3}
-    )  # the whole part undetected in one view
-    face_min_cos: float = 0.15  # a face landmark is seen when its outward normal faces the camera at least this much
-    torso_radius_mm: float = 150.0  # torso capsule that hides what is behind it
-    limb_radius_mm: float = 55.0
+        default_factory=lambda: {"face": 0.04, "left_hand": 0.03, "right_hand": 0.03}
+    )  # the whole part not found in one view
+    occluded_report_prob: dict[str, float] = field(
+        default_factory=lambda: {"body": 0.97, "feet": 0.95, "face": 0.6, "left_hand": 0.85, "right_hand": 0.85}
+    )  # an occluded keypoint is still reported (a guess) with this probability, else missing
+    occluded_score_factor: float = 0.55  # a guess scores this fraction of what the keypoint would score if seen
+    occluded_noise_factor: float = 2.0  # guesses are this much noisier (plus 3 px)
+    face_min_cos: float = -0.6  # a head landmark is lost once its outward normal turns this far from the camera
+    face_part_min_cos: float = -0.45  # the face is found at all while it faces the camera at least this much
+    torso_radius_mm: float = 150.0  # capsules around torso, head and limbs hide what is behind them
+    limb_radius_mm: float = 45.0
     head_radius_mm: float = 95.0
-    outlier_prob: float = 0.01  # gross outliers (50-300 px off) that keep a confident score
+    outlier_prob: dict[str, float] = field(
+        default_factory=lambda: {"body": 0.01, "feet": 0.01, "face": 0.001, "left_hand": 0.002, "right_hand": 0.002}
+    )  # single keypoints grossly off (50-300 px) with a confident score
+    part_outlier_prob: dict[str, float] = field(
+        default_factory=lambda: {"face": 0.01, "left_hand": 0.03, "right_hand": 0.03}
+    )  # a whole part found at the wrong place in one view (shifted 50-300 px), still confident
     swap_prob: float = 0.01  # left/right swap of the whole body in one view
     hand_swap_prob: float = 0.02  # left/right swap of the two hands in one view
     edge_margin_px: float = 2.0  # keypoints this close to the image border are lost (out of frame)

@@ -92,10 +92,10 @@ def test_rerun_resumes_and_interruption_recovers(built):
 
 
 def test_changed_config_stops_with_a_clear_error(built):
-    out = cli(built, "stage=detect", *SMALL, "detector.outlier_prob=0.2", check=False)
+    out = cli(built, "stage=detect", *SMALL, "detector.swap_prob=0.2", check=False)
     assert out.returncode != 0
     text = out.stdout + out.stderr
-    assert "different configuration" in text and "detector.outlier_prob: 0.01 -> 0.2" in text
+    assert "different configuration" in text and "detector.swap_prob: 0.01 -> 0.2" in text
     assert (built / "detect" / "S1" / "Walking 1.h5").exists()
 
 

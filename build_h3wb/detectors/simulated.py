@@ -4,14 +4,15 @@ From the ground-truth 3D keypoints and the camera it produces what a real detect
 part-dependent noise, scores that fall as the noise rises, and these failures (each configurable):
 
 - out of frame: keypoints outside the image are not found;
-- self-occlusion of the face: a landmark whose outward normal (from the head centre) turns away from the camera
-  is hidden, so a profile view loses half the face and a back view all of it;
+- self-occlusion of the face: the face is not found when it turns away from the camera, and a landmark whose
+  outward normal (from the head centre) turns away is hidden, so a profile view loses the far side;
 - occlusion by the body: keypoints behind the torso, the head or a limb (capsules around the bones), and finger
   keypoints behind the palm (a disc through the knuckles), are hidden; an occluded keypoint is either not
-  reported or reported as a low-confidence guess with extra noise, as heat-map detectors do;
+  reported or, with a per-part probability, reported as a lower-confidence guess with extra noise, as heat-map
+  detectors do (body joints are usually guessed, hands and face usually lost);
 - whole-part failures: a hand or the face goes undetected in a view (small, blurred or cut off);
-- random misses per part; gross outliers that keep a confident score; left/right swaps of the whole body or of
-  the two hands in one view.
+- random misses per part; gross outliers that keep a confident score, of single keypoints or of a whole part
+  found at the wrong place; left/right swaps of the whole body or of the two hands in one view.
 
 The output has the common detection format: (B, J, 3) float32 [x, y, score] in pixels, NaN where not found.
 """
@@ -56,46 +57,65 @@ def _occluder_exclusions() -> np.ndarray:
     torso = [_idx(n) for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip")]
     excl[torso, 0] = True
     head = [_idx(n) for n in ("nose", "left_eye", "right_eye", "left_ear", "right_ear")]
-    excl[head, 1] = True
-    excl[skeleton.PARTS["face"], 1] = True  # the face is judged by its normals
-    for k, (_, a, b) in enumerate(_LIMBS, start=2):
+    excl[head, :2] = True  # the head is judged by its normals and sits above the torso
+    excl[skeleton.PARTS["face"], :2] = True
+    for k, (name, a, b) in enumerate(_LIMBS, start=2):
         excl[[_idx(a), _idx(b)], k] = True
+        if name.endswith("forearm"):  # a hand hides behind its own forearm only when seen along it: ignored
+            excl[skeleton.PARTS[name.split("_")[0] + "_hand"], k] = True
     return excl
 
 
 class SimulatedDetector:
-    """Simulated whole-body detector (see the module docstring). Settings mirror ``SimulatedDetectorConfig``."""
+    """Simulated whole-body detector (see the module docstring).
+
+    Every setting is documented, with its default, in ``build_h3wb.config.SimulatedDetectorConfig``; build one with
+    ``hydra.utils.instantiate`` or :func:`default_simulated_detector`.
+    """
 
     name = "simulated"
 
     def __init__(
         self,
-        seed: int = 0,
-        noise_px: Mapping[str, float] | None = None,
-        noise_spread: float = 0.6,
-        score_scale_px: float = 6.0,
-        base_score: float = 0.9,
-        miss_prob: Mapping[str, float] | None = None,
-        part_miss_prob: Mapping[str, float] | None = None,
-        face_min_cos: float = 0.15,
-        torso_radius_mm: float = 150.0,
-        limb_radius_mm: float = 55.0,
-        head_radius_mm: float = 95.0,
-        outlier_prob: float = 0.01,
-        swap_prob: float = 0.01,
-        hand_swap_prob: float = 0.02,
-        edge_margin_px: float = 2.0,
+        *,
+        seed: int,
+        noise_px: Mapping[str, float],
+        noise_spread_part: float,
+        noise_spread: float,
+        score_scale_px: float,
+        base_score: float,
+        miss_prob: Mapping[str, float],
+        part_miss_prob: Mapping[str, float],
+        occluded_report_prob: Mapping[str, float],
+        occluded_score_factor: float,
+        occluded_noise_factor: float,
+        face_min_cos: float,
+        face_part_min_cos: float,
+        torso_radius_mm: float,
+        limb_radius_mm: float,
+        head_radius_mm: float,
+        outlier_prob: Mapping[str, float],
+        part_outlier_prob: Mapping[str, float],
+        swap_prob: float,
+        hand_swap_prob: float,
+        edge_margin_px: float,
     ) -> None:
         self.seed = int(seed)
-        self.noise_px = self._per_part("noise_px", noise_px or {}, default=3.0)
-        self.miss_prob = self._per_part("miss_prob", miss_prob or {}, default=0.0)
-        self.part_miss_prob = self._per_part("part_miss_prob", part_miss_prob or {}, default=0.0)
+        self.noise_px = self._per_part("noise_px", noise_px, default=3.0)
+        self.miss_prob = self._per_part("miss_prob", miss_prob, default=0.0)
+        self.part_miss_prob = self._per_part("part_miss_prob", part_miss_prob, default=0.0)
+        self.occluded_report_prob = self._per_part("occluded_report_prob", occluded_report_prob, default=0.5)
+        self.occluded_score_factor = float(occluded_score_factor)
+        self.occluded_noise_factor = float(occluded_noise_factor)
+        self.noise_spread_part = float(noise_spread_part)
         self.noise_spread = float(noise_spread)
         self.score_scale_px = float(score_scale_px)
         self.base_score = float(base_score)
         self.face_min_cos = float(face_min_cos)
+        self.face_part_min_cos = float(face_part_min_cos)
         self.radii = np.array([torso_radius_mm, head_radius_mm] + [limb_radius_mm] * len(_LIMBS), dtype=np.float64)
-        self.outlier_prob = float(outlier_prob)
+        self.outlier_prob = self._per_part("outlier_prob", outlier_prob, default=0.0)
+        self.part_outlier_prob = self._per_part("part_outlier_prob", part_outlier_prob, default=0.0)
         self.swap_prob = float(swap_prob)
         self.hand_swap_prob = float(hand_swap_prob)
         self.edge_margin_px = float(edge_margin_px)
@@ -117,12 +137,18 @@ class SimulatedDetector:
             "noise_px": dict(zip(_PART_NAMES, self.noise_px.tolist())),
             "miss_prob": dict(zip(_PART_NAMES, self.miss_prob.tolist())),
             "part_miss_prob": dict(zip(_PART_NAMES, self.part_miss_prob.tolist())),
+            "occluded_report_prob": dict(zip(_PART_NAMES, self.occluded_report_prob.tolist())),
+            "occluded_score_factor": self.occluded_score_factor,
+            "occluded_noise_factor": self.occluded_noise_factor,
+            "noise_spread_part": self.noise_spread_part,
             "noise_spread": self.noise_spread,
             "score_scale_px": self.score_scale_px,
             "base_score": self.base_score,
             "face_min_cos": self.face_min_cos,
+            "face_part_min_cos": self.face_part_min_cos,
             "radii_mm": self.radii.tolist(),
-            "outlier_prob": self.outlier_prob,
+            "outlier_prob": dict(zip(_PART_NAMES, self.outlier_prob.tolist())),
+            "part_outlier_prob": dict(zip(_PART_NAMES, self.part_outlier_prob.tolist())),
             "swap_prob": self.swap_prob,
             "hand_swap_prob": self.hand_swap_prob,
             "edge_margin_px": self.edge_margin_px,
@@ -152,22 +178,30 @@ class SimulatedDetector:
         part = self._part_ids  # (J,)
         # whole-part failures in this view (face, hands), and random misses of single keypoints
         fail = rng.random((B, len(_PART_NAMES))) < self.part_miss_prob  # (B, P)
+        fail[:, _PART_NAMES.index("face")] |= face_facing_cos(X, cam) < self.face_part_min_cos  # face turned away
         missed = fail[:, part] | (rng.random((B, J)) < self.miss_prob[part])
 
-        # noise level per keypoint; the score falls as it rises
-        sigma = self.noise_px[part] * np.exp(self.noise_spread * rng.standard_normal((B, J)))  # (B, J) px
+        # noise level: shared by a part in this view (blur, size, pose) times a per-keypoint factor; the score
+        # falls as it rises
+        part_level = np.exp(self.noise_spread_part * rng.standard_normal((B, len(_PART_NAMES))))  # (B, P)
+        sigma = self.noise_px[part] * part_level[:, part] * np.exp(self.noise_spread * rng.standard_normal((B, J)))
         score = self.base_score * np.exp(-sigma / self.score_scale_px) + 0.03 * rng.standard_normal((B, J))
-        # occluded keypoints: 60% not reported, the rest guessed with low confidence and more noise
-        guessed = occluded & (rng.random((B, J)) < 0.4)
-        sigma = np.where(guessed, sigma * 3.0 + 5.0, sigma)
-        score = np.where(guessed, rng.uniform(0.05, 0.35, (B, J)), score)
+        # occluded keypoints: some reported as guesses with lower confidence and more noise, the rest missing
+        guessed = occluded & (rng.random((B, J)) < self.occluded_report_prob[part])
+        score = np.where(guessed, score * self.occluded_score_factor, score)
+        sigma = np.where(guessed, sigma * self.occluded_noise_factor + 3.0, sigma)
         score = np.clip(score, 0.01, 1.0)
         det = uv + sigma[..., None] * rng.standard_normal((B, J, 2))
 
-        # gross outliers: far off, still confident
-        outlier = rng.random((B, J)) < self.outlier_prob
+        # gross outliers, still confident: single keypoints far off, or a whole part found at the wrong place
         angle = rng.uniform(0, 2 * np.pi, (B, J))
         radius = rng.uniform(50.0, 300.0, (B, J))
+        part_out = rng.random((B, len(_PART_NAMES))) < self.part_outlier_prob  # (B, P)
+        part_angle = rng.uniform(0, 2 * np.pi, (B, len(_PART_NAMES)))[:, part]
+        part_radius = rng.uniform(50.0, 300.0, (B, len(_PART_NAMES)))[:, part]
+        angle = np.where(part_out[:, part], part_angle, angle)
+        radius = np.where(part_out[:, part], part_radius, radius)
+        outlier = (rng.random((B, J)) < self.outlier_prob[part]) | part_out[:, part]
         det = np.where(outlier[..., None], det + np.stack([np.cos(angle), np.sin(angle)], -1) * radius[..., None], det)
 
         found = seen & ~missed & (~occluded | guessed) & cam.in_image(det, 0.0)
@@ -188,6 +222,16 @@ class SimulatedDetector:
 def head_center(X: np.ndarray) -> np.ndarray:
     """(B, J, 3) -> (B, 3): the head centre, midway between the ears."""
     return 0.5 * (X[:, skeleton.index("left_ear")] + X[:, skeleton.index("right_ear")])
+
+
+def face_facing_cos(X: np.ndarray, cam: Camera) -> np.ndarray:
+    """(B, J, 3) world mm -> (B,) cosine between the face's forward direction and the direction to the camera."""
+    c = head_center(X)
+    fwd = X[:, skeleton.NOSE] - c
+    fwd /= np.linalg.norm(fwd, axis=-1, keepdims=True) + 1e-9
+    to_cam = cam.center - c
+    to_cam /= np.linalg.norm(to_cam, axis=-1, keepdims=True)
+    return (fwd * to_cam).sum(-1)
 
 
 def face_self_occlusion(X: np.ndarray, cam: Camera, min_cos: float) -> np.ndarray:
@@ -218,9 +262,12 @@ def _capsules(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(B, J, 3) -> endpoints a, b (B, K, 3) of the occluding capsules: torso, head (a point), limbs."""
     mid_hip = skeleton.root(X)
     mid_sh = 0.5 * (X[:, _idx("left_shoulder")] + X[:, _idx("right_shoulder")])
+    # the torso capsule stops 100 mm below the shoulder line, so its round cap does not swallow the neck and chin
+    spine = mid_sh - mid_hip
+    top = mid_sh - 100.0 * spine / (np.linalg.norm(spine, axis=-1, keepdims=True) + 1e-9)
     head = head_center(X)
     a = [mid_hip, head] + [X[:, _idx(p)] for _, p, _ in _LIMBS]
-    b = [mid_sh, head] + [X[:, _idx(q)] for _, _, q in _LIMBS]
+    b = [top, head] + [X[:, _idx(q)] for _, _, q in _LIMBS]
     return np.stack(a, 1), np.stack(b, 1)
 
 
@@ -300,3 +347,14 @@ def palm_occlusion(X: np.ndarray, cam: Camera, margin_mm: float = 10.0) -> np.nd
         before = (1.0 - s) * np.linalg.norm(d, axis=-1) > margin_mm
         out[:, sl] = inside & before & (s > 0)
     return out
+
+
+def default_simulated_detector(**overrides: Any) -> SimulatedDetector:
+    """A :class:`SimulatedDetector` with the configured defaults, some of them overridden."""
+    from dataclasses import asdict
+
+    from build_h3wb.config import SimulatedDetectorConfig
+
+    settings = {k: v for k, v in asdict(SimulatedDetectorConfig()).items() if k != "_target_"}
+    settings.update(overrides)
+    return SimulatedDetector(**settings)
