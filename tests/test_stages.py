@@ -117,3 +117,45 @@ def test_bad_source_settings(tmp_path):
     assert out.returncode != 0 and "S2" in out.stdout + out.stderr
     out = cli(tmp_path, "stage=detect", "data.actions=[Juggling]", check=False)
     assert out.returncode != 0 and "Juggling" in out.stdout + out.stderr
+
+
+def test_triangulate_rejects_malformed_detections(built, tmp_path):
+    import shutil
+
+    d = tmp_path / "b"
+    shutil.copytree(built / "detect", d / "detect")
+    path = d / "detect" / "S1" / "Phoning 1.h5"
+    with h5py.File(path, "r+") as f:
+        kp = f["keypoints"][:]
+        del f["keypoints"]
+        f["keypoints"] = kp[:, :, :17]
+    out = cli(d, "stage=triangulate", *SMALL, check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0 and "Phoning 1.h5" in text and "'keypoints'" in text and "(4, 30, 17, 3)" in text
+    # the sequences triangulated before the bad one are kept
+    assert (d / "triangulate" / "S1" / "Walking 1.h5").exists()
+    with h5py.File(path, "r+") as f:
+        del f["keypoints"]
+        f["keypoints"] = kp
+        f["cameras"][0] = "99999999"
+    out = cli(d, "stage=triangulate", *SMALL, check=False)
+    assert out.returncode != 0 and "camera order" in out.stdout + out.stderr
+
+
+def test_nan_detections_are_handled(built, tmp_path):
+    import shutil
+
+    d = tmp_path / "b"
+    shutil.copytree(built / "detect", d / "detect")
+    with h5py.File(d / "detect" / "S8" / "Walking 1.h5", "r+") as f:
+        kp = f["keypoints"][:]
+        kp[1] = np.nan  # a whole view lost
+        kp[0, :, :5, 2] = np.nan  # scores lost where coordinates exist
+        f["keypoints"][...] = kp
+    cli(d, "stage=triangulate", *SMALL)
+    with h5py.File(d / "triangulate" / "S8" / "Walking 1.h5") as f:
+        views = f["views_used"][:]
+        X = f["keypoints_3d"][:]
+    assert not (views & 0b0010).any()
+    assert not (views[:, :5] & 0b0001).any()  # no score, no use
+    assert np.isfinite(X).mean() > 0.3

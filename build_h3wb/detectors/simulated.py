@@ -104,7 +104,7 @@ class SimulatedDetector:
         self.noise_px = self._per_part("noise_px", noise_px, default=3.0)
         self.miss_prob = self._per_part("miss_prob", miss_prob, default=0.0)
         self.part_miss_prob = self._per_part("part_miss_prob", part_miss_prob, default=0.0)
-        self.occluded_report_prob = self._per_part("occluded_report_prob", occluded_report_prob, default=0.5)
+        self.occluded_report_prob = self._per_part("occluded_report_prob", occluded_report_prob, default=0.0)
         self.occluded_score_factor = float(occluded_score_factor)
         self.occluded_noise_factor = float(occluded_noise_factor)
         self.noise_spread_part = float(noise_spread_part)
