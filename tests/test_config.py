@@ -35,7 +35,9 @@ def test_defaults_are_the_synthetic_capture():
     assert list(cfg.data.subjects) == ["S1", "S5", "S6", "S7", "S8"]
 
 
-@pytest.mark.parametrize("override", ["triangulate.min_scor=0.1", "data.subject=[S1]", "detector.noize=1", "bild.dir=x"])
+@pytest.mark.parametrize(
+    "override", ["triangulate.min_scor=0.1", "data.subject=[S1]", "detector.noize=1", "bild.dir=x"]
+)
 def test_typos_fail_when_composing(override):
     with pytest.raises(ConfigCompositionException):
         _compose(override)

@@ -128,7 +128,8 @@ def test_left_right_swaps_happen_at_the_configured_rate():
     out = det(b)
     uv = RIG[0].project(b.world_keypoints)
     lw, rw = skeleton.LEFT_WRIST, skeleton.RIGHT_WRIST
-    swapped = (np.linalg.norm(out[:, lw, :2] - uv[:, rw], axis=-1) < np.linalg.norm(out[:, lw, :2] - uv[:, lw], axis=-1))
+    to_right = np.linalg.norm(out[:, lw, :2] - uv[:, rw], axis=-1)
+    swapped = to_right < np.linalg.norm(out[:, lw, :2] - uv[:, lw], axis=-1)
     ok = np.isfinite(out[:, lw, 0])
     assert 0.3 < swapped[ok].mean() < 0.7
 
