@@ -19,6 +19,8 @@ from build_h3wb.stages.common import build_dir, make_source, progress
 
 log = logging.getLogger(__name__)
 
+CHUNK_FRAMES = 250
+
 
 def latest_pose_stage(root) -> str:
     """The last pose-producing stage that has finished in a build directory."""
@@ -41,13 +43,13 @@ def run(cfg: DictConfig) -> dict:
     for u in progress(manifest["units"], desc="evaluate", unit="seq"):
         seq = Sequence(u["subject"], u["action"], u["sequence"])
         with open_h5(root / stage / u["subject"] / f"{u['sequence']}.h5") as f:
-            pred = f["keypoints_3d"][:].astype(np.float64)
             frames = f["frames"][:]
-        gt = source.ground_truth(seq, frames)
-        if gt is None:
-            skipped.append(seq.key)
-            continue
-        stats.add(pred, gt)
+            for s in range(0, len(frames), CHUNK_FRAMES):  # stream: memory stays flat with sequence length
+                gt = source.ground_truth(seq, frames[s : s + CHUNK_FRAMES])
+                if gt is None:
+                    skipped.append(seq.key)
+                    break
+                stats.add(f["keypoints_3d"][s : s + CHUNK_FRAMES].astype(np.float64), gt)
     table = stats.table()
     table["stage"] = stage
     table["sequences_scored"] = len(manifest["units"]) - len(skipped)

@@ -61,7 +61,9 @@ def run(cfg: DictConfig) -> dict:
                                   sd, int(tcfg.chunk_frames))
             computed += 1
         with open_h5(out_path) as f:
-            stats.add(f["keypoints_3d"], f["seen_any"])
+            step = int(tcfg.chunk_frames)
+            for s in range(0, f["frames"].shape[0], step):
+                stats.add(f["keypoints_3d"][s : s + step], f["seen_any"][s : s + step])
     summary = stats.summary()
     summary.update(sequences=len(det["units"]), computed=computed)
     write_json(sd.root / "summary.json", summary)
@@ -121,9 +123,9 @@ class _Counts:
         self.part_total = {p: 0 for p in skeleton.REPORT_PARTS}
         self.part_complete_poses = {p: 0 for p in skeleton.REPORT_PARTS}
 
-    def add(self, kp3d: h5py.Dataset, seen_any: h5py.Dataset) -> None:
+    def add(self, kp3d: np.ndarray, seen: np.ndarray) -> None:
+        """Count a block of poses: kp3d (T, J, 3) mm, seen (T, J) bool."""
         ok = np.isfinite(kp3d[:, :, 0])  # (T, J)
-        seen = seen_any[:]
         complete = ok.all(1)
         all_seen = seen.all(1)
         self.poses += len(ok)
