@@ -256,14 +256,14 @@ def view_arrays(keypoints_3d: np.ndarray, rig: Rig, bbox_margin: float = 0.1) ->
     uv = np.stack([cam.project(X, distort_points=False) for cam in rig], axis=1)  # (T, C, J, 2)
     uv_d = np.stack([cam.project(X, distort_points=True) for cam in rig], axis=1)  # (T, C, J, 2)
     cam3d = np.stack([cam.world_to_camera(X) for cam in rig], axis=1)  # (T, C, J, 3)
-    t = np.stack([cam.t for cam in rig])[None, :, None, :]  # (1, C, 1, 3)
+    rotated = np.stack([X @ cam.R.T for cam in rig], axis=1)  # (T, C, J, 3) R X, no translation
     both = np.concatenate([uv, uv_d], axis=-2)  # (T, C, 2J, 2)
     bbox = np.stack([_nan_safe_bbox(both[:, c], cam.image_size, bbox_margin) for c, cam in enumerate(rig)], axis=1)
     return {
         "keypoints_2d": uv,
         "keypoints_2d_distorted": uv_d,
         "keypoints_3d_camera": cam3d,
-        "keypoints_3d_rotated": cam3d - t,
+        "keypoints_3d_rotated": rotated,
         "bbox": bbox,
     }
 
@@ -294,6 +294,8 @@ def _views(seq: ExportSequence, bbox_margin: float) -> dict[str, np.ndarray]:
 
 def _check_sequences(sequences: Sequence[ExportSequence]) -> int:
     """Validate a list of sequences for export; return the common number of cameras C."""
+    if not sequences:
+        raise ValueError("no sequences to export (an empty list)")
     if not all(isinstance(s, ExportSequence) for s in sequences):
         raise ValueError("sequences must be a list of ExportSequence")
     seen: set[tuple[str, str]] = set()
@@ -311,7 +313,7 @@ def _check_sequences(sequences: Sequence[ExportSequence]) -> int:
         rigs.setdefault(s.subject, s.rig)
     if len(counts) > 1:
         raise ValueError(f"all rigs must have the same number of cameras, got {sorted(counts)}")
-    return counts.pop() if counts else 0
+    return counts.pop()
 
 
 def _same_rig(a: Rig, b: Rig) -> bool:
