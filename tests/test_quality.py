@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+
+from build_h3wb import skeleton
+from build_h3wb.quality import (
+    Filter,
+    apply_filters,
+    bone_lengths,
+    pose_measures,
+    quality_score,
+    select_balanced,
+    symmetric_bone_pairs,
+)
+from build_h3wb.synthetic.motion import generate_motion
+
+J = skeleton.NUM_KEYPOINTS
+
+
+def _poses(n=20):
+    frames = np.arange(0, 5 * n, 5)
+    return frames, generate_motion("S1", "Walking", frames / 50.0)
+
+
+def _measures(kp, frames, **kw):
+    T = len(kp)
+    args = dict(reprojection_error=np.full((T, J), 2.0), num_views=np.full((T, J), 4), filled=np.zeros((T, J), bool))
+    args.update(kw)
+    ref = np.nanmedian(bone_lengths(kp), axis=0)
+    return pose_measures(kp, args["reprojection_error"], args["num_views"], args["filled"], frames, ref, 50.0, 5)
+
+
+def test_symmetric_pairs_are_left_right_twins():
+    pairs = symmetric_bone_pairs()
+    b = skeleton.RIGID_BONES
+    assert len(pairs) > 20
+    for i, j in pairs:
+        assert sorted(skeleton.FLIP_INDEX[b[i]].tolist()) == sorted(b[j].tolist())
+
+
+def test_measures_of_a_clean_pose_sequence():
+    frames, kp = _poses()
+    m = _measures(kp, frames)
+    assert np.allclose(m["reprojection_px"], 2.0) and np.allclose(m["views"], 4)
+    assert (m["filled_share"] == 0).all()
+    assert m["bone_deviation"].max() < 1e-6  # the generator keeps bones constant
+    assert m["asymmetry"].max() < 0.2
+    assert np.isnan(m["jump_mm_s"][0]) and (m["jump_mm_s"][1:] < 5000).all()
+
+
+def test_measures_catch_bad_poses():
+    frames, kp = _poses()
+    bad = kp.copy()
+    bad[5, skeleton.LEFT_WRIST] += [1000.0, 0, 0]  # a broken forearm and a 1 m jump in 0.1 s
+    filled = np.zeros((len(kp), J), bool)
+    filled[7, skeleton.PARTS["face"]] = True
+    m = _measures(bad, frames, filled=filled)
+    assert m["bone_deviation"][5] > 0.5 and m["bone_deviation"][4] < 1e-6
+    assert m["jump_mm_s"][5] > 8000 and m["jump_mm_s"][6] > 8000
+    assert m["filled_share"][7] == pytest.approx(68 / J)
+    q = quality_score(m)
+    assert q[5] > q[4] and q[7] > q[4]
+    # non-consecutive frames have no jump measure
+    gap = frames.copy()
+    gap[10:] += 100
+    assert np.isnan(_measures(kp, gap)["jump_mm_s"][10])
+
+
+def test_filters_count_rejections_by_first_reason():
+    m = {"a": np.array([1.0, 5.0, 9.0, np.nan]), "b": np.array([0.0, 0.0, 9.0, 0.0])}
+    fa = Filter("too_big_a", "a", max_value=4.0)
+    fb = Filter("too_big_b", "b", max_value=1.0)
+    keep, reason = apply_filters([fa, fb], m, complete=np.array([True, True, True, False]))
+    assert keep.tolist() == [True, False, False, False]
+    assert reason.tolist() == [-1, 1, 1, 0]
+    assert fa.rejected == 2 and fb.rejected == 0  # pose 2 is counted once, by the first filter
+    assert Filter("nan", "a", max_value=4.0, reject_nan=True)(m).tolist() == [True, False, False, False]
+
+
+def test_select_balanced_takes_the_best_of_every_group():
+    score = np.array([1.0, 2.0, 3.0, 10.0, 11.0, np.inf, 0.5])
+    groups = np.array([0, 0, 0, 1, 1, 1, 2])
+    sel = select_balanced(score, groups, 3)
+    assert sel.tolist() == [True, False, False, True, False, False, True]
+    sel = select_balanced(score, groups, 5)
+    assert sel.sum() == 5 and not sel[5]
+    assert select_balanced(score, groups, 100).sum() == 6
