@@ -163,6 +163,11 @@ class StageDir:
             log.warning("%s; it will be recomputed", err)
             return False
 
+    def unit_attrs(self, unit: Mapping[str, str], **extra: Any) -> dict[str, Any]:
+        """Attributes of one sequence's artifact: its identity, the stage config and its hash."""
+        return {"subject": unit["subject"], "action": unit["action"], "sequence": unit["sequence"],
+                "config_hash": self.hash, "config": self.config, **extra}
+
     def write_manifest(self, counts: Mapping[str, Any], units: list[str]) -> None:
         """Mark the stage finished: configuration, hash, versions, units and counts."""
         from build_h3wb import __version__

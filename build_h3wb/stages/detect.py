@@ -50,15 +50,7 @@ def run(cfg: DictConfig) -> dict:
             continue
         rig = source.rig(seq)
         C, T, J = len(rig), len(frames), skeleton.NUM_KEYPOINTS
-        attrs = {
-            "subject": seq.subject,
-            "action": seq.action,
-            "sequence": seq.name,
-            "rig": rig.to_dict(),
-            "config_hash": sd.hash,
-            "config": sd.config,
-        }
-        with atomic_h5(path, attrs) as f:
+        with atomic_h5(path, sd.unit_attrs(unit(seq), rig=rig.to_dict())) as f:
             f.create_dataset("frames", data=frames)
             f.create_dataset("cameras", data=np.array(rig.names, dtype=h5py.string_dtype()))
             ds = f.create_dataset("keypoints", shape=(C, T, J, 3), dtype=np.float32, chunks=(1, min(T, 256), J, 3))

@@ -1,12 +1,15 @@
-"""Stage ``evaluate``: score what was built (after whichever stages ran) against the source's ground truth.
+"""Stage ``evaluate``: score what was built, after whichever stages ran, against the source's ground truth.
 
-Writes ``evaluate/<stage>.json`` (errors by variant and part, coverage) and ``evaluate/<stage>.md``, and prints
-the table. Sequences whose source has no ground truth are skipped and counted.
+For every finished pose stage (``triangulate``, ``complete``, ``refine``; or the one named by ``evaluate.stage``)
+writes ``evaluate/<stage>.{json,md}`` (errors by variant and part, coverage), and, once ``filter`` has run,
+``evaluate/dataset.{json,md}`` for the selected poses only: the accuracy of the dataset itself. A comparison of
+the stages goes to ``evaluate/summary.md`` and ends the log. Sequences without ground truth are skipped and counted.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
@@ -20,46 +23,96 @@ from build_h3wb.stages.common import build_dir, make_source, progress
 log = logging.getLogger(__name__)
 
 CHUNK_FRAMES = 250
+_META = ("stage", "sequences_scored", "sequences_without_ground_truth", "poses")
 
 
-def latest_pose_stage(root) -> str:
-    """The last pose-producing stage that has finished in a build directory."""
-    done = [s for s in POSE_STAGES if (root / s / "manifest.json").exists()]
-    if not done:
-        raise BuildDirError(f"nothing to evaluate in {root}: none of {list(POSE_STAGES)} has finished")
-    return done[-1]
+def finished_pose_stages(root: Path) -> list[str]:
+    """The pose-producing stages that have finished in a build directory, in pipeline order."""
+    return [s for s in POSE_STAGES if (root / s / "manifest.json").exists()]
 
 
 def run(cfg: DictConfig) -> dict:
-    """Evaluate the chosen stage's poses; returns the result table."""
+    """Evaluate the chosen stages; returns stage -> result table."""
     root = build_dir(cfg)
-    stage = latest_pose_stage(root) if cfg.evaluate.stage == "latest" else cfg.evaluate.stage
-    if stage not in POSE_STAGES:
-        raise ValueError(f"evaluate.stage={stage!r} is not a pose stage; choose one of {['latest', *POSE_STAGES]}")
-    manifest = finished_manifest(root, stage)
+    done = finished_pose_stages(root)
+    if not done:
+        raise BuildDirError(f"nothing to evaluate in {root}: none of {list(POSE_STAGES)} has finished")
+    choice = str(cfg.evaluate.stage)
+    if choice == "all":
+        stages = done
+    elif choice == "latest":
+        stages = done[-1:]
+    elif choice in POSE_STAGES:
+        stages = [choice]
+    else:
+        raise ValueError(f"evaluate.stage={choice!r}; choose one of {['all', 'latest', *POSE_STAGES]}")
     source = make_source(cfg)
+    results = {s: evaluate_stage(root, s, source) for s in stages}
+    if (root / "filter" / "manifest.json").exists():
+        results["dataset"] = evaluate_stage(root, done[-1], source, selected_only=True)
+    _write_summary(root, results)
+    return results
+
+
+def evaluate_stage(root: Path, stage: str, source, selected_only: bool = False) -> dict:
+    """Score one stage's poses (all, or only those the filter selected) and write its report."""
+    manifest = finished_manifest(root, stage)
     stats = ErrorStats()
     skipped = []
-    for u in progress(manifest["units"], desc="evaluate", unit="seq"):
+    poses = 0
+    name = "dataset" if selected_only else stage
+    for u in progress(manifest["units"], desc=f"evaluate {name}", unit="seq"):
         seq = Sequence(u["subject"], u["action"], u["sequence"])
+        keep = None
+        if selected_only:
+            with open_h5(root / "filter" / u["subject"] / f"{u['sequence']}.h5") as f:
+                keep = f["selected"][:]
         with open_h5(root / stage / u["subject"] / f"{u['sequence']}.h5") as f:
             frames = f["frames"][:]
             for s in range(0, len(frames), CHUNK_FRAMES):  # stream: memory stays flat with sequence length
-                gt = source.ground_truth(seq, frames[s : s + CHUNK_FRAMES])
+                sel = slice(s, s + CHUNK_FRAMES)
+                mask = np.ones(len(frames[sel]), bool) if keep is None else keep[sel]
+                if not mask.any():
+                    continue
+                gt = source.ground_truth(seq, frames[sel][mask])
                 if gt is None:
                     skipped.append(seq.key)
                     break
-                stats.add(f["keypoints_3d"][s : s + CHUNK_FRAMES].astype(np.float64), gt)
+                stats.add(f["keypoints_3d"][sel][mask].astype(np.float64), gt)
+                poses += int(mask.sum())
     table = stats.table()
-    table["stage"] = stage
-    table["sequences_scored"] = len(manifest["units"]) - len(skipped)
-    table["sequences_without_ground_truth"] = skipped
-    write_json(root / "evaluate" / f"{stage}.json", table)
-    text = format_table({k: v for k, v in table.items() if k not in ("stage", "sequences_scored",
-                                                                       "sequences_without_ground_truth")})
-    with atomic_path(root / "evaluate" / f"{stage}.md") as tmp:
-        tmp.write_text(f"# Accuracy after `{stage}`\n\n{text}\n")
-    log.info("evaluate (%s, %d sequences):\n%s", stage, table["sequences_scored"], text)
+    table.update(stage=stage, poses=poses, sequences_scored=len(manifest["units"]) - len(skipped),
+                 sequences_without_ground_truth=skipped)
+    write_json(root / "evaluate" / f"{name}.json", table)
+    text = format_table({k: v for k, v in table.items() if k not in _META})
+    title = f"the selected poses (after `{stage}` and `filter`)" if selected_only else f"all poses after `{stage}`"
+    with atomic_path(root / "evaluate" / f"{name}.md") as tmp:
+        tmp.write_text(f"# Accuracy of {title}: {poses} poses\n\n{text}\n")
     if skipped:
         log.warning("evaluate: %d sequences have no ground truth and were skipped", len(skipped))
     return table
+
+
+def _write_summary(root: Path, results: dict) -> None:
+    """Stages side by side (mean mm; median in brackets), and the dataset's size and accuracy."""
+    head = "| poses | n | whole | body | face | hands | face (nose-aligned) | hands (wrist-aligned) | built |"
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    for name, t in results.items():
+        def cell(variant: str, part: str, t: dict = t) -> str:
+            r = t[variant][part]
+            return "-" if r["mean_mm"] is None else f"{r['mean_mm']:.1f} ({r['median_mm']:.1f})"
+
+        label = "selected (dataset)" if name == "dataset" else f"after {name}"
+        lines.append(f"| {label} | {t['poses']} | " + " | ".join(cell("absolute", p) for p in
+                                                              ("whole", "body", "face", "hands"))
+                     + f" | {cell('face_aligned', 'face')} | {cell('hands_aligned', 'hands')} | "
+                     f"{100 * t['coverage']['whole']:.1f}% |")
+    text = "World error in mm, mean (median), over the keypoints built:\n\n" + "\n".join(lines)
+    if "dataset" in results:
+        d = results["dataset"]
+        text += (f"\n\nDataset: {d['poses']} poses ({4 * d['poses']} images), whole-body error "
+                 f"{d['absolute']['whole']['mean_mm']} mm mean, {d['absolute']['whole']['median_mm']} mm median "
+                 f"(mid-hip centred: {d['root_relative']['whole']['mean_mm']} mm mean)")
+    with atomic_path(root / "evaluate" / "summary.md") as tmp:
+        tmp.write_text(text + "\n")
+    log.info("evaluate:\n%s", text)

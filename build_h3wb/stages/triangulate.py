@@ -85,9 +85,7 @@ def _triangulate_sequence(in_path, out_path, unit: dict, params: dict, sd: Stage
                                 f"frames x {J} keypoints x 3")
         if list(cameras) != list(rig.names):
             raise BuildDirError(f"{in_path}: camera order {cameras} differs from the rig's {list(rig.names)}")
-        attrs = {"subject": unit["subject"], "action": unit["action"], "sequence": unit["sequence"],
-                 "config_hash": sd.hash, "config": sd.config}
-        with atomic_h5(out_path, attrs) as out:
+        with atomic_h5(out_path, sd.unit_attrs(unit)) as out:
             out.create_dataset("frames", data=frames)
             out.create_dataset("cameras", data=np.array(rig.names, dtype=h5py.string_dtype()))
             d3 = out.create_dataset("keypoints_3d", (T, J, 3), np.float32)
