@@ -12,7 +12,9 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-STAGES = ("detect", "triangulate", "evaluate", "all")
+from build_h3wb.completion.config import CompletionConfig
+
+STAGES = ("detect", "triangulate", "complete", "refine", "filter", "export", "evaluate", "all")
 
 
 @dataclass
@@ -114,14 +116,102 @@ class TriangulateConfig:
 
 
 @dataclass
+class CompleteConfig:
+    """Completion stage settings; the network's own settings are ``complete.model`` (``CompletionConfig``).
+
+    Attributes:
+        model: architecture and training hyper-parameters.
+        device: ``auto`` (GPU when there is one), ``cpu`` or a torch device such as ``cuda:1``.
+        seed: training seed (masks, shuffling, initialisation).
+        max_train_poses: at most this many complete poses train the network (drawn at random).
+        val_share: share of them held out to report validation error per epoch.
+        baseline_eval_poses: incomplete poses on which the network is compared with the two baselines against
+            ground truth (0: skip; only where the source has ground truth).
+    """
+
+    model: CompletionConfig = field(default_factory=CompletionConfig)
+    device: str = "auto"
+    seed: int = 0
+    max_train_poses: int = 50000
+    val_share: float = 0.1
+    baseline_eval_poses: int = 2000
+
+
+@dataclass
+class RefineConfig:
+    """Hand and face refinement (see ``build_h3wb.refinement.refine_sequence`` for the method).
+
+    Attributes:
+        best_poses: per subject, this many complete triangulated poses with the lowest reprojection error teach the
+            part models.
+        min_subject_poses: a subject with fewer good poses uses models pooled over all subjects.
+        ranks: shape components per part (face, left_hand, right_hand); empty: the module's defaults.
+        min_score: detections below this confidence are not used.
+        prior_weight: weight of the model prior against the views' data (mm^2 per mm^2).
+        temporal_window: frames on each side whose shape coefficients are averaged (consecutive frames only).
+        noise_mm: expected keypoint noise; sets how strongly shape coefficients are held to the mean.
+        trust_views: the prior fades for keypoints whose summed squared view scores exceed this...
+        trust_power: ...this sharply, so well-seen keypoints stay where their views put them.
+        filled_weight: weight of a network-filled keypoint as an observation of the part.
+    """
+
+    best_poses: int = 500
+    min_subject_poses: int = 200
+    ranks: dict[str, int] = field(default_factory=dict)
+    min_score: float = 0.3
+    prior_weight: float = 4.0
+    temporal_window: int = 2
+    noise_mm: float = 10.0
+    trust_views: float = 1.0
+    trust_power: float = 8.0
+    filled_weight: float = 0.1
+
+
+@dataclass
+class FilterConfig:
+    """Quality filter thresholds (see ``build_h3wb.quality``); a pose is kept when it passes all of them.
+
+    Attributes:
+        max_reprojection_px: mean reprojection error of the triangulated keypoints.
+        min_views: mean number of views supporting a triangulated keypoint.
+        max_filled_share: share of keypoints filled by the completion network.
+        max_bone_deviation: length-weighted relative deviation of the rigid bones from the subject's median lengths.
+        max_asymmetry: length-weighted relative difference between the left bones and their right twins.
+        max_jump_mm_s: largest keypoint speed to the previous consecutive frame.
+        target_size: if > 0, keep at most this many poses, the best first, balanced over subject x action.
+        true_error: score the kept poses against ground truth where the source has it.
+    """
+
+    max_reprojection_px: float = 6.0
+    min_views: float = 2.5
+    max_filled_share: float = 0.35
+    max_bone_deviation: float = 0.1
+    max_asymmetry: float = 0.15
+    max_jump_mm_s: float = 8000.0
+    target_size: int = 0
+    true_error: bool = True
+
+
+@dataclass
+class ExportConfig:
+    """Export settings: the benchmark split and the JSON details (see ``build_h3wb.export``)."""
+
+    train_subjects: list[str] = field(default_factory=lambda: ["S1", "S5", "S6", "S7"])
+    test_subjects: list[str] = field(default_factory=lambda: ["S8"])
+    bbox_margin: float = 0.1
+    rgb_test_seed: int = 0  # permutes the RGB-to-3D test ids, as the official release does
+    decimals: int = 2  # rounding of the JSON keypoints (-1: full precision)
+
+
+@dataclass
 class EvaluateConfig:
     """Evaluation settings.
 
     Attributes:
-        stage: which stage's 3D output to score; ``latest`` picks the last stage that has run.
+        stage: which stage's 3D output to score: ``all`` (every finished pose stage), ``latest`` or a stage name.
     """
 
-    stage: str = "latest"
+    stage: str = "all"
 
 
 @dataclass
@@ -134,6 +224,10 @@ class Config:
     detector: Any = MISSING
     detect: DetectConfig = field(default_factory=DetectConfig)
     triangulate: TriangulateConfig = field(default_factory=TriangulateConfig)
+    complete: CompleteConfig = field(default_factory=CompleteConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 

@@ -5,8 +5,9 @@ The measures need no ground truth, only what the build itself knows:
 - ``reprojection_px``: mean reprojection error (pixels) of the triangulated keypoints;
 - ``views``: mean number of views supporting a triangulated keypoint;
 - ``filled_share``: share of the keypoints filled by the completion network;
-- ``bone_deviation``: largest relative deviation of a rigid bone from the subject's own median length;
-- ``asymmetry``: largest relative difference between a left bone and its right twin;
+- ``bone_deviation``: how far the rigid bones are from the subject's own median lengths, ``sum |l - l_ref| /
+  sum l_ref`` (length-weighted, so a 10 mm bone's noise does not dominate);
+- ``asymmetry``: ``sum |l_left - l_right| / sum (l_left + l_right) / 2`` over the left/right twin bones;
 - ``jump_mm_s``: largest keypoint speed (mm/s) to the previous frame where the frames are consecutive (NaN where
   the pose has no consecutive predecessor).
 
@@ -78,10 +79,11 @@ def pose_measures(
         reproj = np.where(tri, reprojection_error, 0.0).sum(1) / tri.sum(1)
         views = np.where(tri, num_views, 0).sum(1) / tri.sum(1)
         lengths = bone_lengths(kp3d)  # (T, B)
-        dev = np.nanmax(np.abs(lengths / reference_bones - 1.0), axis=1) if lengths.size else np.zeros(T)
+        known = np.isfinite(lengths)
+        dev = np.nansum(np.abs(lengths - reference_bones), axis=1) / np.where(known, reference_bones, 0.0).sum(1)
         pairs = symmetric_bone_pairs()
         left, right = lengths[:, pairs[:, 0]], lengths[:, pairs[:, 1]]
-        asym = np.nanmax(np.abs(left - right) / (0.5 * (left + right)), axis=1)
+        asym = np.nansum(np.abs(left - right), axis=1) / np.nansum(0.5 * (left + right), axis=1)
         jump = np.full(T, np.nan)
         consecutive = np.diff(frames) == stride  # (T-1,)
         if T > 1:

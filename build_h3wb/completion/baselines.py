@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from build_h3wb.completion.model import fit_ppca
 from build_h3wb.completion.train import check_poses, fill_missing, normalize_poses
 
 _CHUNK = 512  # query poses per distance block in the nearest-pose search
@@ -51,6 +52,7 @@ def nearest_pose_completion(train_poses: np.ndarray, poses: np.ndarray) -> np.nd
     Returns:
         (N, J, 3) mm, observed keypoints as given; poses with a missing root stay unfilled.
     """
+    poses = check_poses(poses)
     train = _train_matrix(train_poses)  # (M, 3J)
     train_sq = train**2
 
@@ -89,18 +91,14 @@ def lowrank_completion(
     Returns:
         (N, J, 3) mm, observed keypoints as given; poses with a missing root stay unfilled.
     """
+    poses = check_poses(poses)
     train = _train_matrix(train_poses)  # (M, D), D = 3J
     if not 0 < rank <= min(train.shape):
         raise ValueError(f"rank must be in 1..{min(train.shape)} for train_poses of shape {np.shape(train_poses)}, "
                          f"got {rank}")
-    mu = train.mean(0)
-    _, s, vt = np.linalg.svd(train - mu, full_matrices=False)
-    var = s**2 / max(len(train) - 1, 1)  # variance along each component
-    basis = vt[:rank].T  # (D, r)
-    if noise_var is None:
-        rest = var[rank:]
-        noise_var = float(rest.sum() / max(train.shape[1] - rank, 1)) if len(rest) else 1e-6
-    prior = noise_var / np.maximum(var[:rank], 1e-12)  # (r,)
+    mu, basis, var, ml_noise = fit_ppca(train, rank)  # (D,), (D, r), (r,)
+    noise_var = ml_noise if noise_var is None else noise_var
+    prior = noise_var / np.maximum(var, 1e-12)  # (r,)
     outer = np.einsum("dk,dl->dkl", basis, basis).reshape(len(basis), rank * rank)  # (D, r*r)
 
     def predict(x: np.ndarray, visible: np.ndarray) -> np.ndarray:
@@ -116,7 +114,8 @@ def lowrank_completion(
 
 def mean_pose_completion(train_poses: np.ndarray, poses: np.ndarray) -> np.ndarray:
     """Fill holes with the mean normalised training pose (trivial reference): (M, J, 3), (N, J, 3) -> (N, J, 3) mm."""
-    mean = _train_matrix(train_poses).mean(0).reshape(check_poses(poses).shape[1:])
+    poses = check_poses(poses)
+    mean = _train_matrix(train_poses).mean(0).reshape(poses.shape[1:])
 
     def predict(x: np.ndarray, visible: np.ndarray) -> np.ndarray:
         return np.broadcast_to(mean, x.shape)

@@ -12,9 +12,9 @@ from build_h3wb.config import STAGES
 log = logging.getLogger(__name__)
 
 #: Stages in pipeline order (``all`` runs these).
-PIPELINE = ("detect", "triangulate", "evaluate")
-#: Stages whose output is a 3D pose per frame, in pipeline order (``evaluate`` scores the latest).
-POSE_STAGES = ("triangulate",)
+PIPELINE = ("detect", "triangulate", "complete", "refine", "filter", "export", "evaluate")
+#: Stages whose output is a 3D pose per frame, in pipeline order (``evaluate`` scores them).
+POSE_STAGES = ("triangulate", "complete", "refine")
 
 
 def run_stage(cfg: DictConfig) -> None:

@@ -1,0 +1,179 @@
+"""Stage ``complete``: train the completion network on the complete triangulated poses and fill the holes.
+
+Reads ``triangulate/`` and writes:
+- ``complete/model.pt`` (state dict + config, loadable with ``weights_only=True``) and ``complete/model.json``
+  (config, training history, data sizes); a finished checkpoint is reused while the configuration is unchanged;
+- ``complete/<subject>/<sequence>.h5``: ``keypoints_3d`` (T, J, 3) float32 world mm, every triangulated keypoint
+  kept as it was and the missing ones filled (NaN only where the pose has no root to normalise around);
+  ``filled`` (T, J) bool, what the network filled; ``frames``;
+- ``complete/evaluation.json`` (synthetic capture): error of the filled keypoints against ground truth by part,
+  beside the nearest-pose and low-rank baselines on the same poses.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import numpy as np
+from omegaconf import DictConfig
+
+from build_h3wb import skeleton
+from build_h3wb.artifacts import StageDir, atomic_h5, finished_manifest, open_h5, read_json, write_json
+from build_h3wb.completion.config import CompletionConfig
+from build_h3wb.sources.base import Sequence
+from build_h3wb.stages.common import build_dir, make_source, plain, progress
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig) -> dict:
+    """Train (or reuse) the network and complete every triangulated sequence."""
+    from build_h3wb.completion.train import (
+        complete_poses,
+        load_checkpoint,
+        resolve_device,
+        save_checkpoint,
+        train_completion,
+    )
+
+    root = build_dir(cfg)
+    tri = finished_manifest(root, "triangulate")
+    ccfg = cfg.complete
+    model_cfg = CompletionConfig(**plain(ccfg.model))
+    stage_config = {"model": model_cfg.to_dict(), "seed": int(ccfg.seed), "max_train_poses": int(ccfg.max_train_poses),
+                    "val_share": float(ccfg.val_share), "triangulate_hash": tri["config_hash"]}
+    sd = StageDir(root, "complete", stage_config, overwrite=cfg.build.overwrite)
+    sd.check_compatible()
+    device = resolve_device(str(ccfg.device))
+    ckpt = sd.root / "model.pt"
+    info_path = sd.root / "model.json"
+    if ckpt.exists() and info_path.exists() and read_json(info_path).get("config_hash") == sd.hash:
+        model, _, _ = load_checkpoint(ckpt, device)
+        info = read_json(info_path)
+        log.info("complete: reusing the finished checkpoint %s", ckpt)
+    else:
+        train, val = _training_poses(root, tri["units"], int(ccfg.max_train_poses), float(ccfg.val_share),
+                                     int(ccfg.seed))
+        log.info("complete: training on %d complete poses (%d held out) on %s", len(train), len(val), device)
+        model, history = train_completion(train, model_cfg, device=device, seed=int(ccfg.seed),
+                                          val_poses=val if len(val) else None, progress=sys.stderr.isatty())
+        info = {"config_hash": sd.hash, "config": stage_config, "device": device, "train_poses": len(train),
+                "val_poses": len(val), "history": history}
+        save_checkpoint(ckpt, model, model_cfg, {"config_hash": sd.hash})
+        write_json(info_path, info)
+
+    filled_total = {p: 0 for p in skeleton.REPORT_PARTS}
+    computed = 0
+    for u in progress(tri["units"], desc="complete", unit="seq"):
+        out = sd.sequence_path(u["subject"], u["sequence"])
+        if sd.is_done(out):
+            continue
+        with open_h5(root / "triangulate" / u["subject"] / f"{u['sequence']}.h5") as f:
+            kp = f["keypoints_3d"][:].astype(np.float64)
+            frames = f["frames"][:]
+        done, filled = complete_poses(model, kp, device=device)
+        with atomic_h5(out, sd.unit_attrs(u)) as g:
+            g.create_dataset("keypoints_3d", data=done.astype(np.float32))
+            g.create_dataset("filled", data=filled)
+            g.create_dataset("frames", data=frames)
+        computed += 1
+        for p, sl in skeleton.REPORT_PARTS.items():
+            filled_total[p] += int(filled[:, sl].sum())
+    counts = {"computed": computed, "sequences": len(tri["units"]), "train_poses": info["train_poses"],
+              "device": device}
+    if computed:
+        counts["filled_keypoints"] = filled_total
+    if ccfg.baseline_eval_poses > 0:
+        evaluation = evaluate_filling(root, tri["units"], cfg, int(ccfg.baseline_eval_poses), int(ccfg.seed))
+        if evaluation:
+            write_json(sd.root / "evaluation.json", evaluation)
+            log.info("complete: error of the filled keypoints vs ground truth (mm, mean):\n%s",
+                     format_filling_table(evaluation))
+    sd.write_manifest(counts, units=tri["units"])
+    return counts
+
+
+def _training_poses(root, units, max_poses: int, val_share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The complete triangulated poses (at most ``max_poses``, drawn at random), split into train and validation."""
+    poses = []
+    for u in units:
+        with open_h5(root / "triangulate" / u["subject"] / f"{u['sequence']}.h5") as f:
+            kp = f["keypoints_3d"][:]
+        poses.append(kp[np.isfinite(kp).all((1, 2))])
+    allp = np.concatenate(poses) if poses else np.zeros((0, skeleton.NUM_KEYPOINTS, 3), np.float32)
+    if len(allp) < 50:
+        raise RuntimeError(f"only {len(allp)} complete triangulated poses in {root}: too few to train the completion "
+                           "network (need at least 50); lower triangulate.min_score or add data")
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(allp))[:max_poses]
+    n_val = int(round(val_share * len(idx)))
+    return allp[idx[n_val:]].astype(np.float64), allp[idx[:n_val]].astype(np.float64)
+
+
+def evaluate_filling(root, units, cfg: DictConfig, max_poses: int, seed: int) -> dict | None:
+    """Error of the filled keypoints against ground truth by part, for the network and the two baselines.
+
+    The baselines are scored on a random subset of at most ``max_poses`` incomplete poses (the nearest-pose
+    search is quadratic); the network is scored on the same subset and on all poses.
+    """
+    from build_h3wb.completion.baselines import lowrank_completion, nearest_pose_completion
+
+    source = make_source(cfg)
+    train, inc_tri, inc_net, gts = [], [], [], []
+    for u in units:
+        seq = Sequence(u["subject"], u["action"], u["sequence"])
+        with open_h5(root / "triangulate" / u["subject"] / f"{u['sequence']}.h5") as f:
+            kp = f["keypoints_3d"][:].astype(np.float64)
+            frames = f["frames"][:]
+        with open_h5(root / "complete" / u["subject"] / f"{u['sequence']}.h5") as f:
+            net = f["keypoints_3d"][:].astype(np.float64)
+        complete = np.isfinite(kp).all((1, 2))
+        train.append(kp[complete])
+        gt = source.ground_truth(seq, frames)
+        if gt is None:
+            return None
+        sel = ~complete & np.isfinite(kp[:, [skeleton.LEFT_HIP, skeleton.RIGHT_HIP]]).all((1, 2))
+        inc_tri.append(kp[sel])
+        inc_net.append(net[sel])
+        gts.append(gt[sel])
+    train_p, tri_p, net_p, gt_p = (np.concatenate(a) for a in (train, inc_tri, inc_net, gts))
+    hole = np.isnan(tri_p).any(-1)  # (N, J)
+    out = {"incomplete_poses": len(tri_p), "filled_keypoints": int(hole.sum()),
+           "network_all": _errors(net_p, gt_p, hole)}
+    rng = np.random.default_rng(seed)
+    sub = rng.permutation(len(tri_p))[:max_poses]
+    t = time.perf_counter()
+    nn_fill = nearest_pose_completion(train_p, tri_p[sub])
+    t_nn = time.perf_counter() - t
+    t = time.perf_counter()
+    lr_fill = lowrank_completion(train_p, tri_p[sub])
+    t_lr = time.perf_counter() - t
+    out["subset_poses"] = len(sub)
+    out["network"] = _errors(net_p[sub], gt_p[sub], hole[sub])
+    out["nearest_pose"] = _errors(nn_fill, gt_p[sub], hole[sub]) | {"seconds": round(t_nn, 2)}
+    out["low_rank"] = _errors(lr_fill, gt_p[sub], hole[sub]) | {"seconds": round(t_lr, 2)}
+    return out
+
+
+def _errors(pred: np.ndarray, gt: np.ndarray, hole: np.ndarray) -> dict:
+    """Mean world error (mm) of the hole keypoints, by part."""
+    err = np.linalg.norm(pred - gt, axis=-1)
+    res = {}
+    for p, sl in skeleton.REPORT_PARTS.items():
+        e = err[:, sl][hole[:, sl]]
+        e = e[np.isfinite(e)]
+        res[p] = round(float(e.mean()), 2) if e.size else None
+    return res
+
+
+def format_filling_table(ev: dict) -> str:
+    """Markdown table of :func:`evaluate_filling`."""
+    parts = list(skeleton.REPORT_PARTS)
+    lines = ["| method | " + " | ".join(parts) + " |", "|---" * (len(parts) + 1) + "|"]
+    for m in ("network", "nearest_pose", "low_rank"):
+        lines.append(f"| {m} | " + " | ".join(str(ev[m][p]) for p in parts) + " |")
+    lines.append(f"(on {ev['subset_poses']} of {ev['incomplete_poses']} incomplete poses; network on all: "
+                 + ", ".join(f"{p} {ev['network_all'][p]}" for p in parts) + ")")
+    return "\n".join(lines)

@@ -1,0 +1,105 @@
+"""The whole pipeline from the command line on a small synthetic capture: complete, refine, filter, export."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from build_h3wb import skeleton
+from build_h3wb.export import Provenance, load_h3wb_json
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = ["data.subjects=[S1,S8]", "data.actions=[Walking,Phoning,Greeting]", "data.duration_s=12",
+         "complete.model.epochs=3", "complete.model.width=128", "complete.baseline_eval_poses=100"]
+
+
+def cli(build_dir, *args, check=True, multirun=False):
+    cmd = [sys.executable, "-m", "build_h3wb", *(["-m"] if multirun else []), f"build.dir={build_dir}", *args]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{cmd} failed:\n{out.stdout}\n{out.stderr}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pipeline")
+    out = cli(d, "stage=all", *SMALL)
+    return d, out.stdout + out.stderr
+
+
+def test_all_stages_ran_and_the_log_ends_with_size_and_accuracy(built):
+    d, log = built
+    for stage in ("detect", "triangulate", "complete", "refine", "filter", "export"):
+        assert (d / stage / "manifest.json").exists(), stage
+    tail = log.strip().splitlines()[-1]
+    assert tail.startswith("Dataset: ") and "poses" in tail and "mm" in tail
+
+
+def test_completion_fills_every_hole_and_keeps_observations(built):
+    d, _ = built
+    with h5py.File(d / "triangulate" / "S8" / "Greeting 1.h5") as f:
+        tri = f["keypoints_3d"][:]
+    with h5py.File(d / "complete" / "S8" / "Greeting 1.h5") as f:
+        comp = f["keypoints_3d"][:]
+        filled = f["filled"][:]
+    has_root = np.isfinite(tri[:, [skeleton.LEFT_HIP, skeleton.RIGHT_HIP]]).all((1, 2))
+    assert np.isfinite(comp[has_root]).all()
+    assert np.array_equal(filled[has_root], np.isnan(tri[has_root]).any(-1))
+    obs = np.isfinite(tri)
+    assert np.array_equal(comp[obs], tri[obs])
+    assert (d / "complete" / "model.pt").exists()
+    ev = json.loads((d / "complete" / "evaluation.json").read_text())
+    assert {"network", "nearest_pose", "low_rank"} <= set(ev)
+
+
+def test_refine_changes_only_hands_and_face(built):
+    d, _ = built
+    with h5py.File(d / "complete" / "S1" / "Walking 1.h5") as f:
+        comp = f["keypoints_3d"][:]
+    with h5py.File(d / "refine" / "S1" / "Walking 1.h5") as f:
+        ref = f["keypoints_3d"][:]
+        refined = f["refined"][:]
+    body = skeleton.REPORT_PARTS["body"]
+    assert np.array_equal(ref[:, body], comp[:, body], equal_nan=True)
+    assert not refined[:, body].any() and refined.any()
+
+
+def test_filter_counts_and_export_files(built):
+    d, _ = built
+    counts = json.loads((d / "filter" / "counts.json").read_text())
+    assert counts["kept"] > 0 and counts["true_error_mm"] > 0
+    assert sum(counts["rejected"].values()) + counts["kept"] == counts["poses"]
+    with h5py.File(d / "export" / "h3wb.h5") as f:
+        n = f["keypoints_3d"].shape[0]
+        prov = f["provenance"][:]
+        assert f["keypoints_2d"].shape == (n, 4, skeleton.NUM_KEYPOINTS, 2)
+    assert n == counts["kept"]
+    assert set(np.unique(prov)) <= {int(p) for p in Provenance}
+    train = load_h3wb_json(d / "export" / "json" / "2Dto3D_train.json")
+    test2d = load_h3wb_json(d / "export" / "json" / "2Dto3D_test_2d.json")
+    assert len(train["ids"]) == 4 * counts["kept_by_subject"]["S1"]
+    assert all(p.startswith("S8/Images/") for p in load_h3wb_json(
+        d / "export" / "json" / "RGBto3D_test_img.json")["image_path"])
+    assert len(test2d["ids"]) > 0
+    assert (d / "export" / "h3wb_videopose3d.npz").exists()
+    summary = (d / "evaluate" / "summary.md").read_text()
+    assert "after triangulate" in summary and "after refine" in summary and "selected (dataset)" in summary
+
+
+def test_filter_sweep_writes_one_table(built):
+    d, _ = built
+    cli(d, "stage=filter", *SMALL, "filter.max_reprojection_px=3,6,20", multirun=True)
+    sweep = d / "filter" / "sweep"
+    table = (sweep / "summary.md").read_text().splitlines()
+    assert len(table) == 2 + 3
+    rows = [line.split("|") for line in table[2:]]
+    kept = [int(r[2]) for r in rows]
+    assert kept == sorted(kept) and kept[0] < kept[-1]
+    assert (sweep / "summary.csv").exists() and (sweep / "summary.png").exists()
+    # the sweep did not touch the main filter output
+    assert json.loads((d / "filter" / "counts.json").read_text())["settings"]["max_reprojection_px"] == 6.0
