@@ -29,6 +29,8 @@ class CompletionConfig:
         scale_augment: poses are scaled about the root by a factor drawn uniformly in 1 +- this.
         input_noise_mm: standard deviation of Gaussian noise added to the observed input keypoints in training.
         mask_probs: mode -> probability of the training masks (see ``train.make_masks``); None: its defaults.
+        real_mask_share: share of the training masks drawn from the hole patterns really met (the incomplete
+            triangulated poses), when the caller provides them.
     """
 
     width: int = 512
@@ -47,6 +49,7 @@ class CompletionConfig:
     scale_augment: float = 0.1
     input_noise_mm: float = 0.0
     mask_probs: dict[str, float] | None = None
+    real_mask_share: float = 0.5
 
     def to_dict(self) -> dict:
         """The configuration as a plain dict (what a checkpoint stores)."""

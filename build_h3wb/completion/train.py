@@ -204,6 +204,28 @@ def make_masks(n: int, rng: np.random.Generator, probs: dict | None = None) -> n
     return masks
 
 
+def draw_masks(n: int, rng: np.random.Generator, cfg: CompletionConfig, bank: np.ndarray | None) -> np.ndarray:
+    """Training masks: :func:`make_masks`, with a share ``cfg.real_mask_share`` replaced by real hole patterns.
+
+    Args:
+        n: number of poses.
+        rng: random generator.
+        cfg: supplies ``mask_probs`` and ``real_mask_share``.
+        bank: (K, J) bool patterns really met (True = missing), or None for synthetic masks only.
+
+    Returns:
+        (n, J) bool, True = hidden; the hips are never hidden.
+    """
+    masks = make_masks(n, rng, cfg.mask_probs)
+    if bank is not None and len(bank) and cfg.real_mask_share > 0:
+        if bank.ndim != 2 or bank.shape[1] != skeleton.NUM_KEYPOINTS:
+            raise ValueError(f"expected a mask bank (K, {skeleton.NUM_KEYPOINTS}), got shape {bank.shape}")
+        real = rng.random(n) < cfg.real_mask_share
+        masks[real] = bank[rng.integers(len(bank), size=int(real.sum()))]
+        masks[:, [skeleton.LEFT_HIP, skeleton.RIGHT_HIP]] = False
+    return masks
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Training.
 
@@ -257,8 +279,9 @@ def train_completion(
     seed: int = 0,
     progress: bool = True,
     val_poses: np.ndarray | None = None,
+    mask_bank: np.ndarray | None = None,
 ) -> tuple[CompletionNet, dict]:
-    """Train the completion network on complete poses with synthetic holes (:func:`make_masks`, fresh each epoch).
+    """Train the completion network on complete poses with holes drawn fresh each epoch (:func:`draw_masks`).
 
     The loss is the mean Euclidean error of the hidden keypoints plus ``visible_loss_weight`` times that of the
     observed ones; AdamW with linear warm-up and cosine decay. Deterministic given ``seed`` on the CPU.
@@ -270,6 +293,8 @@ def train_completion(
         seed: seeds the masks, augmentations, shuffling and the weight initialisation.
         progress: show a tqdm progress bar over epochs.
         val_poses: (M, J, 3) complete poses scored after each epoch with fixed masks, or None.
+        mask_bank: (K, J) bool hole patterns really met (True = missing), e.g. those of the incomplete
+            triangulated poses; a share ``cfg.real_mask_share`` of the training masks is drawn from it.
 
     Returns:
         The trained model in eval mode on ``device``, and a history dict of per-epoch lists: ``epoch``,
@@ -298,7 +323,7 @@ def train_completion(
     if val_poses is not None:
         vp = _complete_training_poses(val_poses, "val_poses")
         vn = normalize_poses(vp, cfg.scale_mm, cfg.yaw_normalize)[0]
-        vm = make_masks(len(vn), np.random.default_rng([seed, 1]), cfg.mask_probs)
+        vm = draw_masks(len(vn), np.random.default_rng([seed, 1]), cfg, mask_bank)
         val = (torch.from_numpy(vn.astype(np.float32)).to(device), torch.from_numpy(~vm).to(device))
     history: dict = {"epoch": [], "train_hidden_mm": [], "time_s": []}
     if val is not None:
@@ -309,7 +334,7 @@ def train_completion(
     bar = tqdm(range(cfg.epochs), desc="completion", unit="epoch", disable=not progress)
     for epoch in bar:
         x = torch.from_numpy(_augment(norm, rng, cfg).astype(np.float32)).to(device)  # (N, J, 3)
-        visible = torch.from_numpy(~make_masks(len(norm), rng, cfg.mask_probs)).to(device)  # (N, J)
+        visible = torch.from_numpy(~draw_masks(len(norm), rng, cfg, mask_bank)).to(device)  # (N, J)
         perm = torch.from_numpy(rng.permutation(len(norm))).to(device)
         noise = None
         if cfg.input_noise_mm > 0:

@@ -54,11 +54,12 @@ def run(cfg: DictConfig) -> dict:
         info = read_json(info_path)
         log.info("complete: reusing the finished checkpoint %s", ckpt)
     else:
-        train, val = _training_poses(root, tri["units"], int(ccfg.max_train_poses), float(ccfg.val_share),
-                                     int(ccfg.seed))
+        train, val, bank = _training_poses(root, tri["units"], int(ccfg.max_train_poses), float(ccfg.val_share),
+                                           int(ccfg.seed))
         log.info("complete: training on %d complete poses (%d held out) on %s", len(train), len(val), device)
         model, history = train_completion(train, model_cfg, device=device, seed=int(ccfg.seed),
-                                          val_poses=val if len(val) else None, progress=sys.stderr.isatty())
+                                          val_poses=val if len(val) else None, progress=sys.stderr.isatty(),
+                                          mask_bank=bank)
         info = {"config_hash": sd.hash, "config": stage_config, "device": device, "train_poses": len(train),
                 "val_poses": len(val), "history": history}
         save_checkpoint(ckpt, model, model_cfg, {"config_hash": sd.hash})
@@ -95,13 +96,21 @@ def run(cfg: DictConfig) -> dict:
     return counts
 
 
-def _training_poses(root, units, max_poses: int, val_share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The complete triangulated poses (at most ``max_poses``, drawn at random), split into train and validation."""
-    poses = []
+def _training_poses(root, units, max_poses: int, val_share: float, seed: int) -> tuple[np.ndarray, ...]:
+    """Training data from the triangulated poses.
+
+    Returns:
+        The complete poses (at most ``max_poses``, drawn at random) split into train (N, J, 3) and validation
+        (M, J, 3), world mm, and the hole patterns of the incomplete ones (at most ``max_poses``; (K, J) bool,
+        True = missing) that teach the network what is really missing.
+    """
+    poses, holes = [], []
     for u in units:
         with open_h5(root / "triangulate" / u["subject"] / f"{u['sequence']}.h5") as f:
             kp = f["keypoints_3d"][:]
-        poses.append(kp[np.isfinite(kp).all((1, 2))])
+        missing = np.isnan(kp).any(-1)  # (T, J)
+        poses.append(kp[~missing.any(1)])
+        holes.append(missing[missing.any(1) & ~missing[:, [skeleton.LEFT_HIP, skeleton.RIGHT_HIP]].any(1)])
     allp = np.concatenate(poses) if poses else np.zeros((0, skeleton.NUM_KEYPOINTS, 3), np.float32)
     if len(allp) < 50:
         raise RuntimeError(f"only {len(allp)} complete triangulated poses in {root}: too few to train the completion "
@@ -109,7 +118,9 @@ def _training_poses(root, units, max_poses: int, val_share: float, seed: int) ->
     rng = np.random.default_rng(seed)
     idx = rng.permutation(len(allp))[:max_poses]
     n_val = int(round(val_share * len(idx)))
-    return allp[idx[n_val:]].astype(np.float64), allp[idx[:n_val]].astype(np.float64)
+    bank = np.concatenate(holes)
+    bank = bank[rng.permutation(len(bank))[:max_poses]]
+    return allp[idx[n_val:]].astype(np.float64), allp[idx[:n_val]].astype(np.float64), bank
 
 
 def evaluate_filling(root, units, cfg: DictConfig, max_poses: int, seed: int) -> dict | None:
