@@ -1,28 +1,20 @@
 """The whole pipeline from the command line on a small synthetic capture: complete, refine, filter, export."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from build_h3wb import skeleton
 from build_h3wb.export import Provenance, load_h3wb_json
 
-REPO = Path(__file__).resolve().parents[1]
 SMALL = ["data.subjects=[S1,S8]", "data.actions=[Walking,Phoning,Greeting]", "data.duration_s=12",
          "complete.model.epochs=3", "complete.model.width=128", "complete.baseline_eval_poses=100"]
 
 
-def cli(build_dir, *args, check=True, multirun=False):
-    cmd = [sys.executable, "-m", "build_h3wb", *(["-m"] if multirun else []), f"build.dir={build_dir}", *args]
-    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-    if check and out.returncode != 0:
-        raise AssertionError(f"{cmd} failed:\n{out.stdout}\n{out.stderr}")
-    return out
+cli = run_cli
 
 
 @pytest.fixture(scope="module")

@@ -1,26 +1,18 @@
 """Every stage from the command line, in a subprocess, on a temporary build directory."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from build_h3wb import skeleton
 
-REPO = Path(__file__).resolve().parents[1]
 SMALL = ["data.subjects=[S1,S8]", "data.actions=[Walking,Phoning]", "data.duration_s=3"]
 
 
-def cli(build_dir, *args, check=True):
-    cmd = [sys.executable, "-m", "build_h3wb", f"build.dir={build_dir}", *args]
-    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
-    if check and out.returncode != 0:
-        raise AssertionError(f"{cmd} failed:\n{out.stdout}\n{out.stderr}")
-    return out
+cli = run_cli
 
 
 @pytest.fixture(scope="module")
