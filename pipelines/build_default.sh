@@ -4,6 +4,6 @@
 #   pipelines/build_default.sh build.dir=outputs/small data.subjects=[S1,S8] data.duration_s=5
 set -euo pipefail
 PY=${PY:-python}
-for stage in detect triangulate evaluate; do
+for stage in detect triangulate complete refine filter export evaluate; do
   "$PY" -m build_h3wb stage="$stage" "$@"
 done
