@@ -157,6 +157,27 @@ def test_complete_poses_keeps_observed_bitwise(trained, data):
         assert out[~hidden].tobytes() == q[~hidden].tobytes()
 
 
+def test_robust_fill_ignores_grossly_wrong_observations(trained, data):
+    model, _ = trained
+    _, test, hidden, holes = data
+    rng = np.random.default_rng(3)
+    bad_obs = ~hidden & (rng.random(hidden.shape) < 0.03)
+    bad_obs[:, [skeleton.LEFT_HIP, skeleton.RIGHT_HIP]] = False
+    corrupt = holes.copy()
+    corrupt[bad_obs] += rng.choice([-1.0, 1.0], size=(bad_obs.sum(), 3)) * 800.0  # observations 1.4 m off
+    plain, _ = complete_poses(model, corrupt)
+    robust, filled = complete_poses(model, corrupt, robust_mm=100.0)
+    assert np.array_equal(filled, hidden)
+    assert robust[~hidden].tobytes() == corrupt[~hidden].tobytes()  # observations are still returned as given
+    e_plain = _part_errors(plain, test, hidden)["whole"]
+    e_robust = _part_errors(robust, test, hidden)["whole"]
+    assert e_robust < 0.8 * e_plain
+    # on clean input the robust pass changes little
+    clean, _ = complete_poses(model, holes)
+    clean_robust, _ = complete_poses(model, holes, robust_mm=100.0)
+    assert _part_errors(clean_robust, test, hidden)["whole"] < 1.1 * _part_errors(clean, test, hidden)["whole"]
+
+
 def test_complete_poses_root_missing_left_unfilled(trained, data):
     model, _ = trained
     q = data[3][:20].copy()

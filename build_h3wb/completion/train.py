@@ -374,7 +374,11 @@ def train_completion(
 
 
 def complete_poses(
-    model: CompletionNet, poses: np.ndarray, device: str = "cpu", batch_size: int = 4096
+    model: CompletionNet,
+    poses: np.ndarray,
+    device: str = "cpu",
+    batch_size: int = 4096,
+    robust_mm: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fill the missing keypoints with the network.
 
@@ -382,11 +386,17 @@ def complete_poses(
     with ``filled_mask`` False. A keypoint with any NaN coordinate counts as missing. The model is moved to
     ``device`` and put in eval mode.
 
+    With ``robust_mm``, observed keypoints that the network's linear pose model cannot explain (fit residual above
+    ``robust_mm``; e.g. the survivors of a left/right swap) are not trusted as input: the holes are filled by a
+    second pass without them. They are still returned as observed; the hips are always trusted.
+
     Args:
         model: a trained :class:`CompletionNet`.
         poses: (N, J, 3) world millimetres, z up, NaN where missing.
         device: torch device to run on.
         batch_size: poses per forward pass.
+        robust_mm: residual above which an observed keypoint is ignored as input (None: trust all; needs a model
+            with a linear prior, ``prior_rank > 0``).
 
     Returns:
         filled (N, J, 3) mm, same dtype as ``poses`` (float64 for non-float input), observed keypoints bitwise as
@@ -395,13 +405,21 @@ def complete_poses(
     cfg = model.cfg
     model.to(device).eval()
 
+    robust = robust_mm is not None and cfg.prior_rank > 0
+    hips = [skeleton.LEFT_HIP, skeleton.RIGHT_HIP]
+
     def predict(x: np.ndarray, visible: np.ndarray) -> np.ndarray:
         out = np.empty(x.shape, dtype=np.float32)
         with torch.inference_mode():
             for b in range(0, len(x), batch_size):
-                xb = torch.from_numpy(x[b:b + batch_size].astype(np.float32)).to(device)
-                vb = torch.from_numpy(visible[b:b + batch_size]).to(device)
-                out[b:b + batch_size] = model(xb, vb).cpu().numpy()
+                xb = torch.from_numpy(x[b:b + batch_size].astype(np.float32)).to(device)  # (B, J, 3)
+                vb = torch.from_numpy(visible[b:b + batch_size]).to(device)  # (B, J)
+                if robust:
+                    resid = (model.prior_completion(xb, vb) - xb).norm(dim=-1) * cfg.scale_mm  # (B, J) mm
+                    bad = vb & (resid > robust_mm)
+                    bad[:, hips] = False
+                    vb = vb & ~bad
+                out[b:b + batch_size] = model(xb * vb[..., None], vb).cpu().numpy()
         return out
 
     return fill_missing(poses, predict, cfg.scale_mm, cfg.yaw_normalize)

@@ -43,7 +43,9 @@ def run(cfg: DictConfig) -> dict:
     ccfg = cfg.complete
     model_cfg = CompletionConfig(**plain(ccfg.model))
     stage_config = {"model": model_cfg.to_dict(), "seed": int(ccfg.seed), "max_train_poses": int(ccfg.max_train_poses),
-                    "val_share": float(ccfg.val_share), "triangulate_hash": tri["config_hash"]}
+                    "val_share": float(ccfg.val_share), "robust_fill_mm": float(ccfg.robust_fill_mm),
+                    "triangulate_hash": tri["config_hash"]}
+    robust_mm = float(ccfg.robust_fill_mm) or None
     sd = StageDir(root, "complete", stage_config, overwrite=cfg.build.overwrite)
     sd.check_compatible()
     device = resolve_device(str(ccfg.device))
@@ -74,7 +76,7 @@ def run(cfg: DictConfig) -> dict:
         with open_h5(root / "triangulate" / u["subject"] / f"{u['sequence']}.h5") as f:
             kp = f["keypoints_3d"][:].astype(np.float64)
             frames = f["frames"][:]
-        done, filled = complete_poses(model, kp, device=device)
+        done, filled = complete_poses(model, kp, device=device, robust_mm=robust_mm)
         with atomic_h5(out, sd.unit_attrs(u)) as g:
             g.create_dataset("keypoints_3d", data=done.astype(np.float32))
             g.create_dataset("filled", data=filled)
