@@ -127,8 +127,9 @@ class CompleteConfig:
         val_share: share of them held out to report validation error per epoch.
         baseline_eval_poses: incomplete poses on which the network is compared with the two baselines against
             ground truth (0: skip; only where the source has ground truth).
-        robust_fill_mm: observed keypoints the network's linear pose model leaves more than this unexplained are
-            not used as input when filling (they stay in the output as triangulated); 0 trusts every observation.
+        robust_fill_mm: per part, observed keypoints the network's linear pose model leaves more than this
+            unexplained are not used as input when filling (they stay in the output as triangulated); an empty
+            mapping trusts every observation.
     """
 
     model: CompletionConfig = field(default_factory=CompletionConfig)
@@ -137,7 +138,9 @@ class CompleteConfig:
     max_train_poses: int = 50000
     val_share: float = 0.1
     baseline_eval_poses: int = 2000
-    robust_fill_mm: float = 35.0
+    robust_fill_mm: dict[str, float] = field(
+        default_factory=lambda: {"body": 80.0, "feet": 80.0, "face": 35.0, "left_hand": 35.0, "right_hand": 35.0}
+    )
 
 
 @dataclass

@@ -378,7 +378,7 @@ def complete_poses(
     poses: np.ndarray,
     device: str = "cpu",
     batch_size: int = 4096,
-    robust_mm: float | None = None,
+    robust_mm: float | np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fill the missing keypoints with the network.
 
@@ -395,8 +395,8 @@ def complete_poses(
         poses: (N, J, 3) world millimetres, z up, NaN where missing.
         device: torch device to run on.
         batch_size: poses per forward pass.
-        robust_mm: residual above which an observed keypoint is ignored as input (None: trust all; needs a model
-            with a linear prior, ``prior_rank > 0``).
+        robust_mm: residual above which an observed keypoint is ignored as input, one number or (J,) per keypoint
+            (None: trust all; needs a model with a linear prior, ``prior_rank > 0``).
 
     Returns:
         filled (N, J, 3) mm, same dtype as ``poses`` (float64 for non-float input), observed keypoints bitwise as
@@ -406,6 +406,9 @@ def complete_poses(
     model.to(device).eval()
 
     robust = robust_mm is not None and cfg.prior_rank > 0
+    if robust:
+        limit = np.broadcast_to(np.asarray(robust_mm, dtype=np.float32), (skeleton.NUM_KEYPOINTS,))
+        limit = torch.from_numpy(limit.copy()).to(device)  # (J,) mm
     hips = [skeleton.LEFT_HIP, skeleton.RIGHT_HIP]
 
     def predict(x: np.ndarray, visible: np.ndarray) -> np.ndarray:
@@ -416,7 +419,7 @@ def complete_poses(
                 vb = torch.from_numpy(visible[b:b + batch_size]).to(device)  # (B, J)
                 if robust:
                     resid = (model.prior_completion(xb, vb) - xb).norm(dim=-1) * cfg.scale_mm  # (B, J) mm
-                    bad = vb & (resid > robust_mm)
+                    bad = vb & (resid > limit)
                     bad[:, hips] = False
                     vb = vb & ~bad
                 out[b:b + batch_size] = model(xb * vb[..., None], vb).cpu().numpy()

@@ -43,9 +43,9 @@ def run(cfg: DictConfig) -> dict:
     ccfg = cfg.complete
     model_cfg = CompletionConfig(**plain(ccfg.model))
     stage_config = {"model": model_cfg.to_dict(), "seed": int(ccfg.seed), "max_train_poses": int(ccfg.max_train_poses),
-                    "val_share": float(ccfg.val_share), "robust_fill_mm": float(ccfg.robust_fill_mm),
+                    "val_share": float(ccfg.val_share), "robust_fill_mm": plain(ccfg.robust_fill_mm),
                     "triangulate_hash": tri["config_hash"]}
-    robust_mm = float(ccfg.robust_fill_mm) or None
+    robust_mm = _per_keypoint(plain(ccfg.robust_fill_mm))
     sd = StageDir(root, "complete", stage_config, overwrite=cfg.build.overwrite)
     sd.check_compatible()
     device = resolve_device(str(ccfg.device))
@@ -96,6 +96,17 @@ def run(cfg: DictConfig) -> dict:
                      format_filling_table(evaluation))
     sd.write_manifest(counts, units=tri["units"])
     return counts
+
+
+def _per_keypoint(per_part: dict) -> np.ndarray | None:
+    """Per-part thresholds -> (J,) per keypoint (inf where a part has none); None for an empty mapping."""
+    if not per_part:
+        return None
+    names = ("body", "feet", "face", "left_hand", "right_hand")  # the order of skeleton.part_ids()
+    unknown = set(per_part) - set(names)
+    if unknown:
+        raise ValueError(f"complete.robust_fill_mm: unknown part(s) {sorted(unknown)}; parts are {names}")
+    return np.array([float(per_part.get(n, np.inf)) for n in names])[skeleton.part_ids()]
 
 
 def _training_poses(root, units, max_poses: int, val_share: float, seed: int) -> tuple[np.ndarray, ...]:
