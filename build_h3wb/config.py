@@ -157,7 +157,9 @@ class RefineConfig:
         temporal_window: frames on each side whose shape coefficients are averaged (consecutive frames only).
         noise_mm: expected keypoint noise; sets how strongly shape coefficients are held to the mean.
         trust_views: the prior fades for keypoints whose summed squared view scores exceed this...
-        trust_power: ...this sharply, so well-seen keypoints stay where their views put them.
+        trust_power: ...this sharply, so well-seen keypoints stay where their views put them. 0.7 leaves the
+            reprojection error of well-seen keypoints unchanged (1.674 -> 1.675 px on the default capture); 1.0
+            refines further (hands 23.0 -> 18.5 mm, face 13.4 -> 9.5 mm) at +2.3% reprojection error.
         filled_weight: weight of a network-filled keypoint as an observation of the part.
     """
 
@@ -168,7 +170,7 @@ class RefineConfig:
     prior_weight: float = 4.0
     temporal_window: int = 2
     noise_mm: float = 10.0
-    trust_views: float = 1.0
+    trust_views: float = 0.7
     trust_power: float = 8.0
     filled_weight: float = 0.1
 
