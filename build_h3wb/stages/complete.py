@@ -139,46 +139,92 @@ def _training_poses(root, units, max_poses: int, val_share: float, seed: int) ->
 def evaluate_filling(root, units, cfg: DictConfig, max_poses: int, seed: int) -> dict | None:
     """Error of the filled keypoints against ground truth by part, for the network and the two baselines.
 
-    The baselines are scored on a random subset of at most ``max_poses`` incomplete poses (the nearest-pose
-    search is quadratic); the network is scored on the same subset and on all poses.
+    The network is scored on every incomplete pose (streamed per sequence); the baselines, with at most
+    ``complete.max_train_poses`` complete poses to draw from, on a random subset of at most ``max_poses`` incomplete
+    poses (the nearest-pose search is quadratic), and the network again on the same subset. Memory stays bounded
+    by those two sizes, whatever the size of the build.
     """
     from build_h3wb.completion.baselines import lowrank_completion, nearest_pose_completion
 
     source = make_source(cfg)
-    train, inc_tri, inc_net, gts = [], [], [], []
-    for u in units:
-        seq = Sequence(u["subject"], u["action"], u["sequence"])
-        with open_h5(root / "triangulate" / u["subject"] / f"{u['sequence']}.h5") as f:
+    paths = [(u, root / "triangulate" / u["subject"] / f"{u['sequence']}.h5") for u in units]
+    counts = []  # pass 1: how many incomplete (and complete) poses each sequence has
+    for _, path in paths:
+        with open_h5(path) as f:
+            kp = f["keypoints_3d"][:]
+        complete = np.isfinite(kp).all((1, 2))
+        counts.append((int((~complete & _has_root(kp)).sum()), int(complete.sum())))
+    n_inc, n_comp = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    rng = np.random.default_rng(seed)
+    sub = rng.permutation(n_inc)[:max_poses]
+    take = np.zeros(n_inc, bool)
+    take[sub] = True
+    keep_train = np.zeros(n_comp, bool)
+    keep_train[rng.permutation(n_comp)[: int(cfg.complete.max_train_poses)]] = True
+    train, picked, all_err = [], {}, _ErrorSums()
+    i_inc = i_comp = 0
+    for (u, path), (ni, nc) in zip(paths, counts):  # pass 2: stream, keep only the subset
+        with open_h5(path) as f:
             kp = f["keypoints_3d"][:].astype(np.float64)
             frames = f["frames"][:]
         with open_h5(root / "complete" / u["subject"] / f"{u['sequence']}.h5") as f:
             net = f["keypoints_3d"][:].astype(np.float64)
         complete = np.isfinite(kp).all((1, 2))
-        train.append(kp[complete])
-        gt = source.ground_truth(seq, frames)
+        train.append(kp[complete][keep_train[i_comp : i_comp + nc]])
+        i_comp += nc
+        sel = np.flatnonzero(~complete & _has_root(kp))
+        if not len(sel):
+            continue
+        gt = source.ground_truth(Sequence(u["subject"], u["action"], u["sequence"]), frames[sel])
         if gt is None:
             return None
-        sel = ~complete & np.isfinite(kp[:, [skeleton.LEFT_HIP, skeleton.RIGHT_HIP]]).all((1, 2))
-        inc_tri.append(kp[sel])
-        inc_net.append(net[sel])
-        gts.append(gt[sel])
-    train_p, tri_p, net_p, gt_p = (np.concatenate(a) for a in (train, inc_tri, inc_net, gts))
-    hole = np.isnan(tri_p).any(-1)  # (N, J)
-    out = {"incomplete_poses": len(tri_p), "filled_keypoints": int(hole.sum()),
-           "network_all": _errors(net_p, gt_p, hole)}
-    rng = np.random.default_rng(seed)
-    sub = rng.permutation(len(tri_p))[:max_poses]
+        hole = np.isnan(kp[sel]).any(-1)
+        all_err.add(net[sel], gt, hole)
+        mine = take[i_inc : i_inc + ni]
+        for k, row in zip(np.flatnonzero(mine) + i_inc, np.flatnonzero(mine)):
+            picked[int(k)] = (kp[sel[row]], net[sel[row]], gt[row])
+        i_inc += ni
+    tri_p, net_p, gt_p = (np.stack([picked[int(k)][j] for k in sub]) for j in range(3))
+    train_p = np.concatenate(train)
+    hole = np.isnan(tri_p).any(-1)  # (n, J)
+    out = {"incomplete_poses": n_inc, "filled_keypoints": all_err.keypoints, "network_all": all_err.means()}
     t = time.perf_counter()
-    nn_fill = nearest_pose_completion(train_p, tri_p[sub])
+    nn_fill = nearest_pose_completion(train_p, tri_p)
     t_nn = time.perf_counter() - t
     t = time.perf_counter()
-    lr_fill = lowrank_completion(train_p, tri_p[sub])
+    lr_fill = lowrank_completion(train_p, tri_p)
     t_lr = time.perf_counter() - t
     out["subset_poses"] = len(sub)
-    out["network"] = _errors(net_p[sub], gt_p[sub], hole[sub])
-    out["nearest_pose"] = _errors(nn_fill, gt_p[sub], hole[sub]) | {"seconds": round(t_nn, 2)}
-    out["low_rank"] = _errors(lr_fill, gt_p[sub], hole[sub]) | {"seconds": round(t_lr, 2)}
+    out["network"] = _errors(net_p, gt_p, hole)
+    out["nearest_pose"] = _errors(nn_fill, gt_p, hole) | {"seconds": round(t_nn, 2)}
+    out["low_rank"] = _errors(lr_fill, gt_p, hole) | {"seconds": round(t_lr, 2)}
     return out
+
+
+def _has_root(kp: np.ndarray) -> np.ndarray:
+    """(T, J, 3) -> (T,) bool: both hips present."""
+    return np.isfinite(kp[:, [skeleton.LEFT_HIP, skeleton.RIGHT_HIP]]).all((1, 2))
+
+
+class _ErrorSums:
+    """Streaming mean error of hole keypoints by part."""
+
+    def __init__(self) -> None:
+        self.sum = dict.fromkeys(skeleton.REPORT_PARTS, 0.0)
+        self.n = dict.fromkeys(skeleton.REPORT_PARTS, 0)
+        self.keypoints = 0
+
+    def add(self, pred: np.ndarray, gt: np.ndarray, hole: np.ndarray) -> None:
+        err = np.linalg.norm(pred - gt, axis=-1)
+        self.keypoints += int(hole.sum())
+        for p, sl in skeleton.REPORT_PARTS.items():
+            e = err[:, sl][hole[:, sl]]
+            e = e[np.isfinite(e)]
+            self.sum[p] += float(e.sum())
+            self.n[p] += e.size
+
+    def means(self) -> dict:
+        return {p: round(self.sum[p] / self.n[p], 2) if self.n[p] else None for p in self.sum}
 
 
 def _errors(pred: np.ndarray, gt: np.ndarray, hole: np.ndarray) -> dict:
