@@ -14,7 +14,7 @@ from omegaconf import MISSING
 
 from build_h3wb.completion.config import CompletionConfig
 
-STAGES = ("detect", "triangulate", "complete", "refine", "filter", "export", "evaluate", "all")
+STAGES = ("detect", "triangulate", "complete", "refine", "filter", "export", "evaluate", "benchmark", "all")
 
 
 @dataclass
@@ -209,7 +209,23 @@ class ExportConfig:
     test_subjects: list[str] = field(default_factory=lambda: ["S8"])
     bbox_margin: float = 0.1
     rgb_test_seed: int = 0  # permutes the RGB-to-3D test ids, as the official release does
+    i2d_mask_seed: int = 0  # the fixed I2D test masks (export/json/I2Dto3D_test_masks.npz)
     decimals: int = 2  # rounding of the JSON keypoints (-1: full precision)
+
+
+@dataclass
+class BenchmarkConfig:
+    """Scoring a predictions file on the exported test split (``stage=benchmark``).
+
+    Attributes:
+        predictions: JSON in the official layout, ``{"<id>": [[x, y, z], ...]}``, or HDF5 (``ids``, ``keypoints_3d``).
+        task: ``2Dto3D``, ``I2Dto3D`` or ``RGBto3D``.
+        method: the row name in ``benchmark/scores.md``.
+    """
+
+    predictions: str = ""
+    task: str = "2Dto3D"
+    method: str = "predictions"
 
 
 @dataclass
@@ -238,6 +254,7 @@ class Config:
     filter: FilterConfig = field(default_factory=FilterConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
 
 
 def register_configs() -> None:

@@ -95,3 +95,27 @@ def test_filter_sweep_writes_one_table(built):
     assert (sweep / "summary.csv").exists() and (sweep / "summary.png").exists()
     # the sweep did not touch the main filter output
     assert json.loads((d / "filter" / "counts.json").read_text())["settings"]["max_reprojection_px"] == 6.0
+
+
+def test_benchmark_scores_prediction_files(built, tmp_path):
+    d, _ = built
+    gt_file = d / "export" / "json" / "2Dto3D_test_3d.json"
+    cli(d, "stage=benchmark", *SMALL, f"benchmark.predictions={gt_file}", "benchmark.method=oracle")
+    gt = json.loads(gt_file.read_text())
+    shifted = {i: [[s["keypoints_3d"][str(j)][k] + (10.0 if (j, k) == (100, "x") else 0.0) for k in "xyz"]
+                   for j in range(skeleton.NUM_KEYPOINTS)] for i, s in gt.items()}
+    pred = tmp_path / "pred.json"
+    pred.write_text(json.dumps(shifted))
+    cli(d, "stage=benchmark", *SMALL, f"benchmark.predictions={pred}", "benchmark.method=shifted")
+    scores = json.loads((d / "benchmark" / "scores.json").read_text())
+    assert scores["oracle (2Dto3D)"]["whole"] == pytest.approx(0.0, abs=1e-9)
+    assert scores["shifted (2Dto3D)"]["whole"] == pytest.approx(10.0 / skeleton.NUM_KEYPOINTS)
+    assert scores["shifted (2Dto3D)"]["body"] == pytest.approx(0.0, abs=1e-9)
+    assert "| shifted (2Dto3D) |" in (d / "benchmark" / "scores.md").read_text()
+    from build_h3wb.benchmark.masking import load_masks
+
+    masks, _ = load_masks(d / "export" / "json" / "I2Dto3D_test_masks.npz")
+    n_i2d = len(load_h3wb_json(d / "export" / "json" / "I2Dto3D_test_2d.json")["ids"])
+    assert masks.shape == (n_i2d, skeleton.NUM_KEYPOINTS) and masks.any()
+    out = cli(d, "stage=benchmark", *SMALL, check=False)
+    assert out.returncode != 0 and "benchmark.predictions is empty" in out.stdout + out.stderr

@@ -2,9 +2,10 @@
 
 Reads ``filter/`` (selection and quality), the final poses (``refine``, else ``complete``), ``triangulate`` and
 ``complete`` (for the per-keypoint provenance) and the rig stored with the detections. Writes ``export/h3wb.h5``,
-``export/json/*.json`` (layout in ``build_h3wb.export``) and ``export/h3wb_videopose3d.npz``; the benchmark split
-is configurable (default: train S1, S5, S6, S7; test S8). Image files are cut from the videos only where the source
-has video (not the synthetic capture).
+``export/json/*.json`` (layout in ``build_h3wb.export``) with the fixed I2D test masks
+``export/json/I2Dto3D_test_masks.npz``, and ``export/h3wb_videopose3d.npz``; the benchmark split
+is configurable (default: train S1, S5, S6, S7; test S8). No image files are cut yet: no video source exists so
+far (the JSON files carry the official ``image_path`` names).
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ import numpy as np
 from omegaconf import DictConfig
 
 from build_h3wb.artifacts import StageDir, finished_manifest, open_h5
-from build_h3wb.export import ExportSequence, Provenance, write_h3wb_json, write_hdf5, write_videopose3d_npz
+from build_h3wb.benchmark.masking import i2d_masks, save_masks
+from build_h3wb.export import (
+    ExportSequence,
+    Provenance,
+    load_h3wb_json,
+    write_h3wb_json,
+    write_hdf5,
+    write_videopose3d_npz,
+)
 from build_h3wb.stages.common import build_dir
 from build_h3wb.stages.detect import read_rig
 
@@ -32,6 +41,7 @@ def run(cfg: DictConfig) -> dict:
     split = {s: "train" for s in ecfg.train_subjects} | {s: "test" for s in ecfg.test_subjects}
     sd = StageDir(root, "export", {"split": split, "bbox_margin": float(ecfg.bbox_margin),
                                    "rgb_test_seed": int(ecfg.rgb_test_seed), "decimals": int(ecfg.decimals),
+                                   "i2d_mask_seed": int(ecfg.i2d_mask_seed),
                                    "filter_hash": sel["config_hash"], "poses_hash": poses_m["config_hash"]},
                   overwrite=cfg.build.overwrite)
     sd.check_compatible()
@@ -65,6 +75,10 @@ def run(cfg: DictConfig) -> dict:
                                      rgb_test_seed=int(ecfg.rgb_test_seed),
                                      decimals=int(ecfg.decimals) if ecfg.decimals >= 0 else None)
     counts["videopose3d"] = write_videopose3d_npz(sd.root / "h3wb_videopose3d.npz", sequences)
+    n_i2d = len(load_h3wb_json(sd.root / "json" / "I2Dto3D_test_2d.json")["ids"])
+    save_masks(sd.root / "json" / "I2Dto3D_test_masks.npz", i2d_masks(n_i2d, int(ecfg.i2d_mask_seed)),
+               int(ecfg.i2d_mask_seed))
+    counts["i2d_test_masks"] = n_i2d
     n = counts["hdf5"]["poses"]
     log.info("export: %d poses (%d images) to %s: h3wb.h5, json/ (%s), h3wb_videopose3d.npz", n,
              n * len(sequences[0].rig), sd.root, ", ".join(f"{k} {v}" for k, v in counts["hdf5"].items()
