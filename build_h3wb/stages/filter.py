@@ -214,10 +214,13 @@ def _plot(rows: list[dict], path: Path) -> None:
     ax.plot(kept, [r["mean_quality"] for r in rows], "o-", label="mean quality score (estimated)")
     ax.set_xlabel("poses kept")
     ax.set_ylabel("quality score (lower is better)")
+    handles = ax.get_lines()
     if all(r["true_error_mm"] is not None for r in rows):
         ax2 = ax.twinx()
         ax2.plot(kept, [r["true_error_mm"] for r in rows], "s--", color="tab:red", label="true error (mm)")
         ax2.set_ylabel("true mean error of kept poses (mm)")
+        handles = handles + ax2.get_lines()
+    ax.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize=8)
     ax.set_title("filter sweep")
     fig.tight_layout()
     with atomic_path(path) as tmp:
