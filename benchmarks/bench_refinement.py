@@ -127,7 +127,7 @@ def run(args) -> dict:
                                     frames=s["frames"], prior_weight=args.prior_weight,
                                     temporal_window=args.temporal_window, noise_mm=args.noise_mm,
                                     temporal_weight=args.temporal_weight, trust_views=args.trust_views,
-                                    trust_power=args.trust_power)
+                                    trust_power=args.trust_power, keep_views=args.keep_views)
         t_ref += time.perf_counter() - t0
         before = keypoint_errors(s["kp3d"].astype(np.float64), gt)
         after = keypoint_errors(out.astype(np.float64), gt)
@@ -203,6 +203,7 @@ def main() -> None:
     ap.add_argument("--noise-mm", type=float, default=10.0)
     ap.add_argument("--trust-views", type=float, default=1.0, help="inf: never fade the prior")
     ap.add_argument("--trust-power", type=float, default=8.0)
+    ap.add_argument("--keep-views", type=int, default=0, help="keep well-seen keypoints (>= N views) as triangulated")
     ap.add_argument("--rank-face", type=int, default=DEFAULT_RANKS["face"])
     ap.add_argument("--rank-hand", type=int, default=DEFAULT_RANKS["left_hand"])
     ap.add_argument("--train", type=int, default=500)

@@ -159,9 +159,12 @@ class RefineConfig:
         trust_views: the prior fades for keypoints whose summed squared view scores exceed this...
         trust_power: ...this sharply, so well-seen keypoints stay where their views put them. On the default
             capture 1.0 takes hands from 32.4 to 18.5 mm and face from 16.4 to 9.5 mm while the reprojection error
-            of well-seen keypoints rises 2.3% (1.674 -> 1.712 px; their 3D error falls 13.55 -> 11.39 mm); 0.7
-            keeps that reprojection error unchanged (1.675 px) but refines less (hands 23.0, face 13.4 mm).
+            of well-seen keypoints would rise 2.3% (1.674 -> 1.712 px) if ``keep_views`` did not keep them as
+            triangulated (with it: 1.674 px, hands 19.1 mm, face 10.2 mm).
         filled_weight: weight of a network-filled keypoint as an observation of the part.
+        keep_views: keypoints the detectors saw well (triangulated from at least this many views, all scoring at
+            least ``keep_score``) stay exactly as triangulated, so their reprojection error cannot rise (0: off).
+        keep_score: see ``keep_views``.
     """
 
     best_poses: int = 500
@@ -174,6 +177,8 @@ class RefineConfig:
     trust_views: float = 1.0
     trust_power: float = 8.0
     filled_weight: float = 0.1
+    keep_views: int = 3
+    keep_score: float = 0.6
 
 
 @dataclass

@@ -230,6 +230,8 @@ def refine_sequence(
     trust_views: float = 1.0,
     trust_power: float = 8.0,
     tolerance_mm: float = 0.01,
+    keep_views: int = 0,
+    keep_score: float = 0.6,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Refine the parts that have a model (face, hands) in every frame of one sequence.
 
@@ -263,6 +265,10 @@ def refine_sequence(
             halved: the weight is ``prior_weight / (1 + (strength / trust_views)^trust_power)``, so a keypoint seen
             by three or four confident views keeps its triangulated position (``inf``: the prior is never faded).
         trust_power: how sharply the prior fades with the data strength.
+        keep_views: if > 0, keypoints the detectors saw well (triangulated from at least ``keep_views`` views, every
+            one scoring at least ``keep_score``) are kept exactly as triangulated, so their reprojection error cannot
+            change; the prior fit still uses them.
+        keep_score: see ``keep_views``.
         tolerance_mm: a keypoint counts as refined if it moved by more than this (or was NaN and is now built).
 
     Returns:
@@ -302,7 +308,8 @@ def refine_sequence(
                          temporal_window=temporal_window, undistort_iterations=undistort_iterations,
                          noise_mm=noise_mm, temporal_weight=temporal_weight, filled_weight=filled_weight,
                          outlier_threshold_px=outlier_threshold_px, huber_px=huber_px, min_points=min_points,
-                         iterations=iterations, trust_views=trust_views, trust_power=trust_power)
+                         iterations=iterations, trust_views=trust_views, trust_power=trust_power,
+                         keep_views=keep_views, keep_score=keep_score)
         moved = np.linalg.norm(X - Y, axis=-1)  # (T, K)
         with np.errstate(invalid="ignore"):
             changed = (moved > tolerance_mm) | (np.isfinite(X[..., 0]) & ~np.isfinite(Y[..., 0]))
@@ -390,6 +397,8 @@ def _refine_part(
     iterations: int,
     trust_views: float,
     trust_power: float,
+    keep_views: int = 0,
+    keep_score: float = 0.6,
 ) -> np.ndarray:
     """Refine one part: Y (T, K, 3) mm, det (C, T, K, 3) px, views_used (T, K) -> refined (T, K, 3) mm."""
     C = det.shape[0]
@@ -483,6 +492,11 @@ def _refine_part(
     M[~solvable] = np.eye(3)
     X = np.linalg.solve(M, v[..., None])[..., 0]
     X[~solvable] = prior[~solvable]  # only with prior_weight 0: an unconstrained keypoint takes the model's place
+    if keep_views > 0:  # what the detectors saw well stays exactly as triangulated
+        n_used = (used & tri[None]).sum(0)  # (T, K)
+        min_score = np.where(used & tri[None], score, np.inf).min(0)  # (T, K)
+        well = tri & (n_used >= keep_views) & (min_score >= keep_score)
+        X = np.where(well[..., None], Y, X)
     # where there is no prior, keep the input (the triangulation owns those keypoints)
     return np.where(has_prior[..., None], X, Y)
 

@@ -215,3 +215,21 @@ def test_completed_keypoints_and_no_views_used(capture, models):
     e_before = np.linalg.norm(kp[:, PART_KP] - capture["gt"][:, PART_KP], axis=-1)[sel]
     e_after = np.linalg.norm(out[:, PART_KP] - capture["gt"][:, PART_KP], axis=-1)[sel]
     assert e_after.mean() < 0.8 * e_before.mean()
+
+
+def test_keep_views_leaves_well_seen_keypoints_exactly_as_triangulated(capture, models):
+    kp, gt, det, views = capture["kp3d"], capture["gt"], capture["det"], capture["views_used"]
+    out, _ = refine_sequence(kp, det, RIG, models, views_used=views, frames=capture["frames"], keep_views=3)
+    C = len(RIG)
+    used = ((views[None].astype(np.int64) >> np.arange(C)[:, None, None]) & 1).astype(bool)  # (C, T, J)
+    score = np.nan_to_num(det[..., 2])
+    well = (capture["num_views"] >= 3) & np.where(used, score >= 0.6, True).all(0)
+    assert well[:, PART_KP].sum() > 1000
+    assert np.array_equal(out[well], kp[well])  # unchanged, so their reprojection error is too
+    # and the hands and face still improve
+    before = keypoint_errors(kp.astype(np.float64), gt)["absolute"]
+    after = keypoint_errors(out.astype(np.float64), gt)["absolute"]
+    for part in ("face", "hands"):
+        sl = skeleton.REPORT_PARTS[part]
+        both = np.isfinite(before[:, sl]) & np.isfinite(after[:, sl])
+        assert after[:, sl][both].mean() < 0.9 * before[:, sl][both].mean()

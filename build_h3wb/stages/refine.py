@@ -34,7 +34,7 @@ def run(cfg: DictConfig) -> dict:
     units = comp["units"]
     models = _part_models(root, units, int(rcfg["best_poses"]), int(rcfg["min_subject_poses"]), rcfg["ranks"] or None)
     options = {k: rcfg[k] for k in ("min_score", "prior_weight", "temporal_window", "noise_mm", "trust_views",
-                                    "trust_power", "filled_weight")}
+                                    "trust_power", "filled_weight", "keep_views", "keep_score")}
     moved = 0
     total = 0
     for u in progress(units, desc="refine", unit="seq"):
