@@ -14,7 +14,7 @@ from omegaconf import MISSING
 
 from build_h3wb.completion.config import CompletionConfig
 
-STAGES = ("detect", "triangulate", "complete", "refine", "filter", "export", "evaluate", "benchmark", "all")
+STAGES = ("detect", "triangulate", "complete", "refine", "filter", "export", "evaluate", "benchmark", "pictures", "all")
 
 
 @dataclass
@@ -234,6 +234,15 @@ class BenchmarkConfig:
 
 
 @dataclass
+class PicturesConfig:
+    """Which frame ``stage=pictures`` draws."""
+
+    subject: str = "S1"
+    sequence: str = "Walking 1"
+    frame: int = 100
+
+
+@dataclass
 class EvaluateConfig:
     """Evaluation settings.
 
@@ -260,6 +269,7 @@ class Config:
     export: ExportConfig = field(default_factory=ExportConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    pictures: PicturesConfig = field(default_factory=PicturesConfig)
 
 
 def register_configs() -> None:

@@ -119,3 +119,29 @@ def test_benchmark_scores_prediction_files(built, tmp_path):
     assert masks.shape == (n_i2d, skeleton.NUM_KEYPOINTS) and masks.any()
     out = cli(d, "stage=benchmark", *SMALL, check=False)
     assert out.returncode != 0 and "benchmark.predictions is empty" in out.stdout + out.stderr
+
+
+def test_pictures_overlays_land_on_the_keypoints(built):
+    d, _ = built
+    frames = h5py.File(d / "detect" / "S1" / "Walking 1.h5")["frames"][:]
+    frame = int(frames[10])
+    cli(d, "stage=pictures", *SMALL, "pictures.subject=S1", "pictures.sequence=Walking 1", f"pictures.frame={frame}")
+    out = d / "pictures" / "S1" / "Walking 1"
+    for name in (f"frame_{frame:04d}_views.png", f"frame_{frame:04d}_3d.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from build_h3wb.pictures import view_layers
+    from build_h3wb.stages.detect import read_rig
+
+    with h5py.File(d / "detect" / "S1" / "Walking 1.h5") as f:
+        det = f["keypoints"][:, 10]
+        rig = read_rig(dict(f.attrs), "detect")
+    with h5py.File(d / "triangulate" / "S1" / "Walking 1.h5") as f:
+        tri = f["keypoints_3d"][10].astype(np.float64)
+        views = f["views_used"][10]
+    layers = view_layers(rig, det, tri, np.zeros(skeleton.NUM_KEYPOINTS, np.uint8))
+    assert np.array_equal(layers["detected"], det[..., :2].astype(np.float64), equal_nan=True)
+    used = ((views[None].astype(np.int64) >> np.arange(len(rig))[:, None]) & 1).astype(bool)  # (C, J)
+    gap = np.linalg.norm(layers["triangulated"] - det[..., :2], axis=-1)[used]
+    assert used.sum() > 100 and np.median(gap) < 5.0  # the reprojected points sit on the detections they came from
+    out = cli(d, "stage=pictures", *SMALL, "pictures.frame=3", check=False)
+    assert out.returncode != 0 and "not a selected frame" in out.stdout + out.stderr
