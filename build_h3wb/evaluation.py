@@ -105,6 +105,18 @@ class ErrorStats:
         out["coverage"] = {p: round(self.built[p] / max(self.total[p], 1), 4) for p in self.built}
         return out
 
+    def histogram(self, variant: str = "absolute", bin_mm: float = 2.0, max_mm: float = 200.0) -> dict:
+        """Counts of keypoint errors per part in ``bin_mm`` bins up to ``max_mm`` (the last bin holds the rest)."""
+        factor = int(round(bin_mm / HIST_BIN_MM))
+        nb = int(round(max_mm / bin_mm))
+        out = {"bin_mm": bin_mm, "variant": variant}
+        for (v, p), h in self.hist.items():
+            if v != variant:
+                continue
+            coarse = np.add.reduceat(h, np.arange(0, len(h), factor))
+            out[p] = np.r_[coarse[:nb], coarse[nb:].sum()].astype(int).tolist()
+        return out
+
 
 def format_table(table: dict) -> str:
     """A Markdown table of :meth:`ErrorStats.table`."""

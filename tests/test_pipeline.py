@@ -81,6 +81,7 @@ def test_filter_counts_and_export_files(built):
     assert (d / "export" / "h3wb_videopose3d.npz").exists()
     summary = (d / "evaluate" / "summary.md").read_text()
     assert "after triangulate" in summary and "after refine" in summary and "selected (dataset)" in summary
+    assert (d / "evaluate" / "statistics.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_filter_sweep_writes_one_table(built):

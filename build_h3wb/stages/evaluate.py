@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from build_h3wb.artifacts import BuildDirError, atomic_path, finished_manifest, open_h5, write_json
+from build_h3wb.artifacts import BuildDirError, atomic_path, finished_manifest, open_h5, read_json, write_json
 from build_h3wb.evaluation import ErrorStats, format_table
 from build_h3wb.sources.base import Sequence
 from build_h3wb.stages import POSE_STAGES
@@ -23,7 +23,7 @@ from build_h3wb.stages.common import build_dir, make_source, progress
 log = logging.getLogger(__name__)
 
 CHUNK_FRAMES = 250
-_META = ("stage", "sequences_scored", "sequences_without_ground_truth", "poses")
+_META = ("stage", "sequences_scored", "sequences_without_ground_truth", "poses", "histogram")
 
 
 def finished_pose_stages(root: Path) -> list[str]:
@@ -51,7 +51,42 @@ def run(cfg: DictConfig) -> dict:
     if (root / "filter" / "manifest.json").exists():
         results["dataset"] = evaluate_stage(root, done[-1], source, selected_only=True)
     _write_summary(root, results)
+    plot_statistics(root, results)
     return results
+
+
+def plot_statistics(root: Path, results: dict) -> None:
+    """``evaluate/statistics.png``: per-part completeness after triangulation, and error distributions by part."""
+    from build_h3wb.pictures import _pyplot, _save
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    summary = root / "triangulate" / "summary.json"
+    if summary.exists():
+        s = read_json(summary)
+        parts = list(s["keypoints_reconstructed_share"])
+        x = np.arange(len(parts))
+        axes[0].bar(x - 0.2, [100 * s["keypoints_reconstructed_share"][p] for p in parts], 0.4, label="keypoints")
+        axes[0].bar(x + 0.2, [100 * s["part_complete_poses_share"][p] for p in parts], 0.4, label="poses complete")
+        axes[0].set_xticks(x, parts)
+        axes[0].set_ylabel("% after triangulation")
+        axes[0].set_title("completeness by part")
+        axes[0].legend(fontsize=8)
+    for ax, name in zip(axes[1:], (list(results)[0], list(results)[-1])):
+        h = results[name]["histogram"]
+        for p in ("body", "face", "hands"):
+            counts = np.asarray(h[p], dtype=float)
+            if counts.sum():
+                edges = np.arange(len(counts)) * h["bin_mm"]
+                ax.plot(edges, np.cumsum(counts) / counts.sum(), label=p)
+        ax.set_xlabel("world error (mm)")
+        ax.set_ylabel("share of keypoints below")
+        ax.set_title(f"error distribution: {'selected poses' if name == 'dataset' else 'after ' + name}")
+        ax.set_xlim(0, 100)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, root / "evaluate" / "statistics.png")
 
 
 def evaluate_stage(root: Path, stage: str, source, selected_only: bool = False) -> dict:
@@ -81,6 +116,7 @@ def evaluate_stage(root: Path, stage: str, source, selected_only: bool = False) 
                 stats.add(f["keypoints_3d"][sel][mask].astype(np.float64), gt)
                 poses += int(mask.sum())
     table = stats.table()
+    table["histogram"] = stats.histogram()
     table.update(stage=stage, poses=poses, sequences_scored=len(manifest["units"]) - len(skipped),
                  sequences_without_ground_truth=skipped)
     write_json(root / "evaluate" / f"{name}.json", table)
