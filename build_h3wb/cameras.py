@@ -27,7 +27,6 @@ rigs are always converted to millimetres). Cameras keep the order of the file.
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -421,7 +420,3 @@ def h36m_rig(subject: str) -> Rig:
     res = resources.files("build_h3wb").joinpath(f"data/rigs/h36m/{subject}.json")
     return rig_from_dict(json.loads(res.read_text()), source=f"build_h3wb/data/rigs/h36m/{subject}.json")
 
-
-def rotation_angle_deg(R: np.ndarray) -> float:
-    """Angle in degrees of a (3, 3) rotation."""
-    return math.degrees(math.acos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)))

@@ -60,7 +60,7 @@ def draw_views(rig: Rig, layers: Mapping[str, np.ndarray], path: str | Path, tit
         title: figure title.
         images: optional (C, H, W, 3) uint8 frames to draw under the points.
     """
-    plt = _pyplot()
+    plt = pyplot()
     C = len(rig)
     cols = min(C, 2)
     rows = int(np.ceil(C / cols))
@@ -93,7 +93,7 @@ def draw_views(rig: Rig, layers: Mapping[str, np.ndarray], path: str | Path, tit
     axes[0][0].legend(loc="lower right", fontsize=7, markerscale=1.5)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def draw_skeleton_3d(kp3d: np.ndarray, provenance: np.ndarray, path: str | Path, title: str = "") -> None:
@@ -105,7 +105,7 @@ def draw_skeleton_3d(kp3d: np.ndarray, provenance: np.ndarray, path: str | Path,
         path: output PNG.
         title: figure title.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig = plt.figure(figsize=(6, 6))
     ax = fig.add_subplot(projection="3d")
     for a, b in skeleton.BONES:
@@ -128,10 +128,11 @@ def draw_skeleton_3d(kp3d: np.ndarray, provenance: np.ndarray, path: str | Path,
     ax.legend(fontsize=7)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (imported on first use)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,8 +141,9 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str | Path) -> None:
-    plt = _pyplot()
+def save_figure(fig, path: str | Path) -> None:
+    """Write a figure as PNG atomically and close it."""
+    plt = pyplot()
     with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)

@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from build_h3wb.sources.base import Sequence, Source
+from build_h3wb.sources.base import Source
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +23,6 @@ def build_dir(cfg: DictConfig) -> Path:
 def make_source(cfg: DictConfig) -> Source:
     """Instantiate the configured source."""
     return instantiate(cfg.data, _convert_="all")
-
-
-def sequence_from_unit(unit: str, action: str) -> Sequence:
-    """Rebuild a :class:`Sequence` from a manifest unit ``subject/name`` and its action."""
-    subject, name = unit.split("/", 1)
-    return Sequence(subject=subject, action=action, name=name)
 
 
 def progress(iterable, **kwargs) -> tqdm:

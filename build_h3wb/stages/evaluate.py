@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from build_h3wb.artifacts import BuildDirError, atomic_path, finished_manifest, open_h5, read_json, write_json
 from build_h3wb.evaluation import ErrorStats, format_table
+from build_h3wb.pictures import pyplot, save_figure
 from build_h3wb.sources.base import Sequence
 from build_h3wb.stages import POSE_STAGES
 from build_h3wb.stages.common import build_dir, make_source, progress
@@ -57,9 +58,7 @@ def run(cfg: DictConfig) -> dict:
 
 def plot_statistics(root: Path, results: dict) -> None:
     """``evaluate/statistics.png``: per-part completeness after triangulation, and error distributions by part."""
-    from build_h3wb.pictures import _pyplot, _save
-
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     summary = root / "triangulate" / "summary.json"
     if summary.exists():
@@ -86,7 +85,7 @@ def plot_statistics(root: Path, results: dict) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, root / "evaluate" / "statistics.png")
+    save_figure(fig, root / "evaluate" / "statistics.png")
 
 
 def evaluate_stage(root: Path, stage: str, source, selected_only: bool = False) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from build_h3wb.artifacts import StageDir, atomic_h5, atomic_path, finished_manifest, open_h5, read_json, write_json
+from build_h3wb.pictures import pyplot, save_figure
 from build_h3wb.quality import Filter, apply_filters, bone_lengths, pose_measures, quality_score, select_balanced
 from build_h3wb.sources.base import Sequence
 from build_h3wb.stages.common import build_dir, make_source, progress
@@ -77,9 +79,10 @@ def run(cfg: DictConfig) -> dict:
         lengths.setdefault(u["subject"], []).append(bone_lengths(kp[np.isfinite(kp).all((1, 2))]))
     reference = {s: np.nanmedian(np.concatenate(v), axis=0) for s, v in lengths.items()}
 
-    # pass 2: measures and threshold filters per sequence
+    # pass 2: measures, threshold filters and (with ground truth) each pose's true error, per sequence
     filters = make_filters(fcfg)
-    per_seq = []
+    source = make_source(cfg) if fcfg.true_error else None
+    results = []
     for u in progress(units, desc="filter", unit="seq"):
         kp = _read(root, pose_stage, u, "keypoints_3d")
         with open_h5(root / "triangulate" / u["subject"] / f"{u['sequence']}.h5") as f:
@@ -87,44 +90,43 @@ def run(cfg: DictConfig) -> dict:
         filled = _read(root, "complete", u, "filled")
         m = pose_measures(kp, reproj, nviews, filled, frames, reference[u["subject"]], fps, stride)
         keep, reason = apply_filters(filters, m, np.isfinite(kp).all((1, 2)))
-        per_seq.append((u, m, quality_score(m), keep, reason, frames))
+        err_sum, err_n = _true_error(source, u, kp, frames)
+        results.append(_SequenceResult(u, m, quality_score(m), keep, reason, frames, err_sum, err_n))
 
     # optional target size: the best poses, balanced over subject x action
     target = int(fcfg.target_size)
     beyond = 0
     if target > 0:
-        scores = np.concatenate([np.where(k, q, np.inf) for _, _, q, k, _, _ in per_seq])
-        group_of = {}
-        groups = np.concatenate([np.full(len(q), group_of.setdefault((u["subject"], u["action"]), len(group_of)))
-                                 for u, _, q, _, _, _ in per_seq])
+        scores = np.concatenate([np.where(r.keep, r.quality, np.inf) for r in results])
+        group_of: dict[tuple[str, str], int] = {}
+        groups = np.concatenate([np.full(len(r.quality), group_of.setdefault((r.unit["subject"], r.unit["action"]),
+                                                                              len(group_of))) for r in results])
         sel = select_balanced(scores, groups, target)
         offset = 0
-        for i, (u, m, q, k, r, fr) in enumerate(per_seq):
-            s = sel[offset : offset + len(q)]
-            offset += len(q)
-            r = np.where(k & ~s, len(filters) + 1, r)
-            beyond += int((k & ~s).sum())
-            per_seq[i] = (u, m, q, k & s, r, fr)
+        for r in results:
+            s = sel[offset : offset + len(r.quality)]
+            offset += len(r.quality)
+            r.reason = np.where(r.keep & ~s, len(filters) + 1, r.reason)
+            beyond += int((r.keep & ~s).sum())
+            r.keep = r.keep & s
 
-    stats = _KeptStats(make_source(cfg) if fcfg.true_error else None)
-    for u, m, q, keep, reason, frames in per_seq:
-        out = sd.sequence_path(u["subject"], u["sequence"])
-        with atomic_h5(out, sd.unit_attrs(u, poses=pose_stage)) as g:
-            g.create_dataset("selected", data=keep)
-            g.create_dataset("reason", data=reason.astype(np.int8))
-            g.create_dataset("quality", data=q.astype(np.float32))
-            g.create_dataset("frames", data=frames)
-            for name, v in m.items():
+    for r in results:
+        out = sd.sequence_path(r.unit["subject"], r.unit["sequence"])
+        with atomic_h5(out, sd.unit_attrs(r.unit, poses=pose_stage)) as g:
+            g.create_dataset("selected", data=r.keep)
+            g.create_dataset("reason", data=r.reason.astype(np.int8))
+            g.create_dataset("quality", data=r.quality.astype(np.float32))
+            g.create_dataset("frames", data=r.frames)
+            for name, v in r.measures.items():
                 g.create_dataset(f"measures/{name}", data=v.astype(np.float32))
-        stats.add(u, keep, q, _read(root, pose_stage, u, "keypoints_3d"), frames)
 
-    total = sum(len(q) for _, _, q, _, _, _ in per_seq)
-    incomplete = sum(int((r == 0).sum()) for _, _, _, _, r, _ in per_seq)
-    counts: dict[str, Any] = {"poses": total, "rejected": {"incomplete": incomplete}}
+    total = sum(len(r.quality) for r in results)
+    counts: dict[str, Any] = {"poses": total, "rejected": {"incomplete": sum(int((r.reason == 0).sum())
+                                                                              for r in results)}}
     counts["rejected"].update({f.name: f.rejected for f in filters})
     if target > 0:
         counts["rejected"]["beyond_target_size"] = beyond
-    counts.update(stats.summary())
+    counts.update(_kept_summary(results, with_truth=source is not None))
     counts["settings"] = settings
     write_json(sd.root / "counts.json", counts)
     log.info("filter: kept %d of %d poses (%d images); rejected: %s", counts["kept"], total, 4 * counts["kept"],
@@ -141,36 +143,47 @@ def _read(root: Path, stage: str, u: dict, name: str) -> np.ndarray:
         return f[name][:]
 
 
-class _KeptStats:
+@dataclass
+class _SequenceResult:
+    """One sequence's filter outcome: per-pose (T,) arrays, and per-pose sums of true keypoint errors."""
+
+    unit: dict
+    measures: dict[str, np.ndarray]
+    quality: np.ndarray
+    keep: np.ndarray
+    reason: np.ndarray
+    frames: np.ndarray
+    err_sum: np.ndarray  # (T,) summed world error of the pose's keypoints, mm (0 without ground truth)
+    err_n: np.ndarray  # (T,) number of keypoints in err_sum
+
+
+def _true_error(source, u: dict, kp: np.ndarray, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(T,) summed keypoint errors against ground truth and their counts; zeros where the source has none."""
+    zeros = (np.zeros(len(kp)), np.zeros(len(kp), dtype=np.int64))
+    if source is None:
+        return zeros
+    gt = source.ground_truth(Sequence(u["subject"], u["action"], u["sequence"]), frames)
+    if gt is None:
+        return zeros
+    e = np.linalg.norm(kp - gt, axis=-1)  # (T, J)
+    return np.nansum(e, axis=1), np.isfinite(e).sum(1)
+
+
+def _kept_summary(results: list[_SequenceResult], with_truth: bool) -> dict:
     """Size, estimated quality and (with ground truth) true error of the kept poses."""
-
-    def __init__(self, source) -> None:
-        self.source = source
-        self.kept = 0
-        self.by_subject: dict[str, int] = {}
-        self.q_sum = 0.0
-        self.err_sum = 0.0
-        self.err_n = 0
-
-    def add(self, u: dict, keep: np.ndarray, q: np.ndarray, kp: np.ndarray, frames: np.ndarray) -> None:
-        n = int(keep.sum())
-        self.kept += n
-        self.by_subject[u["subject"]] = self.by_subject.get(u["subject"], 0) + n
-        self.q_sum += float(q[keep].sum())
-        if self.source is not None and n:
-            gt = self.source.ground_truth(Sequence(u["subject"], u["action"], u["sequence"]), frames[keep])
-            if gt is not None:
-                e = np.linalg.norm(kp[keep] - gt, axis=-1)
-                self.err_sum += float(np.nansum(e))
-                self.err_n += int(np.isfinite(e).sum())
-
-    def summary(self) -> dict:
-        return {
-            "kept": self.kept,
-            "kept_by_subject": self.by_subject,
-            "mean_quality": round(self.q_sum / self.kept, 3) if self.kept else None,
-            "true_error_mm": round(self.err_sum / self.err_n, 2) if self.err_n else None,
-        }
+    kept = sum(int(r.keep.sum()) for r in results)
+    by_subject: dict[str, int] = {}
+    for r in results:
+        by_subject[r.unit["subject"]] = by_subject.get(r.unit["subject"], 0) + int(r.keep.sum())
+    q_sum = sum(float(r.quality[r.keep].sum()) for r in results)
+    err_sum = sum(float(r.err_sum[r.keep].sum()) for r in results)
+    err_n = sum(int(r.err_n[r.keep].sum()) for r in results)
+    return {
+        "kept": kept,
+        "kept_by_subject": by_subject,
+        "mean_quality": round(q_sum / kept, 3) if kept else None,
+        "true_error_mm": round(err_sum / err_n, 2) if with_truth and err_n else None,
+    }
 
 
 class SweepSummary(Callback):
@@ -201,14 +214,7 @@ class SweepSummary(Callback):
 
 def _plot(rows: list[dict], path: Path) -> None:
     """Kept poses against estimated quality and true error."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # plotting is optional; the table is always written
-        log.warning("matplotlib not installed: no sweep plot")
-        return
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     kept = [r["kept"] for r in rows]
     ax.plot(kept, [r["mean_quality"] for r in rows], "o-", label="mean quality score (estimated)")
@@ -223,6 +229,4 @@ def _plot(rows: list[dict], path: Path) -> None:
     ax.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize=8)
     ax.set_title("filter sweep")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
