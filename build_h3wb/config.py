@@ -96,6 +96,35 @@ class SimulatedDetectorConfig:
 
 
 @dataclass
+class OpenPifPafDetectorConfig:
+    """OpenPifPaf's whole-body model (see ``build_h3wb.detectors.openpifpaf``), the detector H3WB was built with.
+
+    ``checkpoint`` is an OpenPifPaf checkpoint name (``shufflenetv2k30-wholebody``, the more accurate, or
+    ``shufflenetv2k16-wholebody``, the faster; fetched by OpenPifPaf on a machine with internet) or a local file.
+    """
+
+    _target_: str = "build_h3wb.detectors.openpifpaf.OpenPifPafDetector"
+    checkpoint: str = "shufflenetv2k30-wholebody"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    batch_size: int = 8  # images per network call (the stage's detect.batch_size frames are split into these)
+    long_edge: int = 0  # resize so the longer image side is this many pixels (0: native resolution)
+    max_people: int = 4  # candidates kept per image (best first); the stage picks the subject among them
+    instance_threshold: float = 0.15  # OpenPifPaf decoder: drop people scoring below this
+    extra_safe_globals: list[str] = field(default_factory=list)  # more classes a trusted checkpoint may unpickle
+
+
+@dataclass
+class MediaPipeDetectorConfig:
+    """MediaPipe Holistic (see ``build_h3wb.detectors.mediapipe``): offline, models inside the package."""
+
+    _target_: str = "build_h3wb.detectors.mediapipe.MediaPipeHolisticDetector"
+    model_complexity: int = 1  # 0 lite, 1 full (shipped); 2 (heavy) is downloaded by MediaPipe on first use
+    min_detection_confidence: float = 0.5
+    refine_face_landmarks: bool = False
+    static_image_mode: bool = True  # strided frames are far apart: detect each frame on its own
+
+
+@dataclass
 class DetectConfig:
     """Detection stage settings."""
 
@@ -278,3 +307,5 @@ def register_configs() -> None:
     cs.store(name="config_schema", node=Config)
     cs.store(group="data", name="synthetic_schema", node=SyntheticDataConfig)
     cs.store(group="detector", name="simulated_schema", node=SimulatedDetectorConfig)
+    cs.store(group="detector", name="openpifpaf_schema", node=OpenPifPafDetectorConfig)
+    cs.store(group="detector", name="mediapipe_schema", node=MediaPipeDetectorConfig)

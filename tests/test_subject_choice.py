@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+
+from build_h3wb import skeleton
+from build_h3wb.detectors.subject import choose_subject, essential_matrix, pairwise_agreement
+from build_h3wb.synthetic.motion import generate_motion
+
+
+def _project(rig, X, rng, noise=2.0, score=0.8):
+    """(T, J, 3) world -> (C, T, J, 3) [x, y, score] with pixel noise."""
+    out = []
+    for cam in rig:
+        uv = cam.project(X) + rng.normal(0, noise, X.shape[:-1] + (2,))
+        out.append(np.concatenate([uv, np.full(X.shape[:-1] + (1,), score)], -1))
+    return np.stack(out)
+
+
+@pytest.fixture
+def two_people(rig, rng):
+    """The subject and a bystander 1.2 m away, in random candidate order; the bystander often scores higher."""
+    t = np.arange(60) / 10.0
+    subject = generate_motion("S1", "Walking", t, seed=0, center_xy_mm=(0, 500), half_extent_xy_mm=(700, 700))
+    bystander = generate_motion("S5", "Waiting", t, seed=1, center_xy_mm=(900, 1300), half_extent_xy_mm=(100, 100))
+    a = _project(rig, subject, rng, score=0.7)
+    b = _project(rig, bystander, rng, score=0.9)
+    swap = rng.random(a.shape[:2]) < 0.5  # (C, T): bystander listed first
+    cand = np.stack([np.where(swap[..., None, None], b, a), np.where(swap[..., None, None], a, b)], axis=2)
+    truth = np.where(swap, 1, 0)
+    return cand, truth, subject
+
+
+def test_essential_matrix_holds_for_projected_points(rig, rng):
+    X = np.array([[100.0, 500.0, 1000.0], [-300.0, 800.0, 200.0]])
+    for a in range(4):
+        for b in range(4):
+            if a != b:
+                xa = np.c_[rig[a].undistort_pixels(rig[a].project(X)), np.ones(2)]
+                xb = np.c_[rig[b].undistort_pixels(rig[b].project(X)), np.ones(2)]
+                residual = np.einsum("ni,ij,nj->n", xb, essential_matrix(rig, a, b), xa)
+                assert np.abs(residual).max() < 1e-9
+
+
+def test_the_subject_is_chosen_in_every_view_and_frame(rig, two_people):
+    cand, truth, _ = two_people
+    # the detector's own ranking alone would pick the (higher-scoring) bystander half of the time
+    kp, choice, ambiguous = choose_subject(cand, rig)
+    assert kp.shape == (4, cand.shape[1], skeleton.NUM_KEYPOINTS, 3) and kp.dtype == np.float32
+    # both people are seen by all four views, so geometry alone cannot tell them apart: the subject performing in
+    # the middle of the volume is kept, in every view and every frame, against the detector's ranking
+    assert (choice == truth).all()
+    np.testing.assert_array_equal(kp, np.take_along_axis(cand, choice[..., None, None, None], 2)[:, :, 0]
+                                  .astype(np.float32))
+    assert ambiguous.mean() < 0.5
+
+
+def test_a_false_detection_in_one_view_is_rejected_by_geometry(rig, rng):
+    t = np.arange(30) / 10.0
+    subject = generate_motion("S1", "Walking", t, seed=0, center_xy_mm=(0, 500), half_extent_xy_mm=(700, 700))
+    cand = np.full((4, 30, 2, skeleton.NUM_KEYPOINTS, 3), np.nan)
+    cand[:, :, 0] = _project(rig, subject, rng, score=0.6)
+    # view 2 also holds a confident "person" that exists in no other view (a poster, a reflection), listed first
+    fake = _project(rig, subject + np.array([800.0, -600.0, 0.0]), rng, score=0.95)[2]
+    cand[2, :, 1] = cand[2, :, 0]
+    cand[2, :, 0] = fake
+    agree = pairwise_agreement(cand, rig)  # (C, C, T, P, P)
+    real, fake = agree[2, [0, 1, 3], :, 1, 0], agree[2, [0, 1, 3], :, 0, 0]
+    assert (real > 0.9).all() and (fake.mean(0) < 0.6).all()
+    kp, choice, ambiguous = choose_subject(cand, rig)
+    assert (choice[2] == 1).all() and (choice[[0, 1, 3]] == 0).all()
+    assert not ambiguous.any()
+
+
+def test_single_candidates_pass_through_and_empty_views_stay_missing(rig, rng):
+    t = np.arange(5) / 10.0
+    X = generate_motion("S1", "Walking", t, seed=0, center_xy_mm=(0, 500), half_extent_xy_mm=(700, 700))
+    cand = _project(rig, X, rng)[:, :, None]
+    cand[1, 3] = np.nan
+    kp, choice, ambiguous = choose_subject(cand, rig)
+    assert (choice[1, 3] == -1) and np.isnan(kp[1, 3]).all()
+    np.testing.assert_array_equal(kp[0], cand[0, :, 0].astype(np.float32))
+    assert not ambiguous.any()
+
+
+def test_shape_errors(rig):
+    with pytest.raises(ValueError, match="expected candidates"):
+        choose_subject(np.zeros((4, 2, skeleton.NUM_KEYPOINTS, 3)), rig)
