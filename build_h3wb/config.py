@@ -50,6 +50,44 @@ class SyntheticDataConfig:
 
 
 @dataclass
+class H36MDataConfig:
+    """Human3.6M on disk (see ``build_h3wb.sources.h36m``): videos, optional mocap, the shipped calibration."""
+
+    _target_: str = "build_h3wb.sources.h36m.H36MSource"
+    root: str = "data/h36m"  # the folder holding S1, S5, ... (each with Videos/ and MyPoseFeatures/)
+    subjects: list[str] = field(default_factory=lambda: ["S1", "S5", "S6", "S7", "S8", "S9", "S11"])
+    actions: list[str] = field(
+        default_factory=lambda: [
+            "Directions", "Discussion", "Eating", "Greeting", "Phoning", "Photo", "Posing", "Purchases",
+            "Sitting", "SittingDown", "Smoking", "Waiting", "WalkDog", "Walking", "WalkTogether",
+        ]
+    )  # fmt: skip
+    cameras: list[str] = field(default_factory=list)  # empty: all four
+    stride: int = 5  # H3WB: every frame number is a multiple of 5 (10 fps on the 50 fps videos)
+    start: int = 0  # first frame, counted from 0 as OpenCV reads them
+    stop: int = 0  # 0: to the end of each video
+    mocap: bool = True  # evaluate against D3_Positions/<Sequence>.cdf where present
+    exclude: list[str] = field(default_factory=list)  # sequences to leave out, "S11/Directions"
+
+
+@dataclass
+class RigDataConfig:
+    """Any calibrated rig (see ``build_h3wb.sources.rig``): synchronised videos or image folders + a calibration."""
+
+    _target_: str = "build_h3wb.sources.rig.RigSource"
+    root: str = MISSING  # <root>/<sequence>/<camera>.mp4 (or <camera>/ image folders)
+    calibration: str = MISSING  # rig .json, anipose/Pose2Sim .toml, or an EasyMocap intri.yml/extri.yml folder
+    calibration_format: str = "auto"  # auto | rig | anipose | easymocap
+    units: str = ""  # translations' unit (mm | cm | m); empty: the format's default
+    subject: str = "subject"
+    sequences: list[str] = field(default_factory=list)  # empty: every sequence folder
+    cameras: list[str] = field(default_factory=list)  # empty: all in the calibration
+    stride: int = 1
+    start: int = 0
+    stop: int = 0
+
+
+@dataclass
 class SimulatedDetectorConfig:
     """The simulated whole-body detector (see ``build_h3wb.detectors.simulated``); pixels at Human3.6M's 1000 px.
 
@@ -125,11 +163,35 @@ class MediaPipeDetectorConfig:
 
 
 @dataclass
-class DetectConfig:
-    """Detection stage settings."""
+class SubjectChoiceConfig:
+    """Keeping one subject among several detected people (see ``build_h3wb.detectors.subject.choose_subject``)."""
 
-    batch_size: int = 64  # frames per detector call
-    chunk_frames: int = 250  # frames held in memory at once per sequence
+    min_score: float = 0.3
+    epipolar_px: float = 20.0  # keypoints of one person in two views lie this close to each other's epipolar lines
+    agreement_weight: float = 2.0
+    track_weight: float = 1.0
+    centre_weight: float = 1.0
+    score_weight: float = 0.5
+    margin: float = 0.5  # a choice is reported ambiguous when another costs less than this many points
+
+
+@dataclass
+class DetectConfig:
+    """Detection stage settings.
+
+    The work unit is one video (one view of one sequence). ``subjects``, ``actions``, ``cameras`` and
+    ``shard``/``num_shards`` restrict which videos this run detects, without changing the build: run them as
+    Hydra multirun jobs (``-m detect.shard=0,1,2,3 detect.num_shards=4``), and the run that finishes the last video
+    assembles the sequences and writes the manifest.
+    """
+
+    batch_size: int = 32  # frames decoded and given to the detector at once
+    subjects: list[str] = field(default_factory=list)  # only these subjects' videos (empty: all)
+    actions: list[str] = field(default_factory=list)  # only these actions (canonical names; empty: all)
+    cameras: list[str] = field(default_factory=list)  # only these cameras (empty: all)
+    shard: int = 0  # this run detects the videos i with i % num_shards == shard (of the selection above)
+    num_shards: int = 1
+    subject: SubjectChoiceConfig = field(default_factory=SubjectChoiceConfig)
 
 
 @dataclass
@@ -306,6 +368,8 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     cs.store(group="data", name="synthetic_schema", node=SyntheticDataConfig)
+    cs.store(group="data", name="h36m_schema", node=H36MDataConfig)
+    cs.store(group="data", name="rig_schema", node=RigDataConfig)
     cs.store(group="detector", name="simulated_schema", node=SimulatedDetectorConfig)
     cs.store(group="detector", name="openpifpaf_schema", node=OpenPifPafDetectorConfig)
     cs.store(group="detector", name="mediapipe_schema", node=MediaPipeDetectorConfig)

@@ -74,7 +74,7 @@ def test_hydra_logs_go_to_the_build_dir(built):
 
 def test_rerun_resumes_and_interruption_recovers(built):
     out = cli(built, "stage=detect", *SMALL)
-    assert "0 computed, 4 already done" in out.stdout + out.stderr
+    assert "0 videos computed, 16 already done, 0 failed" in out.stdout + out.stderr
     (built / "triangulate" / "S8" / "Walking 1.h5").unlink()
     (built / "triangulate" / "manifest.json").unlink()
     before = (built / "triangulate" / "S1" / "Walking 1.h5").stat().st_mtime_ns

@@ -63,8 +63,13 @@ class Source(Protocol):
         """The calibrated cameras of a recording (its view order is the view axis of every array)."""
         ...
 
-    def frames(self, seq: Sequence) -> np.ndarray:
-        """(T,) int selected frame numbers of a recording, shared by all its views."""
+    def view_frames(self, seq: Sequence, view: str) -> np.ndarray:
+        """(T,) int selected frame numbers of one view's recording (views of a capture may differ in length).
+
+        Raises:
+            build_h3wb.sources.video.VideoError: the view's video is missing, unreadable or does not fit its
+                calibration (the detect stage reports it and goes on with the other views).
+        """
         ...
 
     def batches(self, seq: Sequence, view: str, frames: np.ndarray, batch_size: int) -> Iterator[FrameBatch]:

@@ -92,6 +92,12 @@ class SyntheticSource:
         """(T,) selected frame numbers of the simulated video."""
         return np.arange(0, int(round(self.duration_s * self.video_fps)), self.stride, dtype=np.int64)
 
+    def view_frames(self, seq: Sequence, view: str) -> np.ndarray:
+        """(T,) selected frame numbers: every simulated view has the same frames."""
+        if view not in self.rig(seq).names:
+            raise ValueError(f"{seq.key}: no camera {view!r} (cameras: {', '.join(self.rig(seq).names)})")
+        return self.frames(seq)
+
     def ground_truth(self, seq: Sequence, frames: np.ndarray) -> np.ndarray:
         """(T, J, 3) world millimetres at the given frame numbers."""
         rig = self.rig(seq)

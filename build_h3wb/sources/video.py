@@ -17,6 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from build_h3wb.cameras import Camera
+from build_h3wb.sources.base import FrameBatch, Sequence
+
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg")
@@ -132,3 +135,33 @@ def find_view(folder: Path, stem: str) -> Path | None:
             if candidate.is_file():
                 return candidate
     return folder / stem if (folder / stem).is_dir() else None
+
+
+def read_batches(
+    reader: FrameReader, seq: Sequence, camera: Camera, frames: np.ndarray, batch_size: int
+) -> Iterator[FrameBatch]:
+    """``FrameBatch``es of ``batch_size`` decoded frames of one view.
+
+    A video that stops decoding early yields the frames it had, then raises :class:`VideoError`.
+    """
+    numbers: list[int] = []
+    images: list[np.ndarray] = []
+
+    def batch() -> FrameBatch:
+        out = FrameBatch(sequence=seq, camera=camera, frames=np.array(numbers, dtype=np.int64), images=np.stack(images))
+        numbers.clear()
+        images.clear()
+        return out
+
+    try:
+        for f, image in reader.read(frames):
+            numbers.append(f)
+            images.append(image)
+            if len(numbers) == batch_size:
+                yield batch()
+    except VideoError:
+        if numbers:
+            yield batch()
+        raise
+    if numbers:
+        yield batch()
