@@ -10,7 +10,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml scripts/install_openpifpaf.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,openpifpaf,mediapipe]"
+	$(PY) -m pip install --quiet -e ".[test,openpifpaf,mediapipe,slurm]"
 	scripts/install_openpifpaf.sh $(PY)
 	touch $@
 

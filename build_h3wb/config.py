@@ -156,7 +156,7 @@ class MediaPipeDetectorConfig:
     """MediaPipe Holistic (see ``build_h3wb.detectors.mediapipe``): offline, models inside the package."""
 
     _target_: str = "build_h3wb.detectors.mediapipe.MediaPipeHolisticDetector"
-    model_complexity: int = 1  # 0 lite, 1 full (shipped); 2 (heavy) is downloaded by MediaPipe on first use
+    model_complexity: int = 1  # 0 lite, 1 full, 2 heavy; only 1 ships in the wheel, 0 and 2 download on first use
     min_detection_confidence: float = 0.5
     refine_face_landmarks: bool = False
     static_image_mode: bool = True  # strided frames are far apart: detect each frame on its own

@@ -69,3 +69,33 @@ def test_an_interrupted_run_recomputes_only_the_missing_video(tmp_path):
 def test_shard_settings_are_checked(tmp_path):
     out = run_cli(tmp_path, "stage=detect", *SMALL, "detect.shard=2", "detect.num_shards=2", check=False)
     assert out.returncode != 0 and "detect.shard=2 must be in [0, detect.num_shards=2)" in out.stdout + out.stderr
+
+
+def test_cluster_and_local_recipes_compose(tmp_path):
+    """The pipelines' Slurm and joblib commands, as the scripts build them, are valid Hydra configurations."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    log = tmp_path / "commands.txt"
+    shim = tmp_path / "py"
+    shim.write_text(f"#!/bin/sh\nprintf '%s\\0' \"$@\" >> {log}\nprintf '\\n\\0' >> {log}\n")
+    shim.chmod(0o755)
+    for script in ("h36m_slurm.sh", "h36m_local.sh"):
+        env = {**os.environ, "PY": str(shim), "H36M_ROOT": str(tmp_path), "BUILD_DIR": str(tmp_path / "b")}
+        subprocess.run(["bash", str(REPO / "pipelines" / script), "data.subjects=[S1]"], env=env, check=True)
+    commands = [c.split("\0")[:-1] for c in log.read_text().split("\n\0") if c]
+    assert len(commands) == 4
+    for args in commands:
+        assert args[:2] == ["-m", "build_h3wb"]
+        # one job of the sweep, printed instead of launched
+        one = [a.replace("range(0,28)", "3").replace("range(0,2)", "1") for a in args[2:] if a != "-m"]
+        out = subprocess.run([sys.executable, "-m", "build_h3wb", *one, "--cfg", "hydra"], cwd=REPO,
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert ("submitit" in out.stdout) or ("joblib" in out.stdout) or "stage=all" in args
+        job = subprocess.run([sys.executable, "-m", "build_h3wb", *one, "--cfg", "job"], cwd=REPO,
+                             capture_output=True, text=True)
+        assert job.returncode == 0 and "root: " + str(tmp_path) in job.stdout

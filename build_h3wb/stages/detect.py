@@ -86,6 +86,8 @@ def run(cfg: DictConfig) -> dict:
             counts["seconds"] += status["seconds"]
             counts["truncated"] += int(status["truncated"])
             bar.set_postfix(fps=f"{status['frames'] / max(status['seconds'], 1e-9):.1f}")
+    if hasattr(detector, "close"):
+        detector.close()
     log.info("detect: %d videos computed, %d already done, %d failed%s", counts["computed"], counts["resumed"],
              counts["failed"], f" ({counts['view_frames']} view-frames at "
              f"{counts['view_frames'] / max(counts['seconds'], 1e-9):.1f} frames/s)" if counts["computed"] else "")
