@@ -307,6 +307,8 @@ class ExportConfig:
     rgb_test_seed: int = 0  # permutes the RGB-to-3D test ids, as the official release does
     i2d_mask_seed: int = 0  # the fixed I2D test masks (export/json/I2Dto3D_test_masks.npz)
     decimals: int = 2  # rounding of the JSON keypoints (-1: full precision)
+    images: bool = False  # cut the selected frames out of the videos: export/images/<H3WB image_path> (real sources)
+    jpeg_quality: int = 95
 
 
 @dataclass

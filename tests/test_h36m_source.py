@@ -170,6 +170,9 @@ def test_detect_and_triangulate_on_the_tree_evaluates_against_mocap(tree, tmp_pa
     assert counts["frame_count_mismatches"] == [{"sequence": "S1/Walking 1", "frames_per_view": {
         "54138969": 5, "55011271": 5, "58860488": 5, "60457274": 4}}]
     assert [u["sequence"] for u in manifest["units"]] == ["TakingPhoto 1", "Walking 1"]
+    # the test detector finds nobody where there is no mocap: reported per video, not an error
+    assert counts["videos_without_detections"] == [f"S1/TakingPhoto 1.{c}" for c in ("54138969", "55011271",
+                                                                                      "60457274")]
     import h5py
 
     with h5py.File(tmp_path / "detect" / "S1" / "Walking 1.h5") as f:
@@ -190,3 +193,28 @@ def test_detect_and_triangulate_on_the_tree_evaluates_against_mocap(tree, tmp_pa
     assert result["sequences_without_ground_truth"] == ["S1/TakingPhoto 1"]
     assert result["absolute"]["body"]["n"] == 12 * 5  # the 12 shared joints in 5 frames
     assert result["absolute"]["body"]["median_mm"] < 10  # 1 px of detection noise
+
+
+def test_export_cuts_the_frames_out_of_the_videos(tree, tmp_path):
+    from build_h3wb.export import ExportSequence, image_relpath, write_images
+    from build_h3wb.sources.synthetic import SyntheticSource
+
+    src = H36MSource(str(tree), subjects=["S1"])
+    rig = h36m_rig("S1")
+    frames = np.array([5, 15])
+    X = np.zeros((2, skeleton.NUM_KEYPOINTS, 3))
+    seqs = [ExportSequence(subject="S1", action="Walking", sequence="Walking 1", frames=frames, keypoints_3d=X,
+                           provenance=np.zeros((2, skeleton.NUM_KEYPOINTS), np.uint8), quality=np.zeros(2), rig=rig),
+            ExportSequence(subject="S1", action="Photo", sequence="TakingPhoto 1", frames=np.array([0]),
+                           keypoints_3d=X[:1], provenance=np.zeros((1, skeleton.NUM_KEYPOINTS), np.uint8),
+                           quality=np.zeros(1), rig=rig)]
+    counts = write_images(src, seqs, tmp_path / "images")
+    assert counts["written"] == 2 * 4 + 3 and counts["present"] == 0
+    assert counts["failed_views"] and "TakingPhoto 1.58860488" in counts["failed_views"][0]
+    img = cv2.imread(str(tmp_path / "images" / image_relpath("S1", "Walking 1", "60457274", 15)))
+    assert img.shape == (1002, 1000, 3) and abs(img.mean() - GREY_STEP * 15) < 5  # the right frame
+    again = write_images(src, seqs, tmp_path / "images")
+    assert again["written"] == 0 and again["present"] == 11
+    synthetic = SyntheticSource(["S1"], ["Walking"], duration_s=2)
+    assert write_images(synthetic, seqs[:1], tmp_path / "none")["no_pixels"]
+    assert not (tmp_path / "none").exists()

@@ -46,10 +46,11 @@ def check_detections(kp: np.ndarray, batch_size: int, detector: str) -> np.ndarr
     """
     J = skeleton.NUM_KEYPOINTS
     kp = np.asarray(kp)
+    shape = kp.shape
     if kp.ndim == 3:
         kp = kp[:, None]
     if kp.ndim != 4 or kp.shape[0] != batch_size or kp.shape[2:] != (J, 3):
-        raise ValueError(f"detector {detector!r} returned shape {kp.shape}, expected ({batch_size}, {J}, 3) or "
+        raise ValueError(f"detector {detector!r} returned shape {shape}, expected ({batch_size}, {J}, 3) or "
                          f"({batch_size}, P, {J}, 3): [x, y, score] per keypoint of the {J}-keypoint whole-body layout")
     kp = kp.astype(np.float32, copy=True)
     with np.errstate(invalid="ignore"):

@@ -6,10 +6,11 @@ into the COCO-WholeBody layout of :mod:`build_h3wb.skeleton`; a keypoint with no
 (NaN), never invented:
 
 - body (nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles): the pose landmarks of the same name; the
-  eyes are MediaPipe's eye-centre landmarks (``LEFT_EYE`` / ``RIGHT_EYE``). Both MediaPipe's ``LEFT_*`` and COCO's
+  eyes are the centres of the face mesh's eye outlines when a face is found (the pose model's head landmarks are
+  coarser: its left eye lies 10 px below the iris on a 512 px portrait, the mesh's eye contour within 2 px), else
+  MediaPipe's eye-centre pose landmarks (``LEFT_EYE`` / ``RIGHT_EYE``). Both MediaPipe's ``LEFT_*`` and COCO's
   ``left_*`` name the subject's own left (checked on ``skimage.data.astronaut()``: her left eye and shoulder are on
-  the image's right). The pose model's head landmarks are coarser than the face mesh (its left eye lies 10 px
-  below the iris on that 512 px portrait, the mesh's eye contour within 2 px).
+  the image's right).
 - feet: ``LEFT_HEEL`` -> ``left_heel`` and ``LEFT_FOOT_INDEX`` (the tip of the foot, around the big and second
   toes) -> ``left_big_toe``; the small toes have no counterpart and stay missing. Likewise on the right.
 - hands: Holistic's ``left_hand_landmarks`` / ``right_hand_landmarks`` (the subject's own hands: Holistic crops
@@ -162,6 +163,10 @@ def face_facing_cos(face: np.ndarray) -> np.ndarray:
     return -normal[..., 2]  # the camera looks along +z
 
 
+_IBUG_RIGHT_EYE = slice(36, 42)  # iBUG-68 points of the subject's right eye outline (image left when facing)
+_IBUG_LEFT_EYE = slice(42, 48)
+
+
 def holistic_to_wholebody(
     pose: np.ndarray | None,
     face: np.ndarray | None,
@@ -206,6 +211,12 @@ def holistic_to_wholebody(
         out[part, :2] = xyz[_FACE_IDX, :2]
         facing = np.clip(_FACING_OFFSET + face_facing_cos(xyz), _FACING_MIN, 1.0)  # (68,)
         out[part, 2] = (0.5 + 0.5 * vis[_POSE_NOSE]) * facing
+        # the body's eyes from the mesh's eye outlines (within ~2 px) rather than the pose model's (~10 px off)
+        face_kp = out[part]
+        for eye, outline in (("left_eye", _IBUG_LEFT_EYE), ("right_eye", _IBUG_RIGHT_EYE)):
+            j = skeleton.index(eye)
+            out[j, :2] = face_kp[outline, :2].mean(0)
+            out[j, 2] = max(float(out[j, 2]) if np.isfinite(out[j, 2]) else 0.0, float(face_kp[outline, 2].min()))
     with np.errstate(invalid="ignore"):
         outside = (out[:, 0] < 0) | (out[:, 0] > width) | (out[:, 1] < 0) | (out[:, 1] > height)
     out[outside] = np.nan

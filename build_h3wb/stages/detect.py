@@ -155,9 +155,13 @@ def _detect_video(source: Source, detector, sd: StageDir, video: Video, rig: Rig
         cand[offset : offset + len(d), : d.shape[1]] = d
         offset += len(d)
     seconds = time.perf_counter() - t0
+    found = int(np.isfinite(cand[..., 2]).any(axis=(1, 2)).sum())  # frames with anyone detected
+    if len(cand) and not found:
+        log.warning("detect: %s camera %s: no person detected in any of its %d frames (wrong camera, dark video, "
+                    "or a detector that does not fit?)", seq.key, camera, len(cand))
     info = source.video_info(seq, camera) if hasattr(source, "video_info") else {}
     attrs = sd.unit_attrs(unit(seq), camera=camera, truncated=truncated, seconds=round(seconds, 3),
-                          frames_selected=int(len(frames)), **info)
+                          frames_selected=int(len(frames)), frames_with_detections=found, **info)
     with atomic_h5(video_path(sd, video), attrs) as f:
         f.create_dataset("frames", data=np.concatenate(frames_done) if frames_done else np.zeros(0, np.int64))
         f.create_dataset("candidates", data=cand)
@@ -186,6 +190,7 @@ def _assemble(sd: StageDir, sequences: list[Sequence], rigs: dict[Sequence, Rig]
     failed_videos: list[dict] = []
     mismatched: list[dict] = []
     truncated: list[dict] = []
+    empty: list[str] = []
     ambiguous, chosen_views, seconds, view_frames = 0, 0, 0.0, 0
     done_units: dict[str, set[str]] = {}
     for seq in sequences:
@@ -215,6 +220,7 @@ def _assemble(sd: StageDir, sequences: list[Sequence], rigs: dict[Sequence, Rig]
         if stats["frame_counts_differ"]:
             mismatched.append({"sequence": seq.key, "frames_per_view": stats["frames_per_view"]})
         truncated += [{"video": f"{seq.key}.{cam}", "reason": why} for cam, why in stats["truncated"].items()]
+        empty += [f"{seq.key}.{cam}" for cam in stats["views_without_detections"]]
         ambiguous += stats["ambiguous"]
         chosen_views += stats["chosen"]
         seconds += stats["seconds"]
@@ -222,7 +228,7 @@ def _assemble(sd: StageDir, sequences: list[Sequence], rigs: dict[Sequence, Rig]
     return {
         "sequences": len(sequences), "assembled": assembled, "assembled_before": resumed,
         "pending_videos": pending, "skipped_sequences": skipped, "failed_videos": failed_videos,
-        "truncated_videos": truncated, "frame_count_mismatches": mismatched,
+        "truncated_videos": truncated, "videos_without_detections": empty, "frame_count_mismatches": mismatched,
         "view_frames": view_frames, "detector_seconds": round(seconds, 2),
         "frames_per_second": round(view_frames / seconds, 1) if seconds > 0 else None,
         "subject_choice_ambiguous": ambiguous, "subject_chosen_view_frames": chosen_views,
@@ -233,7 +239,7 @@ def _assemble(sd: StageDir, sequences: list[Sequence], rigs: dict[Sequence, Rig]
 
 def _assemble_sequence(sd: StageDir, seq: Sequence, rig: Rig, views: list[str], choice_cfg: dict, path: Path) -> dict:
     """Align the views' frames, choose the subject, write the sequence file; returns its statistics."""
-    per_view, truncated, seconds = {}, {}, 0.0
+    per_view, truncated, seconds, empty = {}, {}, 0.0, []
     for cam in views:
         vpath = video_path(sd, Video(seq, cam))
         with open_h5(vpath) as f:
@@ -243,6 +249,8 @@ def _assemble_sequence(sd: StageDir, seq: Sequence, rig: Rig, views: list[str], 
         seconds += float(attrs.get("seconds", 0.0))
         if attrs.get("truncated"):
             truncated[cam] = attrs["truncated"]
+        if len(frames) and not np.isfinite(cand[..., 2]).any():
+            empty.append(cam)
         per_view[cam] = (frames, cand)
     all_frames = np.unique(np.concatenate([fr for fr, _ in per_view.values()]))
     counts = {cam: int(len(fr)) for cam, (fr, _) in per_view.items()}
@@ -258,7 +266,9 @@ def _assemble_sequence(sd: StageDir, seq: Sequence, rig: Rig, views: list[str], 
             fr, cand = per_view[cam]
             stacked[c, np.searchsorted(all_frames, fr), : cand.shape[1]] = cand
     keypoints, choice, ambiguous = choose_subject(stacked, rig, **choice_cfg)
+    detected = {cam: round(float((choice[c] >= 0).mean()), 4) if T else 0.0 for c, cam in enumerate(rig.names)}
     stats = {"frames_per_view": counts, "frame_counts_differ": bool(differ), "truncated": truncated,
+             "views_without_detections": empty, "subject_found_share": detected,
              "ambiguous": int(ambiguous.sum()), "chosen": int((choice >= 0).sum()), "seconds": seconds,
              "candidates_per_image": int(P)}
     attrs = sd.unit_attrs(unit(seq), rig=rig.to_dict(), views=views, stats=stats)
@@ -272,7 +282,8 @@ def _assemble_sequence(sd: StageDir, seq: Sequence, rig: Rig, views: list[str], 
 
 
 def _report(summary: dict) -> None:
-    for what in ("failed_videos", "truncated_videos", "skipped_sequences", "frame_count_mismatches"):
+    for what in ("failed_videos", "truncated_videos", "videos_without_detections", "skipped_sequences",
+                 "frame_count_mismatches"):
         if summary[what]:
             log.warning("detect: %d %s (see detect/manifest.json)", len(summary[what]), what.replace("_", " "))
     if summary["subject_chosen_view_frames"]:

@@ -4,8 +4,9 @@ Reads ``filter/`` (selection and quality), the final poses (``refine``, else ``c
 ``complete`` (for the per-keypoint provenance) and the rig stored with the detections. Writes ``export/h3wb.h5``,
 ``export/json/*.json`` (layout in ``build_h3wb.export``) with the fixed I2D test masks
 ``export/json/I2Dto3D_test_masks.npz``, and ``export/h3wb_videopose3d.npz``; the benchmark split
-is configurable (default: train S1, S5, S6, S7; test S8). No image files are cut yet: no video source exists so
-far (the JSON files carry the official ``image_path`` names).
+is configurable (default: train S1, S5, S6, S7; test S8). With ``export.images=true`` and a source with pixels
+(Human3.6M, a rig), the exported frames of every view are cut out of the videos to ``export/images/`` at the
+``image_path`` the JSON files name (``S1/Images/Walking 1.54138969/frame_0005.jpg``); present images are kept.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from build_h3wb.export import (
     load_h3wb_json,
     write_h3wb_json,
     write_hdf5,
+    write_images,
     write_videopose3d_npz,
 )
-from build_h3wb.stages.common import build_dir
+from build_h3wb.stages.common import build_dir, make_source
 from build_h3wb.stages.detect import read_rig
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,14 @@ def run(cfg: DictConfig) -> dict:
     save_masks(sd.root / "json" / "I2Dto3D_test_masks.npz", i2d_masks(n_i2d, int(ecfg.i2d_mask_seed)),
                int(ecfg.i2d_mask_seed))
     counts["i2d_test_masks"] = n_i2d
+    if ecfg.images:
+        counts["images"] = write_images(make_source(cfg), sequences, sd.root / "images", int(ecfg.jpeg_quality))
+        if counts["images"]["no_pixels"]:
+            log.warning("export.images=true, but the %s source has no pixels: no images cut", cfg.data._target_)
+        else:
+            log.info("export: %d images written to %s (%d already there, %d views failed)",
+                     counts["images"]["written"], sd.root / "images", counts["images"]["present"],
+                     len(counts["images"]["failed_views"]))
     n = counts["hdf5"]["poses"]
     log.info("export: %d poses (%d images) to %s: h3wb.h5, json/ (%s), h3wb_videopose3d.npz", n,
              n * len(sequences[0].rig), sd.root, ", ".join(f"{k} {v}" for k, v in counts["hdf5"].items()
