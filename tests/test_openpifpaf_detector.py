@@ -7,6 +7,7 @@ each bright square in the image: this gives detections at known pixels to test c
 batching through OpenPifPaf's own decoder.
 """
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -284,14 +285,17 @@ def test_images_none_is_an_error(checkpoints):
         det(frames(np.zeros((2, 32, 32), dtype=np.uint8)))
 
 
-def test_instance_threshold_filters_and_is_not_leaked(checkpoints):
+def test_instance_threshold_filters_and_is_not_leaked(checkpoints, caplog):
     before = nms.Keypoints.get_instance_threshold()
-    images = squares((1, 240, 320, 3), [(0, 160, 120)], values=[170])  # a dim square: score about 0.5
+    images = squares((1, 240, 320, 3), [(0, 160, 120)])  # instance score about 0.5
     low = OpenPifPafDetector(checkpoint=str(checkpoints["beacon"]), device="cpu", instance_threshold=0.05)
     high = OpenPifPafDetector(checkpoint=str(checkpoints["beacon"]), device="cpu", instance_threshold=0.9)
-    assert np.isfinite(low(frames(images))[0, 0]).all()
-    assert np.isnan(high(frames(images))).all()
+    with caplog.at_level(logging.INFO):
+        assert np.isfinite(low(frames(images))[0, 0]).all()
+        assert np.isnan(high(frames(images))).all()
     assert nms.Keypoints.get_instance_threshold() == before
+    assert not [r for r in caplog.records if r.name.startswith("openpifpaf.decoder")]  # no line per frame
+    assert logging.getLogger("openpifpaf.decoder").level == logging.NOTSET
 
 
 def test_registered_name_uses_torch_hub_cache_and_downloads_once(checkpoints, tmp_path, monkeypatch):

@@ -39,6 +39,10 @@ def test_output_format_and_determinism():
     assert np.array_equal(out, det(b), equal_nan=True)
     assert not np.array_equal(out, default_simulated_detector(seed=1)(b), equal_nan=True)
     assert np.array_equal(check_detections(out, len(b.frames), "sim")[:, 0], out, equal_nan=True)  # one person
+    # each frame has its own random stream: batching (or sharding) does not change the detections
+    parts = [det(FrameBatch(sequence=b.sequence, camera=b.camera, frames=b.frames[s:e],
+                            world_keypoints=b.world_keypoints[s:e])) for s, e in ((0, 7), (7, 8), (8, None))]
+    assert np.array_equal(np.concatenate(parts), out, equal_nan=True)
 
 
 def test_noise_free_settings_reproduce_the_projection():

@@ -19,8 +19,9 @@ import pickle
 import re
 import zipfile
 from collections.abc import Iterator, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -58,8 +59,9 @@ class OpenPifPafDetector:
     loaded (and a registered checkpoint downloaded into torch's hub cache) on the first call, or by :meth:`load`.
 
     The decoder's instance threshold is a process-wide setting of OpenPifPaf's C++ extension; it is set to
-    ``instance_threshold`` only while a batch is decoded and restored afterwards. Every other decoder setting keeps
-    OpenPifPaf's defaults (nothing here changes them).
+    ``instance_threshold`` only during a call and restored afterwards (as is the level of OpenPifPaf's decoder
+    logger, which would otherwise log every frame). Every other decoder setting keeps OpenPifPaf's defaults
+    (nothing here changes them).
     """
 
     name = "openpifpaf"
@@ -170,7 +172,7 @@ class OpenPifPafDetector:
             raise ValueError(f"expected batch.images (B, H, W, 3) uint8 RGB, got shape {images.shape} {images.dtype}")
         self.load()
         out = np.full((images.shape[0], self.max_people, skeleton.NUM_KEYPOINTS, 3), np.nan, dtype=np.float32)
-        with _nms_instance_threshold(self.instance_threshold):
+        with _decoding(self.instance_threshold):
             for start in range(0, images.shape[0], self.batch_size):
                 chunk = images[start:start + self.batch_size]
                 out[start:start + len(chunk)] = self._detect(chunk)
@@ -179,10 +181,11 @@ class OpenPifPafDetector:
     def _detect(self, images: np.ndarray) -> np.ndarray:
         """(b, H, W, 3) uint8 -> (b, P, J, 3) float32, NaN where missing."""
         b, H, W = images.shape[:3]
-        x = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)  # (b, 3, H, W)
-        x, scale, offset = preprocess(x, self.long_edge)
+        images = np.require(images, requirements=["C", "W"])  # torch.from_numpy needs a writable, positive-stride array
         with torch.inference_mode():
-            heads = [h.cpu() for h in self._model(x)]  # per head (b, fields, components, h', w')
+            x = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)  # (b, 3, H, W)
+            x, scale, offset = preprocess(x, self.long_edge)  # (b, 3, H', W')
+            heads = [h.cpu() for h in self._model(x)]  # per head (b, fields, components, h', w') on the CPU
         out = np.full((b, self.max_people, skeleton.NUM_KEYPOINTS, 3), np.nan, dtype=np.float32)
         for i in range(b):
             anns = self._decoder([h[i] for h in heads])
@@ -197,7 +200,7 @@ class OpenPifPafDetector:
         """The checkpoint file, downloaded into torch's hub cache (as OpenPifPaf does) for a registered name."""
         if self.checkpoint_path is not None:
             return self.checkpoint_path
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(self.checkpoint_url).name
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / PurePosixPath(urlparse(self.checkpoint_url).path).name
         if not cached.is_file():
             LOG.info("downloading OpenPifPaf checkpoint %s from %s to %s", self.checkpoint, self.checkpoint_url, cached)
             cached.parent.mkdir(parents=True, exist_ok=True)
@@ -414,16 +417,28 @@ def _cif_caf_metas(model: torch.nn.Module, path: Path) -> tuple[Any, Any]:
 
 
 @contextlib.contextmanager
-def _nms_instance_threshold(value: float) -> Iterator[None]:
-    """Set OpenPifPaf's (process-wide, C++) instance threshold while decoding, then restore the previous value."""
+def _decoding(instance_threshold: float) -> Iterator[None]:
+    """Decoder settings for the duration of a call, restored afterwards.
+
+    OpenPifPaf's instance threshold is a process-wide value in its C++ extension: it is set here and put back.
+    OpenPifPaf's decoder also logs every image at INFO level; unless the user set a level for the
+    ``openpifpaf.decoder`` logger, it is raised to WARNING meanwhile, so that a dataset build does not log a line per
+    frame.
+    """
     from openpifpaf.decoder.utils import nms
 
     previous = nms.Keypoints.get_instance_threshold()
-    nms.Keypoints.set_instance_threshold(value)
+    log = logging.getLogger("openpifpaf.decoder")
+    quiet = log.level == logging.NOTSET
+    nms.Keypoints.set_instance_threshold(instance_threshold)
+    if quiet:
+        log.setLevel(logging.WARNING)
     try:
         yield
     finally:
         nms.Keypoints.set_instance_threshold(previous)
+        if quiet:
+            log.setLevel(logging.NOTSET)
 
 
 def _is_safe_class(obj: Any) -> bool:

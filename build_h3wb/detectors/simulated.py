@@ -133,6 +133,7 @@ class SimulatedDetector:
         """Settings that determine the detections."""
         return {
             "detector": self.name,
+            "version": 2,  # 2: one random stream per frame (1: per batch)
             "seed": self.seed,
             "noise_px": dict(zip(_PART_NAMES, self.noise_px.tolist())),
             "miss_prob": dict(zip(_PART_NAMES, self.miss_prob.tolist())),
@@ -165,9 +166,9 @@ class SimulatedDetector:
         B, J = X.shape[:2]
         if J != skeleton.NUM_KEYPOINTS:
             raise ValueError(f"expected world keypoints (B, {skeleton.NUM_KEYPOINTS}, 3), got {X.shape}")
-        rng = np.random.default_rng(
-            [self.seed, _stable_int(batch.sequence.key), _stable_int(batch.camera.name), int(batch.frames[0])]
-        )
+        # one random stream per frame: the detections do not depend on how frames are batched or sharded
+        P, base = len(_PART_NAMES), [self.seed, _stable_int(batch.sequence.key), _stable_int(batch.camera.name)]
+        rng = _FrameDraws(base, batch.frames, uniforms=4 * P + 5 * J + 2, normals=P + 4 * J)
         cam = batch.camera
         uv = cam.project(X)  # (B, J, 2) true pixels, with lens distortion
         seen = cam.in_image(uv, self.edge_margin_px)  # (B, J)
@@ -217,6 +218,43 @@ class SimulatedDetector:
         out[hswap, lh] = out[hswap, rh]
         out[hswap, rh] = left
         return out
+
+
+class _FrameDraws:
+    """Random numbers drawn per frame from its own seeded stream, handed out in (B, k) blocks in a fixed order.
+
+    Mimics the few ``numpy.random.Generator`` methods the detector uses; each call takes the next k columns.
+    """
+
+    def __init__(self, base: list[int], frames: np.ndarray, uniforms: int, normals: int) -> None:
+        self.u = np.empty((len(frames), uniforms))
+        self.z = np.empty((len(frames), normals))
+        for i, f in enumerate(frames):
+            g = np.random.default_rng([*base, int(f)])
+            self.u[i] = g.random(uniforms)
+            self.z[i] = g.standard_normal(normals)
+        self._iu = self._iz = 0
+
+    def _take(self, which: str, shape: tuple[int, ...]) -> np.ndarray:
+        k = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+        pool, start = (self.u, self._iu) if which == "u" else (self.z, self._iz)
+        if start + k > pool.shape[1]:
+            raise AssertionError("the simulated detector drew more random numbers than it reserved")
+        block = pool[:, start : start + k]
+        if which == "u":
+            self._iu += k
+        else:
+            self._iz += k
+        return block.reshape(shape)
+
+    def random(self, shape: tuple[int, ...] | int) -> np.ndarray:
+        return self._take("u", (shape,) if isinstance(shape, int) else shape)
+
+    def uniform(self, low: float, high: float, shape: tuple[int, ...]) -> np.ndarray:
+        return low + (high - low) * self._take("u", shape)
+
+    def standard_normal(self, shape: tuple[int, ...]) -> np.ndarray:
+        return self._take("z", shape)
 
 
 def head_center(X: np.ndarray) -> np.ndarray:

@@ -132,8 +132,8 @@ def choose_subject(
         valid = np.isfinite(candidates).all(-1) & (candidates[..., 2] >= min_score)  # (C, T, P, J)
     present = valid.any(-1)  # (C, T, P)
     ambiguous = np.zeros((C, T), dtype=bool)
-    if P == 1:
-        choice = np.where(present[..., 0], 0, -1)
+    if P == 1:  # nothing to choose: passed through as detected
+        choice = np.where(np.isfinite(candidates[:, :, 0]).all(-1).any(-1), 0, -1)
         return _gather(candidates, choice), choice, ambiguous
     while P > 1 and (P + 1) ** C > max_combinations:
         P -= 1  # many views: only the best candidates per view take part
