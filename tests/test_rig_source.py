@@ -97,3 +97,39 @@ def test_detect_and_triangulate_a_rig_capture(capture, tmp_path):
     assert np.isfinite(err).mean() > 0.99 and np.nanmedian(err) < 5
     assert load_calibration(capture / "calibration.toml").names == h36m_rig("S1").names
     assert skeleton.NUM_KEYPOINTS == X.shape[1]
+
+
+def test_a_truncated_video_keeps_its_frames_before_the_damage(capture, tmp_path):
+    rig = h36m_rig("S1")
+    trial = tmp_path / "captures" / "trial 2"
+    trial.mkdir(parents=True)
+    n = 20
+    for cam in rig:
+        w, h = cam.image_size
+        path = trial / f"{cam.name}.avi"
+        out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (w, h))
+        for f in range(n):
+            out.write(np.full((h, w, 3), 5 * f, np.uint8))
+        out.release()
+        if cam.name == "55011271":  # a copy that stopped half-way
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[
+            "data=rig", f"data.root={tmp_path / 'captures'}", f"data.calibration={capture / 'calibration.toml'}",
+            f"build.dir={tmp_path / 'build'}", "stage=detect"])
+    OmegaConf.set_struct(cfg, False)
+    cfg.detector = OmegaConf.create({"_target_": "test_rig_source.ProjectingDetector"})
+    run_stage(cfg)
+    import json
+
+    counts = json.loads((tmp_path / "build" / "detect" / "manifest.json").read_text())["counts"]
+    assert [t["video"] for t in counts["truncated_videos"]] == ["subject/trial 2.55011271"]
+    assert "cannot be decoded" in counts["truncated_videos"][0]["reason"]
+    (mismatch,) = counts["frame_count_mismatches"]
+    kept = mismatch["frames_per_view"]["55011271"]
+    assert 0 < kept < n and mismatch["frames_per_view"]["54138969"] == n
+    with h5py.File(tmp_path / "build" / "detect" / "subject" / "trial 2.h5") as f:
+        kp = f["keypoints"][:]
+        assert f["frames"][:].tolist() == list(range(n))
+    view = rig.names.index("55011271")
+    assert np.isfinite(kp[view, :kept, 0, 0]).all() and np.isnan(kp[view, kept:]).all()
