@@ -42,6 +42,16 @@ class ProjectingDetector:
         return np.concatenate([uv, np.full(uv.shape[:-1] + (1,), 0.9)], -1)
 
 
+def detect_config(root, calibration, build):
+    """``stage=detect`` on a rig capture with the projecting test detector."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[
+            "data=rig", f"data.root={root}", f"data.calibration={calibration}", f"build.dir={build}", "stage=detect"])
+    OmegaConf.set_struct(cfg, False)
+    cfg.detector = OmegaConf.create({"_target_": "test_rig_source.ProjectingDetector"})
+    return cfg
+
+
 @pytest.fixture(scope="module")
 def capture(tmp_path_factory):
     root = tmp_path_factory.mktemp("capture")
@@ -80,12 +90,7 @@ def test_rig_source_finds_sequences_views_and_calibration(capture):
 
 
 def test_detect_and_triangulate_a_rig_capture(capture, tmp_path):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[
-            "data=rig", f"data.root={capture / 'captures'}", f"data.calibration={capture / 'calibration.toml'}",
-            f"build.dir={tmp_path}", "stage=detect"])
-    OmegaConf.set_struct(cfg, False)
-    cfg.detector = OmegaConf.create({"_target_": "test_rig_source.ProjectingDetector"})
+    cfg = detect_config(capture / "captures", capture / "calibration.toml", tmp_path)
     run_stage(cfg)
     cfg.stage = "triangulate"
     run_stage(cfg)
@@ -113,13 +118,7 @@ def test_a_truncated_video_keeps_its_frames_before_the_damage(capture, tmp_path)
         out.release()
         if cam.name == "55011271":  # a copy that stopped half-way
             path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[
-            "data=rig", f"data.root={tmp_path / 'captures'}", f"data.calibration={capture / 'calibration.toml'}",
-            f"build.dir={tmp_path / 'build'}", "stage=detect"])
-    OmegaConf.set_struct(cfg, False)
-    cfg.detector = OmegaConf.create({"_target_": "test_rig_source.ProjectingDetector"})
-    run_stage(cfg)
+    run_stage(detect_config(tmp_path / "captures", capture / "calibration.toml", tmp_path / "build"))
     import json
 
     counts = json.loads((tmp_path / "build" / "detect" / "manifest.json").read_text())["counts"]

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator
 from collections.abc import Sequence as SequenceT
 from pathlib import Path
 from typing import Any
@@ -31,8 +30,8 @@ import numpy as np
 
 from build_h3wb import skeleton
 from build_h3wb.cameras import H36M_SUBJECTS, Rig, h36m_rig
-from build_h3wb.sources.base import FrameBatch, Sequence
-from build_h3wb.sources.video import FrameReader, VideoError, find_view, read_batches
+from build_h3wb.sources.base import Sequence
+from build_h3wb.sources.video import FrameReader, VideoError, VideoViews, check_frame_range, find_view
 from build_h3wb.synthetic.motion import ACTIONS
 
 log = logging.getLogger(__name__)
@@ -46,6 +45,16 @@ MOCAP_TO_WHOLEBODY = {
     3: "right_ankle",
 }  # fmt: skip
 SIZE_TOLERANCE_PX = 4  # a video this close to the calibration's size is used with a warning (S7's 1002 vs 1000)
+
+
+def check_h36m_selection(subjects: SequenceT[str], actions: SequenceT[str]) -> None:
+    """A clear error for a subject without shipped calibration or an action that is not one of the 15."""
+    unknown = [s for s in subjects if s not in H36M_SUBJECTS]
+    if unknown:
+        raise ValueError(f"data.subjects: no Human3.6M calibration for {unknown}; choose from {H36M_SUBJECTS}")
+    bad = [a for a in actions if a not in ACTIONS]
+    if bad:
+        raise ValueError(f"data.actions: unknown action(s) {bad}; choose from {list(ACTIONS)}")
 
 
 def canonical_action(name: str) -> str | None:
@@ -78,7 +87,7 @@ def read_mocap(path: str | os.PathLike) -> np.ndarray:
     return pose.reshape(-1, NUM_MOCAP_JOINTS, 3)
 
 
-class H36MSource:
+class H36MSource(VideoViews):
     """Human3.6M videos (and, where present, mocap) in the dataset's own tree.
 
     Args:
@@ -107,15 +116,8 @@ class H36MSource:
         mocap: bool = True,
         exclude: SequenceT[str] = (),
     ) -> None:
-        unknown = [s for s in subjects if s not in H36M_SUBJECTS]
-        if unknown:
-            raise ValueError(f"data.subjects: no Human3.6M calibration for {unknown}; choose from {H36M_SUBJECTS}")
-        bad = [a for a in actions if a not in ACTIONS]
-        if bad:
-            raise ValueError(f"data.actions: unknown action(s) {bad}; choose from {list(ACTIONS)}")
-        if stride < 1 or start < 0 or stop < 0 or (stop and stop <= start):
-            raise ValueError(f"data: need stride >= 1 and 0 <= start < stop (or stop = 0); got stride={stride}, "
-                             f"start={start}, stop={stop}")
+        check_h36m_selection(subjects, actions)
+        check_frame_range(stride, start, stop)
         self.root = Path(root).expanduser()
         self.subjects, self.actions, self.cameras = list(subjects), list(actions), list(cameras)
         self.stride, self.start, self.stop = int(stride), int(start), int(stop)
@@ -188,21 +190,6 @@ class H36MSource:
                             *reader.size, *expected)
             self._readers = {key: reader}  # one open description at a time
         return self._readers[key]
-
-    def view_frames(self, seq: Sequence, view: str) -> np.ndarray:
-        """(T,) selected frame numbers of one view's video."""
-        reader = self._reader(seq, view)
-        stop = min(self.stop or reader.frame_count, reader.frame_count)
-        return np.arange(self.start, stop, self.stride, dtype=np.int64)
-
-    def video_info(self, seq: Sequence, view: str) -> dict[str, Any]:
-        """What the detect stage records about a view's video."""
-        r = self._reader(seq, view)
-        return {"video": str(r.path), "frame_count": r.frame_count, "image_size": list(r.size), "fps": r.fps}
-
-    def batches(self, seq: Sequence, view: str, frames: np.ndarray, batch_size: int) -> Iterator[FrameBatch]:
-        """Decoded frames of one view's video."""
-        yield from read_batches(self._reader(seq, view), seq, self.rig(seq)[view], frames, batch_size)
 
     def ground_truth(self, seq: Sequence, frames: np.ndarray) -> np.ndarray | None:
         """(T, J, 3) world mm of the 12 shared body joints from the mocap (NaN elsewhere), or None without mocap."""

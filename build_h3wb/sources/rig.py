@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
 from collections.abc import Sequence as SequenceT
 from pathlib import Path
 from typing import Any
@@ -24,13 +23,13 @@ from typing import Any
 import numpy as np
 
 from build_h3wb.cameras import Rig
-from build_h3wb.sources.base import FrameBatch, Sequence
-from build_h3wb.sources.video import FrameReader, VideoError, find_view, read_batches
+from build_h3wb.sources.base import Sequence
+from build_h3wb.sources.video import FrameReader, VideoError, VideoViews, check_frame_range, find_view
 
 log = logging.getLogger(__name__)
 
 
-class RigSource:
+class RigSource(VideoViews):
     """Synchronised views of a calibrated rig.
 
     Args:
@@ -61,9 +60,7 @@ class RigSource:
         start: int = 0,
         stop: int = 0,
     ) -> None:
-        if stride < 1 or start < 0 or stop < 0 or (stop and stop <= start):
-            raise ValueError(f"data: need stride >= 1 and 0 <= start < stop (or stop = 0); got stride={stride}, "
-                             f"start={start}, stop={stop}")
+        check_frame_range(stride, start, stop)
         self.root = Path(root).expanduser()
         self.calibration = Path(calibration).expanduser()
         self.calibration_format, self.units = calibration_format, units
@@ -140,21 +137,6 @@ class RigSource:
                                  f"calibration is for {expected[0]}x{expected[1]}")
             self._readers = {key: reader}
         return self._readers[key]
-
-    def view_frames(self, seq: Sequence, view: str) -> np.ndarray:
-        """(T,) selected frame numbers of one view."""
-        reader = self._reader(seq, view)
-        stop = min(self.stop or reader.frame_count, reader.frame_count)
-        return np.arange(self.start, stop, self.stride, dtype=np.int64)
-
-    def video_info(self, seq: Sequence, view: str) -> dict[str, Any]:
-        """What the detect stage records about a view's video."""
-        r = self._reader(seq, view)
-        return {"video": str(r.path), "frame_count": r.frame_count, "image_size": list(r.size), "fps": r.fps}
-
-    def batches(self, seq: Sequence, view: str, frames: np.ndarray, batch_size: int) -> Iterator[FrameBatch]:
-        """Decoded frames of one view."""
-        yield from read_batches(self._reader(seq, view), seq, self.rig(seq)[view], frames, batch_size)
 
     def ground_truth(self, seq: Sequence, frames: np.ndarray) -> None:
         """A real rig has no ground truth."""

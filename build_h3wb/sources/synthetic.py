@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from build_h3wb.cameras import H36M_SUBJECTS, Rig, h36m_rig
+from build_h3wb.cameras import Rig, h36m_rig
 from build_h3wb.sources.base import FrameBatch, Sequence
-from build_h3wb.synthetic.motion import ACTIONS, generate_motion
+from build_h3wb.sources.h36m import check_h36m_selection
+from build_h3wb.synthetic.motion import generate_motion
 
 
 class SyntheticSource:
@@ -43,12 +44,7 @@ class SyntheticSource:
         stride: int = 5,
         seed: int = 0,
     ) -> None:
-        unknown = [s for s in subjects if s not in H36M_SUBJECTS]
-        if unknown:
-            raise ValueError(f"data.subjects: no Human3.6M calibration for {unknown}; choose from {H36M_SUBJECTS}")
-        bad = [a for a in actions if a not in ACTIONS]
-        if bad:
-            raise ValueError(f"data.actions: unknown action(s) {bad}; choose from {list(ACTIONS)}")
+        check_h36m_selection(subjects, actions)
         if repeats < 1 or duration_s <= 0 or video_fps <= 0 or stride < 1:
             raise ValueError("data: repeats and stride must be >= 1, duration_s and video_fps > 0")
         self.subjects = list(subjects)

@@ -165,3 +165,40 @@ def read_batches(
         raise
     if numbers:
         yield batch()
+
+
+def check_frame_range(stride: int, start: int, stop: int) -> None:
+    """A clear error for a frame selection that selects nothing sensible."""
+    if stride < 1 or start < 0 or stop < 0 or (stop and stop <= start):
+        raise ValueError(f"data: need stride >= 1 and 0 <= start < stop (or stop = 0); got stride={stride}, "
+                         f"start={start}, stop={stop}")
+
+
+class VideoViews:
+    """What every video-backed source shares: frame selection, video facts and decoded batches of one view.
+
+    A subclass sets ``stride``, ``start``, ``stop`` and provides ``rig(seq)`` and ``_reader(seq, view)`` (the
+    view's :class:`FrameReader`, raising :class:`VideoError` when it cannot be used).
+    """
+
+    stride: int
+    start: int
+    stop: int
+
+    def _reader(self, seq: Sequence, view: str) -> FrameReader:
+        raise NotImplementedError
+
+    def view_frames(self, seq: Sequence, view: str) -> np.ndarray:
+        """(T,) selected frame numbers of one view's video: every ``stride``-th from ``start``, before ``stop``."""
+        reader = self._reader(seq, view)
+        stop = min(self.stop or reader.frame_count, reader.frame_count)
+        return np.arange(self.start, stop, self.stride, dtype=np.int64)
+
+    def video_info(self, seq: Sequence, view: str) -> dict:
+        """What the detect stage records about a view's video."""
+        r = self._reader(seq, view)
+        return {"video": str(r.path), "frame_count": r.frame_count, "image_size": list(r.size), "fps": r.fps}
+
+    def batches(self, seq: Sequence, view: str, frames: np.ndarray, batch_size: int) -> Iterator[FrameBatch]:
+        """Decoded frames of one view."""
+        yield from read_batches(self._reader(seq, view), seq, self.rig(seq)[view], frames, batch_size)
