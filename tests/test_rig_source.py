@@ -27,28 +27,47 @@ def motion(frames):
                            half_extent_xy_mm=(500, 500))
 
 
+def bystander(frames):
+    return generate_motion("S5", "Waiting", np.asarray(frames) / 25.0, seed=4, center_xy_mm=(1000, 1400),
+                           half_extent_xy_mm=(100, 100))
+
+
 class ProjectingDetector:
-    """A test detector: the generated motion at the batch's frame numbers, projected into its camera, +-1 px."""
+    """A test detector: the generated motion at the batch's frame numbers, projected into its camera, +-1 px.
+
+    With ``bystander=True`` a second person is detected too, scoring higher and listed first in every other frame.
+    """
 
     name = "projecting"
 
+    def __init__(self, bystander: bool = False):
+        self.bystander = bystander
+
     def describe(self):
-        return {"name": self.name}
+        return {"name": self.name, "bystander": self.bystander}
+
+    def _detect(self, cam, X, seed):
+        uv = cam.project(X) + np.random.default_rng(seed).normal(0, 1.0, X.shape[:-1] + (2,))
+        return np.concatenate([uv, np.full(uv.shape[:-1] + (1,), 0.9)], -1)
 
     def __call__(self, batch):
         assert batch.images is not None and batch.images.shape[1:3] == batch.camera.image_size[::-1]
-        uv = batch.camera.project(motion(batch.frames))
-        uv += np.random.default_rng(int(batch.frames[0])).normal(0, 1.0, uv.shape)
-        return np.concatenate([uv, np.full(uv.shape[:-1] + (1,), 0.9)], -1)
+        subject = self._detect(batch.camera, motion(batch.frames), int(batch.frames[0]))
+        if not self.bystander:
+            return subject
+        other = self._detect(batch.camera, bystander(batch.frames), 1000 + int(batch.frames[0]))
+        other[..., 2] = 0.95
+        first = (batch.frames % 2 == 0)[:, None, None]
+        return np.stack([np.where(first, other, subject), np.where(first, subject, other)], axis=1)
 
 
-def detect_config(root, calibration, build):
+def detect_config(root, calibration, build, **detector):
     """``stage=detect`` on a rig capture with the projecting test detector."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[
             "data=rig", f"data.root={root}", f"data.calibration={calibration}", f"build.dir={build}", "stage=detect"])
     OmegaConf.set_struct(cfg, False)
-    cfg.detector = OmegaConf.create({"_target_": "test_rig_source.ProjectingDetector"})
+    cfg.detector = OmegaConf.create({"_target_": "test_rig_source.ProjectingDetector", **detector})
     return cfg
 
 
@@ -132,3 +151,20 @@ def test_a_truncated_video_keeps_its_frames_before_the_damage(capture, tmp_path)
         assert f["frames"][:].tolist() == list(range(n))
     view = rig.names.index("55011271")
     assert np.isfinite(kp[view, :kept, 0, 0]).all() and np.isnan(kp[view, kept:]).all()
+
+
+def test_the_subject_is_kept_when_a_bystander_is_detected_too(capture, tmp_path):
+    run_stage(detect_config(capture / "captures", capture / "calibration.toml", tmp_path, bystander=True))
+    import json
+
+    counts = json.loads((tmp_path / "detect" / "manifest.json").read_text())["counts"]
+    with h5py.File(tmp_path / "detect" / "subject" / "trial 1.h5") as f:
+        kp, choice, frames = f["keypoints"][:], f["choice"][:], f["frames"][:]
+    with h5py.File(tmp_path / "detect" / "videos" / "subject" / "trial 1" / "54138969.h5") as f:
+        assert f["candidates"].shape[1] == 2  # both people are stored per video
+    # the detector lists the (higher-scoring) bystander first in even frames: the subject is chosen anyway
+    np.testing.assert_array_equal(choice, np.broadcast_to(np.where(frames % 2 == 0, 1, 0), choice.shape))
+    rig = h36m_rig("S1")
+    for c, cam in enumerate(rig):
+        assert np.nanmedian(np.linalg.norm(kp[c, ..., :2] - cam.project(motion(frames)), axis=-1)) < 3
+    assert counts["subject_chosen_view_frames"] == 4 * N and counts["subject_choice_ambiguous_share"] < 0.5
