@@ -168,3 +168,33 @@ def test_the_subject_is_kept_when_a_bystander_is_detected_too(capture, tmp_path)
     for c, cam in enumerate(rig):
         assert np.nanmedian(np.linalg.norm(kp[c, ..., :2] - cam.project(motion(frames)), axis=-1)) < 3
     assert counts["subject_chosen_view_frames"] == 4 * N and counts["subject_choice_ambiguous_share"] < 0.5
+
+
+def test_a_video_that_arrives_later_is_detected_and_downstream_notices(capture, tmp_path):
+    import shutil
+
+    trial = tmp_path / "captures" / "trial 1"
+    shutil.copytree(capture / "captures" / "trial 1", trial)
+    held = tmp_path / "held_back.mp4"
+    shutil.move(trial / "54138969.mp4", held)
+    cfg = detect_config(tmp_path / "captures", capture / "calibration.toml", tmp_path / "build")
+    run_stage(cfg)
+    import json
+
+    manifest = tmp_path / "build" / "detect" / "manifest.json"
+    assert [v["video"] for v in json.loads(manifest.read_text())["counts"]["failed_videos"]] == [
+        "subject/trial 1.54138969"]
+    cfg.stage = "triangulate"
+    run_stage(cfg)
+    shutil.move(held, trial / "54138969.mp4")  # the missing copy turns up
+    cfg.stage = "detect"
+    run_stage(cfg)
+    counts = json.loads(manifest.read_text())["counts"]
+    assert counts["failed_videos"] == [] and counts["this_run"]["computed"] == 1 and counts["assembled"] == 1
+    cfg.stage = "triangulate"
+    with pytest.raises(Exception, match="detect_assembly"):
+        run_stage(cfg)  # not silently kept: the detections it was made from changed
+    cfg.build.overwrite = True
+    run_stage(cfg)
+    with h5py.File(tmp_path / "build" / "triangulate" / "subject" / "trial 1.h5") as f:
+        assert (f["num_views"][:] == 4).mean() > 0.9

@@ -35,7 +35,16 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from build_h3wb import skeleton
-from build_h3wb.artifacts import StageDir, atomic_h5, open_h5, read_attrs, read_json, require_dataset, write_json
+from build_h3wb.artifacts import (
+    StageDir,
+    atomic_h5,
+    config_hash,
+    open_h5,
+    read_attrs,
+    read_json,
+    require_dataset,
+    write_json,
+)
 from build_h3wb.cameras import Rig, rig_from_dict
 from build_h3wb.detectors.base import check_detections
 from build_h3wb.detectors.subject import choose_subject
@@ -193,6 +202,7 @@ def _assemble(sd: StageDir, sequences: list[Sequence], rigs: dict[Sequence, Rig]
     empty: list[str] = []
     ambiguous, chosen_views, seconds, view_frames = 0, 0, 0.0, 0
     done_units: dict[str, set[str]] = {}
+    assembly: dict[str, list[str]] = {}  # sequence -> the views it was assembled from
     for seq in sequences:
         rig = rigs[seq]
         status = {cam: _view_status(sd, Video(seq, cam)) for cam in rig.names}
@@ -217,6 +227,7 @@ def _assemble(sd: StageDir, sequences: list[Sequence], rigs: dict[Sequence, Rig]
             stats = _assemble_sequence(sd, seq, rig, views, choice_cfg, path)
             assembled += 1
         done_units.setdefault(seq.subject, set()).add(seq.name)
+        assembly[seq.key] = views
         if stats["frame_counts_differ"]:
             mismatched.append({"sequence": seq.key, "frames_per_view": stats["frames_per_view"]})
         truncated += [{"video": f"{seq.key}.{cam}", "reason": why} for cam, why in stats["truncated"].items()]
@@ -233,6 +244,8 @@ def _assemble(sd: StageDir, sequences: list[Sequence], rigs: dict[Sequence, Rig]
         "frames_per_second": round(view_frames / seconds, 1) if seconds > 0 else None,
         "subject_choice_ambiguous": ambiguous, "subject_chosen_view_frames": chosen_views,
         "subject_choice_ambiguous_share": round(ambiguous / chosen_views, 5) if chosen_views else 0.0,
+        # changes when a retried video joins its sequence: downstream stages see their input changed
+        "assembly_hash": config_hash(assembly),
         "_assembled": done_units,
     }
 

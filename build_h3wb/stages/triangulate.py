@@ -48,7 +48,8 @@ def run(cfg: DictConfig) -> dict:
         "outlier_threshold_px": float(tcfg.outlier_threshold_px),
         "undistort_iterations": int(tcfg.undistort_iterations),
     }
-    sd = StageDir(root, "triangulate", {"params": params, "detect_hash": det["config_hash"]},
+    sd = StageDir(root, "triangulate", {"params": params, "detect_hash": det["config_hash"],
+                                        "detect_assembly": det["counts"].get("assembly_hash")},
                   overwrite=cfg.build.overwrite)
     sd.check_compatible()
     J = skeleton.NUM_KEYPOINTS
