@@ -1,11 +1,12 @@
 """The residual lifter baseline (Martinez et al. 2017) on an exported build's H3WB 2D->3D and I2D->3D tasks.
 
-Trains on ``2Dto3D_train.json`` (2D and 3D keypoints) and scores with :func:`build_h3wb.benchmark.metrics.score_all`:
-2D->3D on ``2Dto3D_test_2d.json`` / ``2Dto3D_test_3d.json``; I2D->3D on ``I2Dto3D_test_2d.json`` hidden with the stored
-``I2Dto3D_test_masks.npz`` (row i = i-th sample in ascending id order) / ``I2Dto3D_test_3d.json``, with a model trained
-on freshly masked inputs every epoch. The learning curves plot the test error after every epoch for monitoring only:
-the last epoch's model is scored, nothing is selected on the test set. A mean-pose row (the training set's mean
-root-relative pose for every sample) gives the trivial reference.
+A thin wrapper around :mod:`build_h3wb.benchmark.baseline` (the code ``python -m build_h3wb stage=lifter`` runs): trains
+on ``2Dto3D_train.json`` and scores with :func:`build_h3wb.benchmark.metrics.score_all`: 2D->3D on
+``2Dto3D_test_2d.json`` / ``2Dto3D_test_3d.json``; I2D->3D on ``I2Dto3D_test_2d.json`` hidden with the stored
+``I2Dto3D_test_masks.npz`` / ``I2Dto3D_test_3d.json``, with a model trained on freshly masked inputs every epoch.
+The learning curves plot the test error after every epoch for monitoring only: the last epoch's model is scored,
+nothing is selected on the test set. A mean-pose row (the training set's mean root-relative pose for every sample)
+gives the trivial reference.
 
     python benchmarks/bench_lifter.py [--export outputs/default/export/json] [--out benchmarks/results/lifter]
         [--epochs N] [--width 1024 | --large] [--tasks 2d i2d] [--device cpu] [--json out.json]
@@ -20,40 +21,26 @@ import logging
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from build_h3wb import skeleton
-from build_h3wb.benchmark.lifter import LifterConfig, plot_learning_curve, predict, save_lifter, train_lifter
-from build_h3wb.benchmark.masking import load_masks
+from build_h3wb.benchmark.baseline import (
+    lifter_config,
+    load_test,
+    load_train,
+    mean_pose,
+    missing_files,
+    train_task,
+)
+from build_h3wb.benchmark.lifter import plot_learning_curve, save_lifter
 from build_h3wb.benchmark.metrics import OFFICIAL_KEYS, UNOFFICIAL_KEYS, score_all
-from build_h3wb.export import load_h3wb_json
 
 log = logging.getLogger("bench_lifter")
 DEFAULT_EPOCHS = 12
-
-
-def load_split(folder: Path, name: str, key: str) -> tuple[np.ndarray, np.ndarray]:
-    d = load_h3wb_json(folder / name)
-    if d[key] is None:
-        raise SystemExit(f"{folder / name}: no {key!r} field")
-    return d["ids"], d[key]
-
-
-def load_pair(folder: Path, name_2d: str, name_3d: str) -> tuple[np.ndarray, np.ndarray]:
-    if name_2d == name_3d:
-        d = load_h3wb_json(folder / name_2d)
-        if d["keypoints_2d"] is None or d["keypoints_3d"] is None:
-            raise SystemExit(f"{folder / name_2d}: needs both keypoints_2d and keypoints_3d")
-        return d["keypoints_2d"], d["keypoints_3d"]
-    ids2, kp2d = load_split(folder, name_2d, "keypoints_2d")
-    ids3, kp3d = load_split(folder, name_3d, "keypoints_3d")
-    if not np.array_equal(ids2, ids3):
-        raise SystemExit(f"{name_2d} and {name_3d} hold different sample ids ({len(ids2)} vs {len(ids3)})")
-    return kp2d, kp3d
+TASKS = {"2d": "2Dto3D", "i2d": "I2Dto3D"}  # --tasks choice -> H3WB task
+ROW_NAMES = {"2Dto3D": "2D->3D", "I2Dto3D": "I2D->3D"}
 
 
 def main() -> None:
@@ -62,7 +49,7 @@ def main() -> None:
                     help="folder of the exported H3WB JSON files")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/lifter"),
                     help="folder for the learning-curve PNGs (and the models with --save-models)")
-    ap.add_argument("--tasks", nargs="+", choices=("2d", "i2d"), default=["2d", "i2d"])
+    ap.add_argument("--tasks", nargs="+", choices=tuple(TASKS), default=list(TASKS))
     ap.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     ap.add_argument("--width", type=int, default=None, help="hidden width (default 1024)")
     ap.add_argument("--large", action="store_true", help="the large variant (width 2048)")
@@ -75,61 +62,35 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
-    needed = ["2Dto3D_train.json", "2Dto3D_test_2d.json", "2Dto3D_test_3d.json", "I2Dto3D_test_2d.json",
-              "I2Dto3D_test_3d.json", "I2Dto3D_test_masks.npz"]
-    missing = [n for n in needed if not (args.export / n).is_file()]
+    tasks = [task for choice, task in TASKS.items() if choice in args.tasks]
+    missing = missing_files(args.export, tasks)
     if missing:
         print(f"No exported build at {args.export} (missing {', '.join(missing)}).\n"
               "Make one with:  python -m build_h3wb stage=all\n"
               "or point --export at the json folder of an existing build.", file=sys.stderr)
         raise SystemExit(2)
+    base = lifter_config(args.epochs, args.batch_size, width=args.width, large=args.large, lr_decay=args.lr_decay)
 
-    overrides = {"epochs": args.epochs, "batch_size": args.batch_size}
-    if args.width is not None:
-        overrides["width"] = args.width
-    if args.lr_decay is not None:
-        overrides["lr_decay"] = args.lr_decay
-    base = LifterConfig.large(**overrides) if args.large else LifterConfig(**overrides)
-
-    t = time.perf_counter()
-    train_2d, train_3d = load_pair(args.export, "2Dto3D_train.json", "2Dto3D_train.json")
-    log.info("loaded %d training samples in %.1f s", len(train_2d), time.perf_counter() - t)
-    tests: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
-    if "2d" in args.tasks:
-        tests["2D->3D"] = (*load_pair(args.export, "2Dto3D_test_2d.json", "2Dto3D_test_3d.json"), None)
-    if "i2d" in args.tasks:
-        kp2d, kp3d = load_pair(args.export, "I2Dto3D_test_2d.json", "I2Dto3D_test_3d.json")
-        masks, mask_seed = load_masks(args.export / "I2Dto3D_test_masks.npz")
-        if masks.shape[0] != kp2d.shape[0]:
-            raise SystemExit(f"I2Dto3D_test_masks.npz holds {masks.shape[0]} rows for {kp2d.shape[0]} test samples")
-        log.info("I2D test masks: seed %d, %.1f%% of keypoints hidden", mask_seed, 100 * masks.mean())
-        tests["I2D->3D"] = (kp2d, kp3d, masks)
-
-    rel = train_3d - skeleton.root(train_3d)[:, None]
-    mean_pose = rel.mean(axis=0)  # (J, 3) mm
+    train_2d, train_3d = load_train(args.export)
+    reference = mean_pose(train_3d)  # (J, 3) mm
     args.out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, dict] = {}
     histories: dict[str, dict] = {}
-    for task, (kp2d, kp3d, masks) in tests.items():
-        cfg = dataclasses.replace(base, i2d=masks is not None)
-        t = time.perf_counter()
-        model, stats, history = train_lifter(train_2d, train_3d, cfg, device=args.device, seed=args.seed,
-                                             val=(kp2d, kp3d, masks) if masks is not None else (kp2d, kp3d))
-        train_s = time.perf_counter() - t
-        t = time.perf_counter()
-        pred = predict(model, stats, kp2d, masks, device=args.device)
-        pred_s = time.perf_counter() - t
-        slug = "i2d" if cfg.i2d else "2d"
-        plot_learning_curve(history, args.out / f"lifter_{slug}_curve.png",
-                            title=f"residual lifter {task} (width {cfg.width}; test error for monitoring)")
+    for task in tasks:
+        test = load_test(args.export, task)
+        run = train_task(train_2d, train_3d, test, base, device=args.device, seed=args.seed)
+        slug = "i2d" if run.cfg.i2d else "2d"
+        name = ROW_NAMES[task]
+        plot_learning_curve(run.history, args.out / f"lifter_{slug}_curve.png",
+                            title=f"residual lifter {name} (width {run.cfg.width}; test error for monitoring)")
         if args.save_models:
-            save_lifter(args.out / f"lifter_{slug}.pt", model, cfg, stats, history)
-        n_params = sum(p.numel() for p in model.parameters())
-        rows[f"lifter {task}"] = {**score_all(pred, kp3d), "n_test": len(kp2d), "train_s": train_s,
-                                  "predict_s": pred_s, "epochs": cfg.epochs, "params": n_params}
-        rows[f"mean pose {task}"] = {**score_all(np.broadcast_to(mean_pose, kp3d.shape), kp3d), "n_test": len(kp2d),
-                                     "train_s": 0.0, "predict_s": 0.0, "epochs": 0, "params": 0}
-        histories[task] = history
+            save_lifter(args.out / f"lifter_{slug}.pt", run.model, run.cfg, run.stats, run.history)
+        rows[f"lifter {name}"] = {**score_all(run.pred, test.kp3d), "n_test": len(test.ids), "train_s": run.train_s,
+                                  "predict_s": run.predict_s, "epochs": run.cfg.epochs, "params": run.num_params}
+        rows[f"mean pose {name}"] = {**score_all(np.broadcast_to(reference, test.kp3d.shape), test.kp3d),
+                                     "n_test": len(test.ids), "train_s": 0.0, "predict_s": 0.0, "epochs": 0,
+                                     "params": 0}
+        histories[name] = run.history
 
     print(f"\nTrain {len(train_2d)} samples from {args.export}; width {base.width}, {base.num_blocks} blocks, "
           f"batch {base.batch_size}, lr {base.lr} x {base.lr_decay}/epoch, {base.epochs} epochs on {args.device} "

@@ -14,7 +14,10 @@ from omegaconf import MISSING
 
 from build_h3wb.completion.config import CompletionConfig
 
-STAGES = ("detect", "triangulate", "complete", "refine", "filter", "export", "evaluate", "benchmark", "pictures", "all")
+STAGES = (
+    "detect", "triangulate", "complete", "refine", "filter", "export", "evaluate", "benchmark", "pictures", "lifter",
+    "all",
+)
 
 
 @dataclass
@@ -256,10 +259,14 @@ class RefineConfig:
         keep_views: keypoints the detectors saw well (triangulated from at least this many views, all scoring at
             least ``keep_score``) stay exactly as triangulated, so their reprojection error cannot rise (0: off).
         keep_score: see ``keep_views``.
+        correctors: optional 2D part correctors (``scripts/train_corrector.py``), e.g.
+            ``{left_hand: lh.pt, right_hand: rh.pt, face: face.pt}``: each view's hand/face detections are corrected
+            on the video frames before the re-triangulation (needs a source with pixels). Empty: none (default).
     """
 
     best_poses: int = 500
     min_subject_poses: int = 200
+    correctors: dict[str, str] = field(default_factory=dict)  # optional 2D corrector checkpoints: part -> file
     ranks: dict[str, int] = field(default_factory=dict)
     min_score: float = 0.3
     prior_weight: float = 4.0
@@ -328,11 +335,66 @@ class BenchmarkConfig:
 
 @dataclass
 class PicturesConfig:
-    """Which frame ``stage=pictures`` draws."""
+    """What ``stage=pictures`` draws (see ``build_h3wb.stages.pictures``).
+
+    Attributes:
+        subject: the sequence's subject.
+        sequence: the sequence (its file name, e.g. ``Walking 1``).
+        frame: the frame of the per-frame figures (every view, and the 3D skeleton).
+        views: draw the per-frame figures of ``frame``.
+        sheet: draw a contact sheet of ``sheet_frames`` evenly spaced frames of the sequence in ``camera``.
+        video: write an MP4 of the sequence's selected frames in ``camera`` with the same overlay.
+        camera: camera of the sheet and the video (empty: the rig's first).
+        sheet_frames: tiles of the contact sheet.
+        sheet_columns: tiles per row.
+        video_fps: frame rate of the MP4 (0: the build's, the video's rate divided by the frame stride).
+        image: a photo to draw through ``detector`` and the I2D lifter; when set, only this figure is drawn.
+        lifter: the lifter file (empty: ``<build.dir>/lifter/I2Dto3D/model.pt``, written by ``stage=lifter``).
+        min_score: detections of ``image`` scoring below this are hidden from the lifter (part of its mask).
+        crop_margin: the crop of ``image`` extends the detection's box by this share of its size on each side.
+    """
 
     subject: str = "S1"
     sequence: str = "Walking 1"
     frame: int = 100
+    views: bool = True
+    sheet: bool = False
+    video: bool = False
+    camera: str = ""
+    sheet_frames: int = 12
+    sheet_columns: int = 4
+    video_fps: float = 0.0
+    image: str = ""
+    lifter: str = ""
+    min_score: float = 0.3
+    crop_margin: float = 0.15
+
+
+@dataclass
+class LifterStageConfig:
+    """The residual lifting baseline (``stage=lifter``; see ``build_h3wb.benchmark.lifter``), trained on the export.
+
+    Attributes:
+        tasks: which lifters to train and score: ``2Dto3D`` and/or ``I2Dto3D``.
+        epochs: training epochs per task.
+        width: hidden width of the linear layers (ignored when ``large``).
+        large: the large variant (width 2048).
+        batch_size: samples per optimisation step.
+        lr_decay: learning rate factor applied after every epoch.
+        device: ``auto`` (GPU when there is one), ``cpu`` or a torch device such as ``cuda:1``.
+        seed: training seed (initialisation, batch order, training masks).
+        method: the row name in ``benchmark/scores.md`` (the task is a column).
+    """
+
+    tasks: list[str] = field(default_factory=lambda: ["2Dto3D", "I2Dto3D"])
+    epochs: int = 12
+    width: int = 1024
+    large: bool = False
+    batch_size: int = 256
+    lr_decay: float = 0.9
+    device: str = "auto"
+    seed: int = 0
+    method: str = "residual lifter"
 
 
 @dataclass
@@ -363,6 +425,7 @@ class Config:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     pictures: PicturesConfig = field(default_factory=PicturesConfig)
+    lifter: LifterStageConfig = field(default_factory=LifterStageConfig)
 
 
 def register_configs() -> None:

@@ -198,3 +198,33 @@ def test_a_video_that_arrives_later_is_detected_and_downstream_notices(capture, 
     run_stage(cfg)
     with h5py.File(tmp_path / "build" / "triangulate" / "subject" / "trial 1.h5") as f:
         assert (f["num_views"][:] == 4).mean() > 0.9
+
+
+def test_refine_correctors_run_on_each_views_video_frames(capture):
+    import torch
+
+    from build_h3wb.corrector import CorrectorConfig, PartCorrector
+    from build_h3wb.sources.synthetic import SyntheticSource
+    from build_h3wb.stages.refine import correct_views
+
+    src = RigSource(str(capture / "captures"), str(capture / "calibration.toml"))
+    (seq,) = src.sequences()
+    rig = src.rig(seq)
+    frames = np.arange(0, N, 2)
+    J = skeleton.NUM_KEYPOINTS
+    det = np.stack([np.concatenate([cam.project(motion(frames)), np.full((len(frames), J, 1), 0.9)], -1)
+                    for cam in rig]).astype(np.float32)  # as stored by detect
+    torch.manual_seed(0)
+    model = PartCorrector(CorrectorConfig(part="left_hand", crop_size=64, backbone="tiny"))
+    out = correct_views(src, seq, rig, frames, det, {"left_hand": model}, batch_size=3)
+    lh = skeleton.PARTS["left_hand"]
+    # an untrained corrector (zero last layer) moves nothing and reports confidence 0.5; other parts untouched
+    np.testing.assert_allclose(out[..., lh, :2], det[..., lh, :2], atol=1e-3)
+    np.testing.assert_allclose(out[..., lh, 2], 0.5, atol=1e-6)
+    others = np.r_[0 : lh.start, lh.stop : J]
+    np.testing.assert_array_equal(out[..., others, :], det[..., others, :])
+    synthetic = SyntheticSource(["S1"], ["Walking"], duration_s=1)
+    (sseq,) = synthetic.sequences()
+    with pytest.raises(ValueError, match="needs images"):
+        correct_views(synthetic, sseq, synthetic.rig(sseq), synthetic.frames(sseq),
+                      np.zeros((4, 2, J, 3)), {"left_hand": model})

@@ -363,7 +363,9 @@ def train_lifter(
         if history["val_mpjpe"]:
             post["val"] = f"{history['val_mpjpe'][-1]:.1f}"
         bar.set_postfix(post)
-        log.debug("epoch %d lr %.2e train %.1f mm val %s", epoch + 1, lr, history["train_mpjpe"][-1], post.get("val"))
+        log.info("lifter%s epoch %d/%d: lr %.2e, train MPJPE %.1f mm, validation MPJPE %s mm (%.0f s)",
+                 " i2d" if cfg.i2d else "", epoch + 1, cfg.epochs, lr, history["train_mpjpe"][-1],
+                 post.get("val", "-"), history["seconds"][-1])
     model.eval()
     return model, stats, history
 

@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 
 from build_h3wb import skeleton
-from build_h3wb.artifacts import atomic_path
+from build_h3wb.artifacts import atomic_h5, atomic_path, write_json
 from build_h3wb.benchmark.metrics import OFFICIAL_KEYS, UNOFFICIAL_KEYS, score_all
 from build_h3wb.export import H3WB_FILES, load_h3wb_json
 
@@ -118,6 +118,36 @@ def load_predictions(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return ids, kp3d
 
 
+def save_predictions(
+    path: str | os.PathLike, ids: np.ndarray, kp3d: np.ndarray, attrs: Mapping[str, Any] | None = None
+) -> None:
+    """Write predictions that :func:`load_predictions` reads back (atomic write).
+
+    Args:
+        path: ``.json`` for the simple JSON layout ``{"<id>": [[x, y, z], ...]}``; any other suffix (``.h5``) for
+            HDF5 with datasets ``ids`` (N,) int64 and ``keypoints_3d`` (N, J, 3) float32.
+        ids: (N,) integer sample ids.
+        kp3d: (N, J, 3) millimetres, in the ground truth's frame.
+        attrs: HDF5 file attributes (e.g. a stage's ``config_hash``); not stored in JSON.
+    """
+    path = Path(path)
+    ids = np.asarray(ids)
+    kp3d = np.asarray(kp3d)
+    J = skeleton.NUM_KEYPOINTS
+    if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"ids must be a 1-d integer array, got {ids.dtype} {ids.shape}")
+    if kp3d.shape != (len(ids), J, 3):
+        raise ValueError(f"kp3d must have shape (N, J, 3) = ({len(ids)}, {J}, 3), got {kp3d.shape}")
+    if path.suffix.lower() == ".json":
+        data = {str(int(i)): kp.tolist() for i, kp in zip(ids, kp3d.astype(np.float64))}
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(data), encoding="utf-8")
+        return
+    with atomic_h5(path, attrs or {}) as f:
+        f.create_dataset("ids", data=ids.astype(np.int64))
+        f.create_dataset("keypoints_3d", data=kp3d.astype(np.float32), compression="gzip")
+
+
 def _gt_file(gt_path: Path, task: str) -> Path:
     """The ground-truth file of ``task``: ``gt_path`` itself or ``<gt_path>/<task>_test_3d.json``."""
     if gt_path.is_dir():
@@ -168,6 +198,31 @@ def score_predictions(pred_path: str | os.PathLike, gt_path: str | os.PathLike, 
     log.info("%s on %s: whole %.2f mm over %d samples", pred_path, task, scores["whole"], gt_ids.size)
     scores.update(task=task, num_samples=int(gt_ids.size), predictions=str(pred_path), ground_truth=str(gt_file))
     return scores
+
+
+def add_scores(table_dir: str | os.PathLike, name: str, scores: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Add (or replace) one row of the results table ``<table_dir>/scores.json`` and rewrite ``scores.{md,csv}``.
+
+    Args:
+        table_dir: the table's folder (``<build>/benchmark``).
+        name: row name, e.g. ``"residual lifter (2Dto3D)"``.
+        scores: :func:`score_predictions` output.
+
+    Returns:
+        The whole table, row name -> scores.
+    """
+    table_dir = Path(table_dir)
+    table_path = table_dir / "scores.json"
+    table: dict[str, dict[str, Any]] = {}
+    if table_path.exists():
+        try:
+            table = json.loads(table_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{table_path}: not valid JSON ({err}); delete it to start a new table") from err
+    table[name] = dict(scores)
+    write_json(table_path, table)
+    write_table(table, table_dir / "scores.md", table_dir / "scores.csv")
+    return table
 
 
 def _fmt(value: Any) -> str:

@@ -10,14 +10,13 @@ fixed I2D test masks that every method must use are ``export/json/I2Dto3D_test_m
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from build_h3wb.artifacts import finished_manifest, write_json
-from build_h3wb.benchmark.scoring import TASKS, format_table, score_predictions, write_table
+from build_h3wb.artifacts import finished_manifest
+from build_h3wb.benchmark.scoring import TASKS, add_scores, format_table, score_predictions
 from build_h3wb.stages.common import build_dir
 
 log = logging.getLogger(__name__)
@@ -35,12 +34,7 @@ def run(cfg: DictConfig) -> dict:
         raise ValueError(f"benchmark.task={bcfg.task!r}; choose one of {list(TASKS)}")
     pred = Path(bcfg.predictions).expanduser().resolve()
     scores = score_predictions(pred, root / "export" / "json", bcfg.task)
-    out = root / "benchmark"
-    table_path = out / "scores.json"
-    table = json.loads(table_path.read_text()) if table_path.exists() else {}
-    table[f"{bcfg.method} ({bcfg.task})"] = scores
-    write_json(table_path, table)
-    write_table(table, out / "scores.md", out / "scores.csv")
+    table = add_scores(root / "benchmark", f"{bcfg.method} ({bcfg.task})", scores)
     log.info("benchmark: %s on %s (%d samples):\n%s", bcfg.method, bcfg.task, scores["num_samples"],
              format_table(table))
     return scores

@@ -6,6 +6,9 @@ complete triangulated poses (lowest mean reprojection error; pooled over subject
 every hand and face keypoint is re-triangulated from the detections with the model fit as a prior (see
 ``build_h3wb.refinement``). Writes ``refine/<subject>/<sequence>.h5``: ``keypoints_3d`` (T, J, 3) float32 world mm,
 ``refined`` (T, J) bool (moved by the refinement), ``frames``.
+
+With ``refine.correctors`` (optional, trained on the user's 2D annotations: ``build_h3wb.corrector``), every view's
+hand and face detections are first corrected on the video frames, as the original H3WB build did in 2D.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ import numpy as np
 from omegaconf import DictConfig
 
 from build_h3wb.artifacts import StageDir, atomic_h5, finished_manifest, open_h5
+from build_h3wb.cameras import Rig
 from build_h3wb.refinement import fit_part_models, refine_sequence
-from build_h3wb.stages.common import build_dir, plain, progress
+from build_h3wb.sources.base import Sequence, Source
+from build_h3wb.stages.common import build_dir, make_source, plain, progress
 from build_h3wb.stages.detect import read_rig
 
 log = logging.getLogger(__name__)
@@ -35,6 +40,12 @@ def run(cfg: DictConfig) -> dict:
     models = _part_models(root, units, int(rcfg["best_poses"]), int(rcfg["min_subject_poses"]), rcfg["ranks"] or None)
     options = {k: rcfg[k] for k in ("min_score", "prior_weight", "temporal_window", "noise_mm", "trust_views",
                                     "trust_power", "filled_weight", "keep_views", "keep_score")}
+    correctors, source = {}, None
+    if rcfg["correctors"]:
+        from build_h3wb.corrector import load_corrector  # noqa: PLC0415 (optional)
+
+        correctors = {part: load_corrector(path)[0] for part, path in rcfg["correctors"].items()}
+        source = make_source(cfg)
     moved = 0
     total = 0
     for u in progress(units, desc="refine", unit="seq"):
@@ -51,6 +62,10 @@ def run(cfg: DictConfig) -> dict:
         with open_h5(root / "detect" / u["subject"] / name) as f:
             det = f["keypoints"][:]
             rig = read_rig(dict(f.attrs), str(f.filename))
+            det_frames = f["frames"][:]
+        if correctors:
+            det = correct_views(source, Sequence(u["subject"], u["action"], u["sequence"]), rig, det_frames, det,
+                                correctors)
         refined, mask = refine_sequence(kp, det, rig, models[u["subject"]], views_used=views, filled=filled,
                                         frames=frames, **options)
         with atomic_h5(out, sd.unit_attrs(u)) as g:
@@ -63,6 +78,37 @@ def run(cfg: DictConfig) -> dict:
     log.info("refine: %d keypoints refined in %d sequences", moved, len(units))
     sd.write_manifest(counts, units=units)
     return counts
+
+
+def correct_views(source: Source, seq: Sequence, rig: Rig, frames: np.ndarray, det: np.ndarray, correctors: dict,
+                  batch_size: int = 16) -> np.ndarray:
+    """Every view's hand and face detections corrected on its video frames (``build_h3wb.corrector``).
+
+    Args:
+        source: the capture (it must have pixels).
+        seq: the recording.
+        rig: its cameras (the view order of ``det``).
+        frames: (T,) frame numbers of ``det``.
+        det: (C, T, J, 3) ``[x, y, score]`` pixels, NaN where missing.
+        correctors: part name -> ``PartCorrector``.
+        batch_size: frames decoded at once.
+
+    Returns:
+        (C, T, J, 3) with the corrected parts (their score becomes the corrector's confidence).
+    """
+    from build_h3wb.corrector import correct_detections  # noqa: PLC0415 (optional)
+
+    out = det.copy()
+    for c, cam in enumerate(rig.names):
+        for batch in source.batches(seq, cam, frames, batch_size):
+            if batch.images is None:
+                raise ValueError(f"refine.correctors needs images, and the {type(source).__name__} has none "
+                                 "(the synthetic capture renders no pixels)")
+            idx = np.searchsorted(frames, batch.frames)
+            if not np.array_equal(frames[idx], batch.frames):
+                raise ValueError(f"{seq.key} camera {cam}: decoded frames {batch.frames} are not detection frames")
+            out[c, idx] = correct_detections(correctors, batch.images, det[c, idx])
+    return out
 
 
 def _part_models(root, units, best_poses: int, min_poses: int, ranks) -> dict:
