@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from build_h3wb import skeleton
+from build_h3wb.completion.train import check_plain
 
 log = logging.getLogger(__name__)
 
@@ -490,7 +491,7 @@ def save_corrector(path: str | os.PathLike, model: PartCorrector, extra: Mapping
     types only. Written to a temporary file and moved into place with ``os.replace``.
     """
     extra = dict(extra or {})
-    _check_plain(extra, "extra")
+    check_plain(extra, "extra")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -534,20 +535,3 @@ def load_corrector(path: str | os.PathLike, device: torch.device | str = "cpu") 
     model = PartCorrector(cfg)
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), dict(ckpt.get("extra", {}))
-
-
-def _check_plain(value: object, where: str) -> None:
-    """Raise TypeError unless value is made of plain types that ``torch.load(weights_only=True)`` accepts."""
-    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
-        return
-    if isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            _check_plain(v, f"{where}[{i}]")
-        return
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if not isinstance(k, (str, int)):
-                raise TypeError(f"{where}: dict keys must be str or int, got {type(k).__name__}")
-            _check_plain(v, f"{where}[{k!r}]")
-        return
-    raise TypeError(f"{where}: {type(value).__name__} cannot go into a weights-only checkpoint; use plain types")

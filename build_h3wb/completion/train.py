@@ -432,19 +432,19 @@ def complete_poses(
 # Checkpoints and devices.
 
 
-def _check_plain(value: object, where: str) -> None:
+def check_plain(value: object, where: str) -> None:
     """Raise TypeError unless value is made of plain types that ``torch.load(weights_only=True)`` accepts."""
     if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
         return
     if isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
-            _check_plain(v, f"{where}[{i}]")
+            check_plain(v, f"{where}[{i}]")
         return
     if isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, (str, int)):
                 raise TypeError(f"{where}: dict keys must be str or int, got {type(k).__name__}")
-            _check_plain(v, f"{where}[{k!r}]")
+            check_plain(v, f"{where}[{k!r}]")
         return
     raise TypeError(f"{where}: {type(value).__name__} cannot go into a weights-only checkpoint; use plain types")
 
@@ -455,7 +455,7 @@ def save_checkpoint(path: str | os.PathLike, model: CompletionNet, cfg: Completi
     The file is written to a temporary file in the same directory and moved into place with ``os.replace``, so an
     interrupted save never leaves a half-written checkpoint.
     """
-    _check_plain(extra, "extra")
+    check_plain(extra, "extra")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
