@@ -24,9 +24,10 @@ test: setup lint
 	$(PY) -m pytest -q
 
 bench: setup
-	$(PY) -m pip install --quiet -e ".[test,bench]"
+	$(PY) -m pip install --quiet -e ".[test,openpifpaf,mediapipe,slurm,bench]"
 	$(PY) benchmarks/bench_triangulation.py
-	$(PY) benchmarks/bench_scaling.py
+	$(PY) benchmarks/bench_scaling.py --repeats 2 --json benchmarks/results/scaling.json
+	$(PY) benchmarks/bench_detect.py --frames 10 --json benchmarks/results/detect.json
 
 clean:
 	rm -rf outputs multirun
