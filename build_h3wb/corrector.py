@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -49,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from build_h3wb import skeleton
+from build_h3wb.artifacts import atomic_path
 from build_h3wb.completion.train import check_plain
 
 log = logging.getLogger(__name__)
@@ -493,21 +493,14 @@ def save_corrector(path: str | os.PathLike, model: PartCorrector, extra: Mapping
     extra = dict(extra or {})
     check_plain(extra, "extra")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "config": model.cfg.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "extra": extra,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     log.info("saved %s corrector to %s", model.cfg.part, path)
 
 

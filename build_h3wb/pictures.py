@@ -14,8 +14,6 @@ Single photographs (``pictures.image``) are drawn through a detector and an I2D 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -279,35 +277,30 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float) -> i
     path = Path(path)
     if fps <= 0:
         raise ValueError(f"video frame rate must be > 0, got {fps}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".mp4")  # the suffix picks MP4
-    os.close(fd)
     writer, n, size = None, 0, None
-    try:
-        for image in frames:
-            if size is None:
-                size = image.shape[:2]
-                H, W = size[0] + size[0] % 2, size[1] + size[1] % 2
-                writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (W, H))
-                if not writer.isOpened():
-                    raise RuntimeError(f"OpenCV cannot write an MP4 (mp4v) video to {path}")
-                canvas = np.empty((H, W, 3), dtype=np.uint8)
-                canvas[:] = NEUTRAL_RGB
-            if image.shape != (*size, 3) or image.dtype != np.uint8:
-                raise ValueError(f"video frame {n}: expected {(*size, 3)} uint8 RGB like the first frame, got "
-                                 f"{image.shape} {image.dtype}")
-            canvas[: size[0], : size[1]] = image
-            writer.write(cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
-            n += 1
-        if writer is None:
-            raise ValueError(f"{path}: no frames to write")
-        writer.release()
-        writer = None
-        os.replace(tmp, path)
-    finally:
-        if writer is not None:
-            writer.release()
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(path, suffix=".mp4") as tmp_path:  # the suffix picks the MP4 container
+        tmp = str(tmp_path)
+        try:
+            for image in frames:
+                if size is None:
+                    size = image.shape[:2]
+                    H, W = size[0] + size[0] % 2, size[1] + size[1] % 2
+                    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (W, H))
+                    if not writer.isOpened():
+                        raise RuntimeError(f"OpenCV cannot write an MP4 (mp4v) video to {path}")
+                    canvas = np.empty((H, W, 3), dtype=np.uint8)
+                    canvas[:] = NEUTRAL_RGB
+                if image.shape != (*size, 3) or image.dtype != np.uint8:
+                    raise ValueError(f"video frame {n}: expected {(*size, 3)} uint8 RGB like the first frame, got "
+                                     f"{image.shape} {image.dtype}")
+                canvas[: size[0], : size[1]] = image
+                writer.write(cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+                n += 1
+            if writer is None:
+                raise ValueError(f"{path}: no frames to write")
+        finally:
+            if writer is not None:
+                writer.release()
     return n
 
 

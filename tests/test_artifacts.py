@@ -89,3 +89,15 @@ def test_manifest_required_downstream(tmp_path):
     (tmp_path / "detect" / "manifest.json").write_text("{broken")
     with pytest.raises(BuildDirError, match="corrupt"):
         StageDir(tmp_path, "detect", {}).read_manifest()
+
+
+def test_artifacts_get_the_usual_permissions_not_mkstemps_private_ones(tmp_path):
+    import os
+    import stat
+
+    from build_h3wb.artifacts import write_json
+
+    write_json(tmp_path / "a.json", {"x": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o666 & ~umask

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from build_h3wb import skeleton
+from build_h3wb.artifacts import atomic_path
 from build_h3wb.completion.model import CompletionConfig, CompletionNet
 
 log = logging.getLogger(__name__)
@@ -457,7 +457,6 @@ def save_checkpoint(path: str | os.PathLike, model: CompletionNet, cfg: Completi
     """
     check_plain(extra, "extra")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "num_keypoints": skeleton.NUM_KEYPOINTS,
@@ -465,14 +464,8 @@ def save_checkpoint(path: str | os.PathLike, model: CompletionNet, cfg: Completi
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "extra": extra,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     log.info("saved completion checkpoint %s", path)
 
 
