@@ -48,8 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from build_h3wb import skeleton
-from build_h3wb.artifacts import atomic_path
-from build_h3wb.completion.train import check_plain
+from build_h3wb.checkpoints import load_weights_only, save_weights_only
 
 log = logging.getLogger(__name__)
 
@@ -490,17 +489,7 @@ def save_corrector(path: str | os.PathLike, model: PartCorrector, extra: Mapping
     The file loads with ``torch.load(weights_only=True)``; ``extra`` (e.g. training statistics) must hold plain
     types only. Written to a temporary file and moved into place with ``os.replace``.
     """
-    extra = dict(extra or {})
-    check_plain(extra, "extra")
-    path = Path(path)
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "config": model.cfg.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "extra": extra,
-    }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_weights_only(path, CHECKPOINT_FORMAT, model, model.cfg.to_dict(), extra)
     log.info("saved %s corrector to %s", model.cfg.part, path)
 
 
@@ -514,13 +503,7 @@ def load_corrector(path: str | os.PathLike, device: torch.device | str = "cpu") 
         FileNotFoundError: no file at ``path``.
         ValueError: not a corrector checkpoint, or a bad configuration in it.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no corrector checkpoint at {path}")
-    ckpt = torch.load(path, map_location=device, weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path}: expected key 'format' = {CHECKPOINT_FORMAT!r}, found {found!r}")
+    ckpt = load_weights_only(path, CHECKPOINT_FORMAT, "corrector", device)
     try:
         cfg = CorrectorConfig.from_dict(ckpt["config"])
     except (ValueError, TypeError, KeyError) as e:

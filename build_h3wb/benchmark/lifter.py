@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from build_h3wb import skeleton
 from build_h3wb.artifacts import atomic_path
 from build_h3wb.benchmark.masking import i2d_masks
+from build_h3wb.checkpoints import load_weights_only, save_weights_only
 
 log = logging.getLogger(__name__)
 
@@ -431,16 +432,8 @@ def save_lifter(
         stats: its normalisation statistics.
         history: its training history, or None.
     """
-    payload = {
-        "format": LIFTER_FORMAT,
-        "config": dataclasses.asdict(cfg),
-        "num_keypoints": model.num_keypoints,
-        "stats": stats.to_dict(),
-        "history": {k: [float(v) for v in vs] for k, vs in (history or {}).items()},
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-    }
-    with atomic_path(Path(path)) as tmp:
-        torch.save(payload, tmp)
+    save_weights_only(path, LIFTER_FORMAT, model, dataclasses.asdict(cfg), num_keypoints=model.num_keypoints,
+                      stats=stats.to_dict(), history={k: [float(v) for v in vs] for k, vs in (history or {}).items()})
 
 
 def load_lifter(
@@ -451,11 +444,7 @@ def load_lifter(
     Returns:
         ``(model, cfg, stats, history)``, the model in eval mode on ``device``.
     """
-    path = Path(path)
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != LIFTER_FORMAT:
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise ValueError(f"{path}: format is {found!r}, expected {LIFTER_FORMAT!r}")
+    payload = load_weights_only(path, LIFTER_FORMAT, "lifter")
     if payload["num_keypoints"] != skeleton.NUM_KEYPOINTS:
         raise ValueError(f"{path}: lifter is for {payload['num_keypoints']} keypoints, "
                          f"expected {skeleton.NUM_KEYPOINTS}")

@@ -12,14 +12,13 @@ import math
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from build_h3wb import skeleton
-from build_h3wb.artifacts import atomic_path
+from build_h3wb.checkpoints import load_weights_only, save_weights_only
 from build_h3wb.completion.model import CompletionConfig, CompletionNet
 
 log = logging.getLogger(__name__)
@@ -432,40 +431,13 @@ def complete_poses(
 # Checkpoints and devices.
 
 
-def check_plain(value: object, where: str) -> None:
-    """Raise TypeError unless value is made of plain types that ``torch.load(weights_only=True)`` accepts."""
-    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
-        return
-    if isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            check_plain(v, f"{where}[{i}]")
-        return
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if not isinstance(k, (str, int)):
-                raise TypeError(f"{where}: dict keys must be str or int, got {type(k).__name__}")
-            check_plain(v, f"{where}[{k!r}]")
-        return
-    raise TypeError(f"{where}: {type(value).__name__} cannot go into a weights-only checkpoint; use plain types")
-
-
 def save_checkpoint(path: str | os.PathLike, model: CompletionNet, cfg: CompletionConfig, extra: dict) -> None:
     """Save weights, configuration (as a plain dict) and ``extra`` (plain types) atomically to ``path``.
 
     The file is written to a temporary file in the same directory and moved into place with ``os.replace``, so an
     interrupted save never leaves a half-written checkpoint.
     """
-    check_plain(extra, "extra")
-    path = Path(path)
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "num_keypoints": skeleton.NUM_KEYPOINTS,
-        "config": cfg.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "extra": extra,
-    }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_weights_only(path, CHECKPOINT_FORMAT, model, cfg.to_dict(), extra, num_keypoints=skeleton.NUM_KEYPOINTS)
     log.info("saved completion checkpoint %s", path)
 
 
@@ -479,13 +451,7 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[Compl
         FileNotFoundError: no file at ``path``.
         ValueError: not a completion checkpoint, or one for another keypoint layout.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no completion checkpoint at {path}")
-    ckpt = torch.load(path, map_location=device, weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path}: expected key 'format' = {CHECKPOINT_FORMAT!r}, found {found!r}")
+    ckpt = load_weights_only(path, CHECKPOINT_FORMAT, "completion", device)
     if ckpt.get("num_keypoints") != skeleton.NUM_KEYPOINTS:
         raise ValueError(f"{path}: key 'num_keypoints' is {ckpt.get('num_keypoints')}, expected "
                          f"{skeleton.NUM_KEYPOINTS}")
