@@ -219,10 +219,10 @@ def _assemble(sd: StageDir, sequences: list[Sequence], rigs: dict[Sequence, Rig]
             log.warning("detect: %s skipped: fewer than two usable views (%s)", seq.key, views or "none")
             continue
         path = sd.sequence_path(seq.subject, seq.name)
-        stats = None
-        if sd.is_done(path) and json.loads(read_attrs(path).get("views", "[]")) == views:
+        attrs = read_attrs(path) if sd.is_done(path) else {}
+        if attrs and json.loads(attrs.get("views", "[]")) == views:
             resumed += 1
-            stats = json.loads(read_attrs(path)["stats"])
+            stats = json.loads(attrs["stats"])
         else:
             stats = _assemble_sequence(sd, seq, rig, views, choice_cfg, path)
             assembled += 1
