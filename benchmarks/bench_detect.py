@@ -32,8 +32,8 @@ import numpy as np
 import skimage.data
 import skimage.transform
 
-from build_h3wb.cameras import h36m_rig
 from build_h3wb.detectors.simulated import default_simulated_detector
+from build_h3wb.geometry.cameras import h36m_rig
 from build_h3wb.sources.base import FrameBatch, Sequence
 from build_h3wb.sources.synthetic import SyntheticSource
 from build_h3wb.sources.video import FrameReader

@@ -21,8 +21,8 @@ import time
 import numpy as np
 
 from build_h3wb import skeleton
-from build_h3wb.cameras import Camera, Rig, h36m_rig
-from build_h3wb.triangulation import triangulate
+from build_h3wb.geometry.cameras import Camera, Rig, h36m_rig
+from build_h3wb.geometry.triangulation import triangulate
 
 
 def opencv_rig() -> Rig:

@@ -199,7 +199,7 @@ class DetectConfig:
 
 @dataclass
 class TriangulateConfig:
-    """Triangulation settings (see ``build_h3wb.triangulation.triangulate``)."""
+    """Triangulation settings (see ``build_h3wb.geometry.triangulation.triangulate``)."""
 
     min_score: float = 0.3
     opposing_angle_deg: float = 140.0
@@ -239,7 +239,7 @@ class CompleteConfig:
 
 @dataclass
 class RefineConfig:
-    """Hand and face refinement (see ``build_h3wb.refinement.refine_sequence`` for the method).
+    """Hand and face refinement (see ``build_h3wb.refine.refinement.refine_sequence`` for the method).
 
     Attributes:
         best_poses: per subject, this many complete triangulated poses with the lowest reprojection error teach the

@@ -5,7 +5,7 @@ and writes atomically (temporary file + ``os.replace``): an interrupted export l
 the number of cameras of the rigs (4 for Human3.6M; all sequences must share it), ``J`` is
 ``skeleton.NUM_KEYPOINTS`` (COCO-WholeBody order) and ``N`` the number of exported poses.
 
-Projections (all from the final world pose ``X``, millimetres, through :class:`~build_h3wb.cameras.Camera`):
+Projections (all from the final world pose ``X``, millimetres, through :class:`~build_h3wb.geometry.cameras.Camera`):
 plain pinhole ``K (R X + t) / z`` (what H3WB publishes as 2D), the same with lens distortion (where the keypoint
 lies in the video frame), the camera frame ``R X + t`` (mm), and H3WB's 3D ``R X`` (world pose rotated into the
 camera's axes, not translated, mm). Bounding boxes ``[x_min, y_min, x_max, y_max]`` are integer pixels around both
@@ -93,7 +93,7 @@ import numpy as np
 
 from build_h3wb import skeleton
 from build_h3wb.artifacts import atomic_path
-from build_h3wb.cameras import Rig
+from build_h3wb.geometry.cameras import Rig
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class ExportSequence:
             if not isinstance(value, str) or not value or "/" in value:
                 raise ValueError(f"{where}: {attr} must be a non-empty string without '/', got {value!r}")
         if not isinstance(self.rig, Rig):
-            raise ValueError(f"{where}: rig must be a build_h3wb.cameras.Rig, got {type(self.rig).__name__}")
+            raise ValueError(f"{where}: rig must be a build_h3wb.geometry.cameras.Rig, got {type(self.rig).__name__}")
         for name in self.rig.names:
             if "/" in name:
                 raise ValueError(f"{where}: camera name {name!r} contains '/'")

@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from build_h3wb.cameras import Camera, Rig, save_rig
+from build_h3wb.geometry.cameras import Camera, Rig, save_rig
 
 #: Capture volume on the floor (world mm), 0-1.95 m high: the largest box (found by search) whose every point lands
 #: inside all four images of every subject (10 px margin).

@@ -6,7 +6,7 @@ Usage:
     python scripts/import_calibration.py easymocap_dir/ rig.json --image-size 1920 1080
 
 Prints one line per camera (name, image size, focal lengths, distance of the optical centre from the world origin)
-and writes OUTPUT with ``build_h3wb.cameras.save_rig`` (world millimetres). Exits with status 2 and a message
+and writes OUTPUT with ``build_h3wb.geometry.cameras.save_rig`` (world millimetres). Exits with status 2 and a message
 naming the file, camera and key when the calibration is invalid.
 """
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from build_h3wb.calibration_formats import FORMATS, UNITS, load_calibration
-from build_h3wb.cameras import CalibrationError, save_rig
+from build_h3wb.geometry.calibration_formats import FORMATS, UNITS, load_calibration
+from build_h3wb.geometry.cameras import CalibrationError, save_rig
 
 
 def main(argv: list[str] | None = None) -> int:

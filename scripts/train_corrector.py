@@ -7,7 +7,7 @@ Usage:
 
 Reads the official COCO-WholeBody layout (``lefthand_kpts``, ``righthand_kpts``, ``face_kpts`` with their
 ``*_valid`` flags) or 133-keypoint ``keypoints``. Writes a checkpoint that loads with
-``build_h3wb.corrector.load_corrector`` (``torch.load(weights_only=True)``) and prints the held-out error before
+``build_h3wb.refine.corrector.load_corrector`` (``torch.load(weights_only=True)``) and prints the held-out error before
 and after correction. Exits with status 2 and a message naming the file and key when the input is invalid.
 """
 
@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 
 from build_h3wb.completion.train import resolve_device
-from build_h3wb.corrector import BACKBONES, CORRECTABLE_PARTS, CorrectorConfig, save_corrector
-from build_h3wb.corrector_train import CorrectorTrainConfig, load_part_annotations, train_corrector
+from build_h3wb.refine.corrector import BACKBONES, CORRECTABLE_PARTS, CorrectorConfig, save_corrector
+from build_h3wb.refine.corrector_train import CorrectorTrainConfig, load_part_annotations, train_corrector
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from build_h3wb.cameras import h36m_rig
+from build_h3wb.geometry.cameras import h36m_rig
 
 
 @pytest.fixture(scope="session")

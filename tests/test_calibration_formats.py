@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import REPO, points_in_volume
 
-from build_h3wb.calibration_formats import (
+from build_h3wb.geometry.calibration_formats import (
     detect_format,
     fit_opencv_distortion,
     load_anipose_toml,
@@ -16,7 +16,7 @@ from build_h3wb.calibration_formats import (
     save_anipose_toml,
     save_easymocap,
 )
-from build_h3wb.cameras import CalibrationError, Camera, Rig, distort, load_rig, save_rig
+from build_h3wb.geometry.cameras import CalibrationError, Camera, Rig, distort, load_rig, save_rig
 
 # ----------------------------------------------------------------------------------------------------------------
 # Hand-written files with known numbers

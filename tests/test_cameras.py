@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import points_in_volume
 
-from build_h3wb.cameras import (
+from build_h3wb.geometry.cameras import (
     H36M_SUBJECTS,
     CalibrationError,
     Camera,

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from build_h3wb import skeleton
-from build_h3wb.corrector import (
+from build_h3wb.refine.corrector import (
     CorrectorConfig,
     PartCorrector,
     correct_detections,
@@ -32,7 +32,7 @@ from build_h3wb.corrector import (
     save_corrector,
     to_crop,
 )
-from build_h3wb.corrector_train import (
+from build_h3wb.refine.corrector_train import (
     CorrectorTrainConfig,
     evaluate_corrector,
     load_part_annotations,

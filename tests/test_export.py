@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from build_h3wb import export, skeleton
-from build_h3wb.cameras import h36m_rig
 from build_h3wb.export import (
     H3WB_FILES,
     ExportSequence,
@@ -21,6 +20,7 @@ from build_h3wb.export import (
     write_hdf5,
     write_videopose3d_npz,
 )
+from build_h3wb.geometry.cameras import h36m_rig
 from build_h3wb.synthetic.motion import generate_motion
 
 J = skeleton.NUM_KEYPOINTS

@@ -11,8 +11,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from build_h3wb import skeleton
-from build_h3wb.cameras import h36m_rig
 from build_h3wb.config import register_configs
+from build_h3wb.geometry.cameras import h36m_rig
 from build_h3wb.sources.base import Sequence
 from build_h3wb.sources.h36m import MOCAP_TO_WHOLEBODY, H36MSource, canonical_action, mocap_to_wholebody, read_mocap
 from build_h3wb.sources.video import FrameReader, VideoError

@@ -18,7 +18,7 @@ from build_h3wb.benchmark.lifter import (
 )
 from build_h3wb.benchmark.masking import i2d_masks
 from build_h3wb.benchmark.metrics import mpjpe_whole
-from build_h3wb.cameras import h36m_rig
+from build_h3wb.geometry.cameras import h36m_rig
 from build_h3wb.synthetic.motion import generate_motion
 
 J = skeleton.NUM_KEYPOINTS

@@ -15,7 +15,6 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from build_h3wb import skeleton
-from build_h3wb.cameras import h36m_rig
 from build_h3wb.config import register_configs
 from build_h3wb.detectors.base import check_detections
 from build_h3wb.detectors.mediapipe import (
@@ -26,6 +25,7 @@ from build_h3wb.detectors.mediapipe import (
     face_facing_cos,
     holistic_to_wholebody,
 )
+from build_h3wb.geometry.cameras import h36m_rig
 from build_h3wb.sources.base import FrameBatch, Sequence
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

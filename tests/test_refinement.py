@@ -2,13 +2,13 @@ import numpy as np
 import pytest
 
 from build_h3wb import skeleton
-from build_h3wb.cameras import h36m_rig
 from build_h3wb.detectors.simulated import default_simulated_detector
 from build_h3wb.evaluation import keypoint_errors
-from build_h3wb.refinement import REFINED_PARTS, PartModel, fit_part_models, kabsch, refine_sequence
+from build_h3wb.geometry.cameras import h36m_rig
+from build_h3wb.geometry.triangulation import triangulate
+from build_h3wb.refine.refinement import REFINED_PARTS, PartModel, fit_part_models, kabsch, refine_sequence
 from build_h3wb.sources.base import FrameBatch, Sequence
 from build_h3wb.synthetic.motion import generate_motion
-from build_h3wb.triangulation import triangulate
 
 RIG = h36m_rig("S1")
 VOLUME = {"center_xy_mm": tuple(RIG.capture_volume["center_xy"]),

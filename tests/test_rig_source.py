@@ -10,9 +10,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from build_h3wb import skeleton
-from build_h3wb.calibration_formats import load_calibration, save_anipose_toml
-from build_h3wb.cameras import h36m_rig
 from build_h3wb.config import register_configs
+from build_h3wb.geometry.calibration_formats import load_calibration, save_anipose_toml
+from build_h3wb.geometry.cameras import h36m_rig
 from build_h3wb.sources.rig import RigSource
 from build_h3wb.stages import run_stage
 from build_h3wb.synthetic.motion import generate_motion
@@ -203,7 +203,7 @@ def test_a_video_that_arrives_later_is_detected_and_downstream_notices(capture, 
 def test_refine_correctors_run_on_each_views_video_frames(capture):
     import torch
 
-    from build_h3wb.corrector import CorrectorConfig, PartCorrector
+    from build_h3wb.refine.corrector import CorrectorConfig, PartCorrector
     from build_h3wb.sources.synthetic import SyntheticSource
     from build_h3wb.stages.refine import correct_views
 

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 
 from build_h3wb import skeleton
-from build_h3wb.cameras import h36m_rig
 from build_h3wb.detectors.base import check_detections
 from build_h3wb.detectors.simulated import (
     body_occlusion,
@@ -10,6 +9,7 @@ from build_h3wb.detectors.simulated import (
     face_facing_cos,
     palm_occlusion,
 )
+from build_h3wb.geometry.cameras import h36m_rig
 from build_h3wb.sources.base import FrameBatch, Sequence
 from build_h3wb.synthetic.motion import generate_motion
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import points_in_volume
 
-from build_h3wb.triangulation import (
+from build_h3wb.geometry.triangulation import (
     bits_to_mask,
     mask_to_bits,
     triangulate,

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from build_h3wb import skeleton
-from build_h3wb.cameras import Camera
+from build_h3wb.geometry.cameras import Camera
 from build_h3wb.sources.base import FrameBatch
 
 _PART_NAMES = ("body", "feet", "face", "left_hand", "right_hand")

@@ -27,7 +27,7 @@ import warnings
 import numpy as np
 
 from build_h3wb import skeleton
-from build_h3wb.cameras import Rig
+from build_h3wb.geometry.cameras import Rig
 
 
 def _cross_matrix(t: np.ndarray) -> np.ndarray:

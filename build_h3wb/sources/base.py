@@ -8,7 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from build_h3wb.cameras import Camera, Rig
+from build_h3wb.geometry.cameras import Camera, Rig
 
 
 @dataclass(frozen=True)

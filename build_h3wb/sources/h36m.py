@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from build_h3wb import skeleton
-from build_h3wb.cameras import H36M_SUBJECTS, Rig, h36m_rig
+from build_h3wb.geometry.cameras import H36M_SUBJECTS, Rig, h36m_rig
 from build_h3wb.sources.base import Sequence
 from build_h3wb.sources.video import FrameReader, VideoError, VideoViews, check_frame_range, find_view
 from build_h3wb.synthetic.motion import ACTIONS

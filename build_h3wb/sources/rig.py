@@ -8,7 +8,7 @@ Layout read::
 or, for a single recording, the camera videos/folders directly in ``<root>`` (the sequence is then named after
 ``<root>``). Camera names are the calibration's. The calibration is a build_h3wb rig file (``.json``), an
 anipose / Pose2Sim ``.toml`` or an EasyMocap / OpenCV ``intri.yml`` + ``extri.yml`` folder (see
-``build_h3wb.calibration_formats``). The videos must be synchronised (frame i of every camera shows the same
+``build_h3wb.geometry.calibration_formats``). The videos must be synchronised (frame i of every camera shows the same
 instant). Such a capture has no ground truth: every stage runs, and only the geometric measures are reported.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from build_h3wb.cameras import Rig
+from build_h3wb.geometry.cameras import Rig
 from build_h3wb.sources.base import Sequence
 from build_h3wb.sources.video import FrameReader, VideoError, VideoViews, check_frame_range, find_view
 
@@ -80,7 +80,7 @@ class RigSource(VideoViews):
 
     def _load_rig(self) -> Rig:
         if self._rig is None:
-            from build_h3wb.calibration_formats import load_calibration  # noqa: PLC0415
+            from build_h3wb.geometry.calibration_formats import load_calibration  # noqa: PLC0415
 
             kwargs = {"units": self.units} if self.units else {}
             rig = load_calibration(self.calibration, format=self.calibration_format, **kwargs)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from build_h3wb.cameras import Rig, h36m_rig
+from build_h3wb.geometry.cameras import Rig, h36m_rig
 from build_h3wb.sources.base import FrameBatch, Sequence
 from build_h3wb.sources.h36m import check_h36m_selection
 from build_h3wb.synthetic.motion import generate_motion

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from build_h3wb.cameras import Camera
+from build_h3wb.geometry.cameras import Camera
 from build_h3wb.sources.base import FrameBatch, Sequence
 
 log = logging.getLogger(__name__)

@@ -45,9 +45,9 @@ from build_h3wb.artifacts import (
     require_dataset,
     write_json,
 )
-from build_h3wb.cameras import Rig, rig_from_dict
 from build_h3wb.detectors.base import check_detections
 from build_h3wb.detectors.subject import choose_subject
+from build_h3wb.geometry.cameras import Rig, rig_from_dict
 from build_h3wb.sources.base import Sequence, Source
 from build_h3wb.sources.video import VideoError
 from build_h3wb.stages.common import build_dir, make_source, plain, progress

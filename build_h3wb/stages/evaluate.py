@@ -16,10 +16,10 @@ from omegaconf import DictConfig
 
 from build_h3wb.artifacts import BuildDirError, atomic_path, finished_manifest, open_h5, read_json, write_json
 from build_h3wb.evaluation import ErrorStats, format_table
-from build_h3wb.pictures import pyplot, save_figure
 from build_h3wb.sources.base import Sequence
 from build_h3wb.stages import POSE_STAGES
 from build_h3wb.stages.common import build_dir, make_source, progress
+from build_h3wb.viz.figures import pyplot, save_figure
 
 log = logging.getLogger(__name__)
 

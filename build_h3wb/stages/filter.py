@@ -23,10 +23,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from build_h3wb.artifacts import StageDir, atomic_h5, atomic_path, finished_manifest, open_h5, read_json, write_json
-from build_h3wb.pictures import pyplot, save_figure
 from build_h3wb.quality import Filter, apply_filters, bone_lengths, pose_measures, quality_score, select_balanced
 from build_h3wb.sources.base import Sequence
 from build_h3wb.stages.common import build_dir, make_source, progress
+from build_h3wb.viz.figures import pyplot, save_figure
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ read with the ``data`` settings given) they are drawn under the points; otherwis
 Of a photograph: ``pictures.image=photo.jpg detector=mediapipe`` runs the detector on it (its best candidate), lifts
 the detection with the I2D lifter ``pictures.lifter`` (default ``<build.dir>/lifter/I2Dto3D/model.pt``, written by
 ``stage=lifter``; missing and low-scoring keypoints are its mask) and writes ``pictures/image_<stem>.png`` (four
-panels, see :func:`build_h3wb.pictures.image_figure`) and ``pictures/image_<stem>.json`` (the box, the detection,
+panels, see :func:`build_h3wb.viz.figures.image_figure`) and ``pictures/image_<stem>.json`` (the box, the detection,
 the mask and the lifted pose). Only this is drawn when ``pictures.image`` is set. The photograph gets a plain
-pinhole camera (:func:`build_h3wb.pictures.pinhole_camera`); the lifter does not depend on it.
+pinhole camera (:func:`build_h3wb.viz.figures.pinhole_camera`); the lifter does not depend on it.
 """
 
 from __future__ import annotations
@@ -32,9 +32,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from build_h3wb.artifacts import BuildDirError, finished_manifest, open_h5, read_attrs, write_json
-from build_h3wb.cameras import Camera, Rig
 from build_h3wb.detectors.base import check_detections
-from build_h3wb.pictures import (
+from build_h3wb.geometry.cameras import Camera, Rig
+from build_h3wb.sources.base import FrameBatch, Sequence, Source
+from build_h3wb.sources.video import VideoError
+from build_h3wb.stages.common import build_dir, make_source, progress
+from build_h3wb.stages.detect import read_rig
+from build_h3wb.stages.evaluate import finished_pose_stages
+from build_h3wb.viz.figures import (
     camera_layers,
     detection_box,
     draw_skeleton_3d,
@@ -49,11 +54,6 @@ from build_h3wb.pictures import (
     view_layers,
     write_video,
 )
-from build_h3wb.sources.base import FrameBatch, Sequence, Source
-from build_h3wb.sources.video import VideoError
-from build_h3wb.stages.common import build_dir, make_source, progress
-from build_h3wb.stages.detect import read_rig
-from build_h3wb.stages.evaluate import finished_pose_stages
 
 log = logging.getLogger(__name__)
 

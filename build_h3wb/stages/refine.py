@@ -4,10 +4,10 @@ Reads ``complete/`` (poses with the holes filled), ``triangulate/`` (views used,
 ``detect/`` (every view's 2D keypoints). Part models (face, each hand) are learned per subject from its best
 complete triangulated poses (lowest mean reprojection error; pooled over subjects when a subject has too few), then
 every hand and face keypoint is re-triangulated from the detections with the model fit as a prior (see
-``build_h3wb.refinement``). Writes ``refine/<subject>/<sequence>.h5``: ``keypoints_3d`` (T, J, 3) float32 world mm,
+``refine.refinement``). Writes ``refine/<subject>/<sequence>.h5``: ``keypoints_3d`` (T, J, 3) float32 world mm,
 ``refined`` (T, J) bool (moved by the refinement), ``frames``.
 
-With ``refine.correctors`` (optional, trained on the user's 2D annotations: ``build_h3wb.corrector``), every view's
+With ``refine.correctors`` (optional, trained on the user's 2D annotations: ``refine.corrector``), every view's
 hand and face detections are first corrected on the video frames, as the original H3WB build did in 2D.
 """
 
@@ -19,8 +19,8 @@ import numpy as np
 from omegaconf import DictConfig
 
 from build_h3wb.artifacts import StageDir, atomic_h5, finished_manifest, open_h5
-from build_h3wb.cameras import Rig
-from build_h3wb.refinement import fit_part_models, refine_sequence
+from build_h3wb.geometry.cameras import Rig
+from build_h3wb.refine.refinement import fit_part_models, refine_sequence
 from build_h3wb.sources.base import Sequence, Source
 from build_h3wb.stages.common import build_dir, make_source, plain, progress
 from build_h3wb.stages.detect import read_rig
@@ -42,7 +42,7 @@ def run(cfg: DictConfig) -> dict:
                                     "trust_power", "filled_weight", "keep_views", "keep_score")}
     correctors, source = {}, None
     if rcfg["correctors"]:
-        from build_h3wb.corrector import load_corrector  # noqa: PLC0415 (optional)
+        from build_h3wb.refine.corrector import load_corrector  # noqa: PLC0415 (optional)
 
         correctors = {part: load_corrector(path)[0] for part, path in rcfg["correctors"].items()}
         source = make_source(cfg)
@@ -82,7 +82,7 @@ def run(cfg: DictConfig) -> dict:
 
 def correct_views(source: Source, seq: Sequence, rig: Rig, frames: np.ndarray, det: np.ndarray, correctors: dict,
                   batch_size: int = 16) -> np.ndarray:
-    """Every view's hand and face detections corrected on its video frames (``build_h3wb.corrector``).
+    """Every view's hand and face detections corrected on its video frames (``build_h3wb.refine.corrector``).
 
     Args:
         source: the capture (it must have pixels).
@@ -96,7 +96,7 @@ def correct_views(source: Source, seq: Sequence, rig: Rig, frames: np.ndarray, d
     Returns:
         (C, T, J, 3) with the corrected parts (their score becomes the corrector's confidence).
     """
-    from build_h3wb.corrector import correct_detections  # noqa: PLC0415 (optional)
+    from build_h3wb.refine.corrector import correct_detections  # noqa: PLC0415 (optional)
 
     out = det.copy()
     for c, cam in enumerate(rig.names):

@@ -29,9 +29,9 @@ from build_h3wb.artifacts import (
     require_dataset,
     write_json,
 )
+from build_h3wb.geometry.triangulation import triangulate
 from build_h3wb.stages.common import build_dir, progress
 from build_h3wb.stages.detect import read_rig
-from build_h3wb.triangulation import triangulate
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Training of a :class:`~build_h3wb.corrector.PartCorrector` from 2D whole-body annotations.
+"""Training of a :class:`~build_h3wb.refine.corrector.PartCorrector` from 2D whole-body annotations.
 
 Annotations are a COCO-WholeBody-style JSON file: ``images`` (``id``, ``file_name``) and ``annotations``
 (``image_id`` and the part's keypoints) beside an image folder. Two layouts are read:
@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from build_h3wb import skeleton
-from build_h3wb.corrector import (
+from build_h3wb.refine.corrector import (
     CorrectorConfig,
     PartCorrector,
     correct_part,

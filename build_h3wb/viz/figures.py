@@ -22,7 +22,7 @@ import numpy as np
 
 from build_h3wb import skeleton
 from build_h3wb.artifacts import atomic_path
-from build_h3wb.cameras import Camera, Rig
+from build_h3wb.geometry.cameras import Camera, Rig
 
 #: Layer name -> (colour, marker) in the view overlays, drawn in this order.
 LAYER_STYLE: dict[str, tuple[str, str]] = {

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from build_h3wb.cameras import Rig
+from build_h3wb.geometry.cameras import Rig
 
 MAX_VIEWS = 16  # views-used masks are stored as uint16 bitmasks
 

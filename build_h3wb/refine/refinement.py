@@ -37,8 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from build_h3wb import skeleton
-from build_h3wb.cameras import Rig
-from build_h3wb.triangulation import bits_to_mask
+from build_h3wb.geometry.cameras import Rig
+from build_h3wb.geometry.triangulation import bits_to_mask
 
 log = logging.getLogger(__name__)
 

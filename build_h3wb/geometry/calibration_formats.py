@@ -1,7 +1,7 @@
 """Import and export camera calibrations in other tools' formats: anipose / Pose2Sim TOML and EasyMocap YAML.
 
-Every loader returns a validated :class:`~build_h3wb.cameras.Rig` in millimetres with the ``opencv`` distortion
-model, keeps the cameras in the order of the file, and raises :class:`~build_h3wb.cameras.CalibrationError` naming
+Every loader returns a validated :class:`~build_h3wb.geometry.cameras.Rig` in millimetres with the ``opencv`` distortion
+model, keeps the cameras in the order of the file, and raises :class:`.CalibrationError` naming
 the file, the camera and the key on bad input. All three formats share OpenCV's conventions, which are ours
 (``X_cam = R X_world + t``, ``R`` world-to-camera, ``rvec`` as ``cv2.Rodrigues``, ``dist = [k1, k2, p1, p2, k3]``):
 
@@ -46,7 +46,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from build_h3wb.cameras import _UNIT_TO_MM, CalibrationError, Camera, Rig, distort, load_rig
+from build_h3wb.geometry.cameras import _UNIT_TO_MM, CalibrationError, Camera, Rig, distort, load_rig
 
 try:
     import tomllib
@@ -659,7 +659,7 @@ def load_calibration(path: str | os.PathLike, format: str = "auto", **kwargs: ob
     """Load a calibration in any supported format as a validated rig in millimetres.
 
     Args:
-        path: a build_h3wb rig ``.json`` (:func:`~build_h3wb.cameras.load_rig`), an anipose / Pose2Sim ``.toml``
+        path: a build_h3wb rig ``.json`` (``geometry.cameras.load_rig``), an anipose / Pose2Sim ``.toml``
             (:func:`load_anipose_toml`), or an EasyMocap folder or ``intri.yml`` (:func:`load_easymocap`).
         format: ``"auto"`` (from the path, :func:`detect_format`), ``"rig"``, ``"anipose"`` or ``"easymocap"``.
         **kwargs: passed to the loader (``units``, ``check_scale``; ``image_size`` for EasyMocap). A rig file

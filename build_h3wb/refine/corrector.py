@@ -3,7 +3,7 @@
 The original H3WB build refined hands and faces per view in 2D before triangulating them again: a corrector sees a
 crop of the part and the part's current keypoints and returns corrected keypoints with a confidence, applied
 iteratively like a denoiser. This module holds that network and the functions that apply it; training from 2D
-annotations is in :mod:`build_h3wb.corrector_train`. It is an option: the default pipeline does not use it.
+annotations is in :mod:`build_h3wb.refine.corrector_train`. It is an option: the default pipeline does not use it.
 
 Architecture (:class:`PartCorrector`):
 
