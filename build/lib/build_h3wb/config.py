@@ -1,0 +1,440 @@
+"""Typed Hydra configuration: one dataclass schema per config group, registered in Hydra's ConfigStore.
+
+The YAML files under ``conf/`` extend these schemas (``defaults: [<name>_schema]``), so a misspelled key or a
+value of the wrong type fails when the configuration is composed, before any work starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from build_h3wb.completion.config import CompletionConfig
+
+STAGES = (
+    "detect", "triangulate", "complete", "refine", "filter", "export", "evaluate", "benchmark", "pictures", "lifter",
+    "all",
+)
+
+
+@dataclass
+class BuildConfig:
+    """Where artifacts go.
+
+    Attributes:
+        dir: build directory (relative paths are taken from the directory the command was started in).
+        overwrite: replace artifacts made with a different configuration instead of stopping with an error.
+    """
+
+    dir: str = "outputs/default"
+    overwrite: bool = False
+
+
+@dataclass
+class SyntheticDataConfig:
+    """The synthetic Human3.6M-like capture (see ``build_h3wb.sources.synthetic``)."""
+
+    _target_: str = "build_h3wb.sources.synthetic.SyntheticSource"
+    subjects: list[str] = field(default_factory=lambda: ["S1", "S5", "S6", "S7", "S8"])
+    actions: list[str] = field(
+        default_factory=lambda: [
+            "Directions", "Discussion", "Eating", "Greeting", "Phoning", "Photo", "Posing", "Purchases",
+            "Sitting", "SittingDown", "Smoking", "Waiting", "WalkDog", "Walking", "WalkTogether",
+        ]
+    )  # fmt: skip
+    repeats: int = 1  # sub-actions per action ("Walking 1", "Walking 2", ...)
+    duration_s: float = 20.0  # length of every sequence
+    video_fps: float = 50.0  # frame rate of the simulated video (Human3.6M: 50)
+    stride: int = 5  # keep every stride-th video frame (H3WB: 5, a 10 fps grid)
+    seed: int = 0
+
+
+@dataclass
+class H36MDataConfig:
+    """Human3.6M on disk (see ``build_h3wb.sources.h36m``): videos, optional mocap, the shipped calibration."""
+
+    _target_: str = "build_h3wb.sources.h36m.H36MSource"
+    root: str = "data/h36m"  # the folder holding S1, S5, ... (each with Videos/ and MyPoseFeatures/)
+    subjects: list[str] = field(default_factory=lambda: ["S1", "S5", "S6", "S7", "S8", "S9", "S11"])
+    actions: list[str] = field(
+        default_factory=lambda: [
+            "Directions", "Discussion", "Eating", "Greeting", "Phoning", "Photo", "Posing", "Purchases",
+            "Sitting", "SittingDown", "Smoking", "Waiting", "WalkDog", "Walking", "WalkTogether",
+        ]
+    )  # fmt: skip
+    cameras: list[str] = field(default_factory=list)  # empty: all four
+    stride: int = 5  # H3WB: every frame number is a multiple of 5 (10 fps on the 50 fps videos)
+    start: int = 0  # first frame, counted from 0 as OpenCV reads them
+    stop: int = 0  # 0: to the end of each video
+    mocap: bool = True  # evaluate against D3_Positions/<Sequence>.cdf where present
+    exclude: list[str] = field(default_factory=list)  # sequences to leave out, "S11/Directions"
+
+
+@dataclass
+class RigDataConfig:
+    """Any calibrated rig (see ``build_h3wb.sources.rig``): synchronised videos or image folders + a calibration."""
+
+    _target_: str = "build_h3wb.sources.rig.RigSource"
+    root: str = MISSING  # <root>/<sequence>/<camera>.mp4 (or <camera>/ image folders)
+    calibration: str = MISSING  # rig .json, anipose/Pose2Sim .toml, or an EasyMocap intri.yml/extri.yml folder
+    calibration_format: str = "auto"  # auto | rig | anipose | easymocap
+    units: str = ""  # translations' unit (mm | cm | m); empty: the format's default
+    subject: str = "subject"
+    sequences: list[str] = field(default_factory=list)  # empty: every sequence folder
+    cameras: list[str] = field(default_factory=list)  # empty: all in the calibration
+    stride: int = 1
+    start: int = 0
+    stop: int = 0
+
+
+@dataclass
+class SimulatedDetectorConfig:
+    """The simulated whole-body detector (see ``build_h3wb.detectors.simulated``); pixels at Human3.6M's 1000 px.
+
+    The defaults are tuned so the default capture triangulates like H3WB's build on Human3.6M with OpenPifPaf: of
+    the poses whose every keypoint was seen in at least one view, about 30% are complete after triangulation, and
+    hands and face are what is missing most (see README). Per-part settings are dictionaries over the parts
+    ``body, feet, face, left_hand, right_hand``.
+    """
+
+    _target_: str = "build_h3wb.detectors.simulated.SimulatedDetector"
+    seed: int = 0
+    noise_px: dict[str, float] = field(
+        default_factory=lambda: {"body": 2.0, "feet": 3.5, "face": 1.5, "left_hand": 3.0, "right_hand": 3.0}
+    )  # median pixel noise (per axis) of a clearly seen keypoint
+    noise_spread_part: float = 0.4  # log-normal spread of the noise level shared by a part in one view and frame
+    noise_spread: float = 0.25  # log-normal spread of the noise level of single keypoints
+    score_scale_px: float = 10.0  # score = base_score * exp(-noise level / score_scale_px) + N(0, 0.03)
+    base_score: float = 0.9
+    miss_prob: dict[str, float] = field(
+        default_factory=lambda: {"body": 0.005, "feet": 0.01, "face": 0.001, "left_hand": 0.004, "right_hand": 0.004}
+    )  # single keypoints not found in one view
+    part_miss_prob: dict[str, float] = field(
+        default_factory=lambda: {"face": 0.04, "left_hand": 0.03, "right_hand": 0.03}
+    )  # the whole part not found in one view
+    occluded_report_prob: dict[str, float] = field(
+        default_factory=lambda: {"body": 0.97, "feet": 0.95, "face": 0.6, "left_hand": 0.85, "right_hand": 0.85}
+    )  # an occluded keypoint is still reported (a guess) with this probability, else missing
+    occluded_score_factor: float = 0.55  # a guess scores this fraction of what the keypoint would score if seen
+    occluded_noise_factor: float = 2.0  # guesses are this much noisier (plus 3 px)
+    face_min_cos: float = -0.6  # a head landmark is lost once its outward normal turns this far from the camera
+    face_part_min_cos: float = -0.45  # the face is found at all while it faces the camera at least this much
+    torso_radius_mm: float = 150.0  # capsules around torso, head and limbs hide what is behind them
+    limb_radius_mm: float = 45.0
+    head_radius_mm: float = 95.0
+    outlier_prob: dict[str, float] = field(
+        default_factory=lambda: {"body": 0.01, "feet": 0.01, "face": 0.001, "left_hand": 0.002, "right_hand": 0.002}
+    )  # single keypoints grossly off (50-300 px) with a confident score
+    part_outlier_prob: dict[str, float] = field(
+        default_factory=lambda: {"face": 0.01, "left_hand": 0.03, "right_hand": 0.03}
+    )  # a whole part found at the wrong place in one view (shifted 50-300 px), still confident
+    swap_prob: float = 0.01  # left/right swap of the whole body in one view
+    hand_swap_prob: float = 0.02  # left/right swap of the two hands in one view
+    edge_margin_px: float = 2.0  # keypoints this close to the image border are lost (out of frame)
+
+
+@dataclass
+class OpenPifPafDetectorConfig:
+    """OpenPifPaf's whole-body model (see ``build_h3wb.detectors.openpifpaf``), the detector H3WB was built with.
+
+    ``checkpoint`` is an OpenPifPaf checkpoint name (``shufflenetv2k30-wholebody``, the more accurate, or
+    ``shufflenetv2k16-wholebody``, the faster; fetched by OpenPifPaf on a machine with internet) or a local file.
+    """
+
+    _target_: str = "build_h3wb.detectors.openpifpaf.OpenPifPafDetector"
+    checkpoint: str = "shufflenetv2k30-wholebody"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    batch_size: int = 8  # images per network call (the stage's detect.batch_size frames are split into these)
+    long_edge: int = 0  # resize so the longer image side is this many pixels (0: native resolution)
+    max_people: int = 4  # candidates kept per image (best first); the stage picks the subject among them
+    instance_threshold: float = 0.15  # OpenPifPaf decoder: drop people scoring below this
+    extra_safe_globals: list[str] = field(default_factory=list)  # more classes a trusted checkpoint may unpickle
+
+
+@dataclass
+class MediaPipeDetectorConfig:
+    """MediaPipe Holistic (see ``build_h3wb.detectors.mediapipe``): offline, models inside the package."""
+
+    _target_: str = "build_h3wb.detectors.mediapipe.MediaPipeHolisticDetector"
+    model_complexity: int = 1  # 0 lite, 1 full, 2 heavy; only 1 ships in the wheel, 0 and 2 download on first use
+    min_detection_confidence: float = 0.5
+    refine_face_landmarks: bool = False
+    static_image_mode: bool = True  # strided frames are far apart: detect each frame on its own
+
+
+@dataclass
+class SubjectChoiceConfig:
+    """Keeping one subject among several detected people (see ``build_h3wb.detectors.subject.choose_subject``)."""
+
+    min_score: float = 0.3
+    epipolar_px: float = 20.0  # keypoints of one person in two views lie this close to each other's epipolar lines
+    agreement_weight: float = 2.0
+    track_weight: float = 1.0
+    centre_weight: float = 1.0
+    score_weight: float = 0.5
+    margin: float = 0.5  # a choice is reported ambiguous when another costs less than this many points
+
+
+@dataclass
+class DetectConfig:
+    """Detection stage settings.
+
+    The work unit is one video (one view of one sequence). ``subjects``, ``actions``, ``cameras`` and
+    ``shard``/``num_shards`` restrict which videos this run detects, without changing the build: run them as
+    Hydra multirun jobs (``-m detect.shard=0,1,2,3 detect.num_shards=4``), and the run that finishes the last video
+    assembles the sequences and writes the manifest.
+    """
+
+    batch_size: int = 32  # frames decoded and given to the detector at once
+    subjects: list[str] = field(default_factory=list)  # only these subjects' videos (empty: all)
+    actions: list[str] = field(default_factory=list)  # only these actions (canonical names; empty: all)
+    cameras: list[str] = field(default_factory=list)  # only these cameras (empty: all)
+    shard: int = 0  # this run detects the videos i with i % num_shards == shard (of the selection above)
+    num_shards: int = 1
+    subject: SubjectChoiceConfig = field(default_factory=SubjectChoiceConfig)
+
+
+@dataclass
+class TriangulateConfig:
+    """Triangulation settings (see ``build_h3wb.geometry.triangulation.triangulate``)."""
+
+    min_score: float = 0.3
+    opposing_angle_deg: float = 140.0
+    robust: bool = True
+    outlier_threshold_px: float = 15.0
+    undistort_iterations: int = 5
+    chunk_frames: int = 250  # frames triangulated at once (memory stays flat with sequence length)
+
+
+@dataclass
+class CompleteConfig:
+    """Completion stage settings; the network's own settings are ``complete.model`` (``CompletionConfig``).
+
+    Attributes:
+        model: architecture and training hyper-parameters.
+        device: ``auto`` (GPU when there is one), ``cpu`` or a torch device such as ``cuda:1``.
+        seed: training seed (masks, shuffling, initialisation).
+        max_train_poses: at most this many complete poses train the network (drawn at random).
+        val_share: share of them held out to report validation error per epoch.
+        baseline_eval_poses: incomplete poses on which the network is compared with the two baselines against
+            ground truth (0: skip; only where the source has ground truth).
+        robust_fill_mm: per part, observed keypoints the network's linear pose model leaves more than this
+            unexplained are not used as input when filling (they stay in the output as triangulated); an empty
+            mapping trusts every observation.
+    """
+
+    model: CompletionConfig = field(default_factory=CompletionConfig)
+    device: str = "auto"
+    seed: int = 0
+    max_train_poses: int = 50000
+    val_share: float = 0.1
+    baseline_eval_poses: int = 2000
+    robust_fill_mm: dict[str, float] = field(
+        default_factory=lambda: {"body": 80.0, "feet": 80.0, "face": 35.0, "left_hand": 35.0, "right_hand": 35.0}
+    )
+
+
+@dataclass
+class RefineConfig:
+    """Hand and face refinement (see ``build_h3wb.refine.refinement.refine_sequence`` for the method).
+
+    Attributes:
+        best_poses: per subject, this many complete triangulated poses with the lowest reprojection error teach the
+            part models.
+        min_subject_poses: a subject with fewer good poses uses models pooled over all subjects.
+        ranks: shape components per part (face, left_hand, right_hand); empty: the module's defaults.
+        min_score: detections below this confidence are not used.
+        prior_weight: weight of the model prior against the views' data (mm^2 per mm^2).
+        temporal_window: frames on each side whose shape coefficients are averaged (consecutive frames only).
+        noise_mm: expected keypoint noise; sets how strongly shape coefficients are held to the mean.
+        trust_views: the prior fades for keypoints whose summed squared view scores exceed this...
+        trust_power: ...this sharply, so well-seen keypoints stay where their views put them. On the default
+            capture 1.0 takes hands from 32.4 to 18.5 mm and face from 16.4 to 9.5 mm while the reprojection error
+            of well-seen keypoints would rise 2.3% (1.674 -> 1.712 px) if ``keep_views`` did not keep them as
+            triangulated (with it: 1.674 px, hands 19.1 mm, face 10.2 mm).
+        filled_weight: weight of a network-filled keypoint as an observation of the part.
+        keep_views: keypoints the detectors saw well (triangulated from at least this many views, all scoring at
+            least ``keep_score``) stay exactly as triangulated, so their reprojection error cannot rise (0: off).
+        keep_score: see ``keep_views``.
+        correctors: optional 2D part correctors (``scripts/train_corrector.py``), e.g.
+            ``{left_hand: lh.pt, right_hand: rh.pt, face: face.pt}``: each view's hand/face detections are corrected
+            on the video frames before the re-triangulation (needs a source with pixels). Empty: none (default).
+    """
+
+    best_poses: int = 500
+    min_subject_poses: int = 200
+    correctors: dict[str, str] = field(default_factory=dict)  # optional 2D corrector checkpoints: part -> file
+    ranks: dict[str, int] = field(default_factory=dict)
+    min_score: float = 0.3
+    prior_weight: float = 4.0
+    temporal_window: int = 2
+    noise_mm: float = 10.0
+    trust_views: float = 1.0
+    trust_power: float = 8.0
+    filled_weight: float = 0.1
+    keep_views: int = 3
+    keep_score: float = 0.6
+
+
+@dataclass
+class FilterConfig:
+    """Quality filter thresholds (see ``build_h3wb.quality``); a pose is kept when it passes all of them.
+
+    Attributes:
+        max_reprojection_px: mean reprojection error of the triangulated keypoints.
+        min_views: mean number of views supporting a triangulated keypoint.
+        max_filled_share: share of keypoints filled by the completion network.
+        max_bone_deviation: length-weighted relative deviation of the rigid bones from the subject's median lengths.
+        max_asymmetry: length-weighted relative difference between the left bones and their right twins.
+        max_jump_mm_s: largest keypoint speed to the previous consecutive frame.
+        target_size: if > 0, keep at most this many poses, the best first, balanced over subject x action.
+        true_error: score the kept poses against ground truth where the source has it.
+    """
+
+    max_reprojection_px: float = 6.0
+    min_views: float = 2.5
+    max_filled_share: float = 0.35
+    max_bone_deviation: float = 0.1
+    max_asymmetry: float = 0.15
+    max_jump_mm_s: float = 8000.0
+    target_size: int = 0
+    true_error: bool = True
+
+
+@dataclass
+class ExportConfig:
+    """Export settings: the benchmark split and the JSON details (see ``build_h3wb.export``)."""
+
+    train_subjects: list[str] = field(default_factory=lambda: ["S1", "S5", "S6", "S7"])
+    test_subjects: list[str] = field(default_factory=lambda: ["S8"])
+    bbox_margin: float = 0.1
+    rgb_test_seed: int = 0  # permutes the RGB-to-3D test ids, as the official release does
+    i2d_mask_seed: int = 0  # the fixed I2D test masks (export/json/I2Dto3D_test_masks.npz)
+    decimals: int = 2  # rounding of the JSON keypoints (-1: full precision)
+    images: bool = False  # cut the selected frames out of the videos: export/images/<H3WB image_path> (real sources)
+    jpeg_quality: int = 95
+
+
+@dataclass
+class BenchmarkConfig:
+    """Scoring a predictions file on the exported test split (``stage=benchmark``).
+
+    Attributes:
+        predictions: JSON in the official layout, ``{"<id>": [[x, y, z], ...]}``, or HDF5 (``ids``, ``keypoints_3d``).
+        task: ``2Dto3D``, ``I2Dto3D`` or ``RGBto3D``.
+        method: the row name in ``benchmark/scores.md``.
+    """
+
+    predictions: str = ""
+    task: str = "2Dto3D"
+    method: str = "predictions"
+
+
+@dataclass
+class PicturesConfig:
+    """What ``stage=pictures`` draws (see ``build_h3wb.stages.pictures``).
+
+    Attributes:
+        subject: the sequence's subject.
+        sequence: the sequence (its file name, e.g. ``Walking 1``).
+        frame: the frame of the per-frame figures (every view, and the 3D skeleton).
+        views: draw the per-frame figures of ``frame``.
+        sheet: draw a contact sheet of ``sheet_frames`` evenly spaced frames of the sequence in ``camera``.
+        video: write an MP4 of the sequence's selected frames in ``camera`` with the same overlay.
+        camera: camera of the sheet and the video (empty: the rig's first).
+        sheet_frames: tiles of the contact sheet.
+        sheet_columns: tiles per row.
+        video_fps: frame rate of the MP4 (0: the build's, the video's rate divided by the frame stride).
+        image: a photo to draw through ``detector`` and the I2D lifter; when set, only this figure is drawn.
+        lifter: the lifter file (empty: ``<build.dir>/lifter/I2Dto3D/model.pt``, written by ``stage=lifter``).
+        min_score: detections of ``image`` scoring below this are hidden from the lifter (part of its mask).
+        crop_margin: the crop of ``image`` extends the detection's box by this share of its size on each side.
+    """
+
+    subject: str = "S1"
+    sequence: str = "Walking 1"
+    frame: int = 100
+    views: bool = True
+    sheet: bool = False
+    video: bool = False
+    camera: str = ""
+    sheet_frames: int = 12
+    sheet_columns: int = 4
+    video_fps: float = 0.0
+    image: str = ""
+    lifter: str = ""
+    min_score: float = 0.3
+    crop_margin: float = 0.15
+
+
+@dataclass
+class LifterStageConfig:
+    """The residual lifting baseline (``stage=lifter``; see ``build_h3wb.benchmark.lifter``), trained on the export.
+
+    Attributes:
+        tasks: which lifters to train and score: ``2Dto3D`` and/or ``I2Dto3D``.
+        epochs: training epochs per task.
+        width: hidden width of the linear layers (ignored when ``large``).
+        large: the large variant (width 2048).
+        batch_size: samples per optimisation step.
+        lr_decay: learning rate factor applied after every epoch.
+        device: ``auto`` (GPU when there is one), ``cpu`` or a torch device such as ``cuda:1``.
+        seed: training seed (initialisation, batch order, training masks).
+        method: the row name in ``benchmark/scores.md`` (the task is a column).
+    """
+
+    tasks: list[str] = field(default_factory=lambda: ["2Dto3D", "I2Dto3D"])
+    epochs: int = 12
+    width: int = 1024
+    large: bool = False
+    batch_size: int = 256
+    lr_decay: float = 0.9
+    device: str = "auto"
+    seed: int = 0
+    method: str = "residual lifter"
+
+
+@dataclass
+class EvaluateConfig:
+    """Evaluation settings.
+
+    Attributes:
+        stage: which stage's 3D output to score: ``all`` (every finished pose stage), ``latest`` or a stage name.
+    """
+
+    stage: str = "all"
+
+
+@dataclass
+class Config:
+    """The whole configuration. ``stage`` picks what runs: one stage name or ``all``."""
+
+    stage: str = "all"
+    build: BuildConfig = field(default_factory=BuildConfig)
+    data: Any = MISSING
+    detector: Any = MISSING
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    triangulate: TriangulateConfig = field(default_factory=TriangulateConfig)
+    complete: CompleteConfig = field(default_factory=CompleteConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    pictures: PicturesConfig = field(default_factory=PicturesConfig)
+    lifter: LifterStageConfig = field(default_factory=LifterStageConfig)
+
+
+def register_configs() -> None:
+    """Register the schemas with Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    cs.store(group="data", name="synthetic_schema", node=SyntheticDataConfig)
+    cs.store(group="data", name="h36m_schema", node=H36MDataConfig)
+    cs.store(group="data", name="rig_schema", node=RigDataConfig)
+    cs.store(group="detector", name="simulated_schema", node=SimulatedDetectorConfig)
+    cs.store(group="detector", name="openpifpaf_schema", node=OpenPifPafDetectorConfig)
+    cs.store(group="detector", name="mediapipe_schema", node=MediaPipeDetectorConfig)

@@ -1,0 +1,249 @@
+"""Stage ``complete``: train the completion network on the complete triangulated poses and fill the holes.
+
+Reads ``triangulate/`` and writes:
+- ``complete/model.pt`` (state dict + config, loadable with ``weights_only=True``) and ``complete/model.json``
+  (config, training history, data sizes); a finished checkpoint is reused while the configuration is unchanged;
+- ``complete/<subject>/<sequence>.h5``: ``keypoints_3d`` (T, J, 3) float32 world mm, every triangulated keypoint
+  kept as it was and the missing ones filled (NaN only where the pose has no root to normalise around);
+  ``filled`` (T, J) bool, what the network filled; ``frames``;
+- ``complete/evaluation.json`` (synthetic capture): error of the filled keypoints against ground truth by part,
+  beside the nearest-pose and low-rank baselines on the same poses.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import numpy as np
+from omegaconf import DictConfig
+
+from build_h3wb import skeleton
+from build_h3wb.artifacts import StageDir, atomic_h5, finished_manifest, open_h5, read_json, write_json
+from build_h3wb.completion.config import CompletionConfig
+from build_h3wb.sources.base import Sequence
+from build_h3wb.stages.common import build_dir, make_source, plain, progress
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig) -> dict:
+    """Train (or reuse) the network and complete every triangulated sequence."""
+    from build_h3wb.completion.train import (
+        complete_poses,
+        load_checkpoint,
+        resolve_device,
+        save_checkpoint,
+        train_completion,
+    )
+
+    root = build_dir(cfg)
+    tri = finished_manifest(root, "triangulate")
+    ccfg = cfg.complete
+    model_cfg = CompletionConfig(**plain(ccfg.model))
+    stage_config = {"model": model_cfg.to_dict(), "seed": int(ccfg.seed), "max_train_poses": int(ccfg.max_train_poses),
+                    "val_share": float(ccfg.val_share), "robust_fill_mm": plain(ccfg.robust_fill_mm),
+                    "triangulate_hash": tri["config_hash"]}
+    robust_mm = _per_keypoint(plain(ccfg.robust_fill_mm))
+    sd = StageDir(root, "complete", stage_config, overwrite=cfg.build.overwrite)
+    sd.check_compatible()
+    device = resolve_device(str(ccfg.device))
+    ckpt = sd.root / "model.pt"
+    info_path = sd.root / "model.json"
+    if ckpt.exists() and info_path.exists() and read_json(info_path).get("config_hash") == sd.hash:
+        model, _, _ = load_checkpoint(ckpt, device)
+        info = read_json(info_path)
+        log.info("complete: reusing the finished checkpoint %s", ckpt)
+    else:
+        train, val, bank = _training_poses(root, tri["units"], int(ccfg.max_train_poses), float(ccfg.val_share),
+                                           int(ccfg.seed))
+        log.info("complete: training on %d complete poses (%d held out) on %s", len(train), len(val), device)
+        model, history = train_completion(train, model_cfg, device=device, seed=int(ccfg.seed),
+                                          val_poses=val if len(val) else None, progress=sys.stderr.isatty(),
+                                          mask_bank=bank)
+        info = {"config_hash": sd.hash, "config": stage_config, "device": device, "train_poses": len(train),
+                "val_poses": len(val), "history": history}
+        save_checkpoint(ckpt, model, model_cfg, {"config_hash": sd.hash})
+        write_json(info_path, info)
+
+    filled_total = {p: 0 for p in skeleton.REPORT_PARTS}
+    computed = 0
+    for u in progress(tri["units"], desc="complete", unit="seq"):
+        out = sd.sequence_path(u["subject"], u["sequence"])
+        if sd.is_done(out):
+            continue
+        with open_h5(root / "triangulate" / u["subject"] / f"{u['sequence']}.h5") as f:
+            kp = f["keypoints_3d"][:].astype(np.float64)
+            frames = f["frames"][:]
+        done, filled = complete_poses(model, kp, device=device, robust_mm=robust_mm)
+        with atomic_h5(out, sd.unit_attrs(u)) as g:
+            g.create_dataset("keypoints_3d", data=done.astype(np.float32))
+            g.create_dataset("filled", data=filled)
+            g.create_dataset("frames", data=frames)
+        computed += 1
+        for p, sl in skeleton.REPORT_PARTS.items():
+            filled_total[p] += int(filled[:, sl].sum())
+    counts = {"computed": computed, "sequences": len(tri["units"]), "train_poses": info["train_poses"],
+              "device": device}
+    if computed:
+        counts["filled_keypoints"] = filled_total
+    if ccfg.baseline_eval_poses > 0:
+        evaluation = evaluate_filling(root, tri["units"], cfg, int(ccfg.baseline_eval_poses), int(ccfg.seed))
+        if evaluation:
+            write_json(sd.root / "evaluation.json", evaluation)
+            log.info("complete: error of the filled keypoints vs ground truth (mm, mean):\n%s",
+                     format_filling_table(evaluation))
+    sd.write_manifest(counts, units=tri["units"])
+    return counts
+
+
+def _per_keypoint(per_part: dict) -> np.ndarray | None:
+    """Per-part thresholds -> (J,) per keypoint (inf where a part has none); None for an empty mapping."""
+    if not per_part:
+        return None
+    names = ("body", "feet", "face", "left_hand", "right_hand")  # the order of skeleton.part_ids()
+    unknown = set(per_part) - set(names)
+    if unknown:
+        raise ValueError(f"complete.robust_fill_mm: unknown part(s) {sorted(unknown)}; parts are {names}")
+    return np.array([float(per_part.get(n, np.inf)) for n in names])[skeleton.part_ids()]
+
+
+def _training_poses(root, units, max_poses: int, val_share: float, seed: int) -> tuple[np.ndarray, ...]:
+    """Training data from the triangulated poses.
+
+    Returns:
+        The complete poses (at most ``max_poses``, drawn at random) split into train (N, J, 3) and validation
+        (M, J, 3), world mm, and the hole patterns of the incomplete ones (at most ``max_poses``; (K, J) bool,
+        True = missing) that teach the network what is really missing.
+    """
+    poses, holes = [], []
+    for u in units:
+        with open_h5(root / "triangulate" / u["subject"] / f"{u['sequence']}.h5") as f:
+            kp = f["keypoints_3d"][:]
+        missing = np.isnan(kp).any(-1)  # (T, J)
+        poses.append(kp[~missing.any(1)])
+        holes.append(missing[missing.any(1) & ~missing[:, [skeleton.LEFT_HIP, skeleton.RIGHT_HIP]].any(1)])
+    allp = np.concatenate(poses) if poses else np.zeros((0, skeleton.NUM_KEYPOINTS, 3), np.float32)
+    if len(allp) < 50:
+        raise RuntimeError(f"only {len(allp)} complete triangulated poses in {root}: too few to train the completion "
+                           "network (need at least 50); lower triangulate.min_score or add data")
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(allp))[:max_poses]
+    n_val = int(round(val_share * len(idx)))
+    bank = np.concatenate(holes)
+    bank = bank[rng.permutation(len(bank))[:max_poses]]
+    return allp[idx[n_val:]].astype(np.float64), allp[idx[:n_val]].astype(np.float64), bank
+
+
+def evaluate_filling(root, units, cfg: DictConfig, max_poses: int, seed: int) -> dict | None:
+    """Error of the filled keypoints against ground truth by part, for the network and the two baselines.
+
+    The network is scored on every incomplete pose (streamed per sequence); the baselines, with at most
+    ``complete.max_train_poses`` complete poses to draw from, on a random subset of at most ``max_poses`` incomplete
+    poses (the nearest-pose search is quadratic), and the network again on the same subset. Memory stays bounded
+    by those two sizes, whatever the size of the build.
+    """
+    from build_h3wb.completion.baselines import lowrank_completion, nearest_pose_completion
+
+    source = make_source(cfg)
+    paths = [(u, root / "triangulate" / u["subject"] / f"{u['sequence']}.h5") for u in units]
+    counts = []  # pass 1: how many incomplete (and complete) poses each sequence has
+    for _, path in paths:
+        with open_h5(path) as f:
+            kp = f["keypoints_3d"][:]
+        complete = np.isfinite(kp).all((1, 2))
+        counts.append((int((~complete & _has_root(kp)).sum()), int(complete.sum())))
+    n_inc, n_comp = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    rng = np.random.default_rng(seed)
+    sub = rng.permutation(n_inc)[:max_poses]
+    take = np.zeros(n_inc, bool)
+    take[sub] = True
+    keep_train = np.zeros(n_comp, bool)
+    keep_train[rng.permutation(n_comp)[: int(cfg.complete.max_train_poses)]] = True
+    train, picked, all_err = [], {}, _ErrorSums()
+    i_inc = i_comp = 0
+    for (u, path), (ni, nc) in zip(paths, counts):  # pass 2: stream, keep only the subset
+        with open_h5(path) as f:
+            kp = f["keypoints_3d"][:].astype(np.float64)
+            frames = f["frames"][:]
+        with open_h5(root / "complete" / u["subject"] / f"{u['sequence']}.h5") as f:
+            net = f["keypoints_3d"][:].astype(np.float64)
+        complete = np.isfinite(kp).all((1, 2))
+        train.append(kp[complete][keep_train[i_comp : i_comp + nc]])
+        i_comp += nc
+        sel = np.flatnonzero(~complete & _has_root(kp))
+        if not len(sel):
+            continue
+        gt = source.ground_truth(Sequence(u["subject"], u["action"], u["sequence"]), frames[sel])
+        if gt is None:
+            return None
+        hole = np.isnan(kp[sel]).any(-1)
+        all_err.add(net[sel], gt, hole)
+        mine = take[i_inc : i_inc + ni]
+        for k, row in zip(np.flatnonzero(mine) + i_inc, np.flatnonzero(mine)):
+            picked[int(k)] = (kp[sel[row]], net[sel[row]], gt[row])
+        i_inc += ni
+    tri_p, net_p, gt_p = (np.stack([picked[int(k)][j] for k in sub]) for j in range(3))
+    train_p = np.concatenate(train)
+    hole = np.isnan(tri_p).any(-1)  # (n, J)
+    out = {"incomplete_poses": n_inc, "filled_keypoints": all_err.keypoints, "network_all": all_err.means()}
+    t = time.perf_counter()
+    nn_fill = nearest_pose_completion(train_p, tri_p)
+    t_nn = time.perf_counter() - t
+    t = time.perf_counter()
+    lr_fill = lowrank_completion(train_p, tri_p)
+    t_lr = time.perf_counter() - t
+    out["subset_poses"] = len(sub)
+    out["network"] = _errors(net_p, gt_p, hole)
+    out["nearest_pose"] = _errors(nn_fill, gt_p, hole) | {"seconds": round(t_nn, 2)}
+    out["low_rank"] = _errors(lr_fill, gt_p, hole) | {"seconds": round(t_lr, 2)}
+    return out
+
+
+def _has_root(kp: np.ndarray) -> np.ndarray:
+    """(T, J, 3) -> (T,) bool: both hips present."""
+    return np.isfinite(kp[:, [skeleton.LEFT_HIP, skeleton.RIGHT_HIP]]).all((1, 2))
+
+
+class _ErrorSums:
+    """Streaming mean error of hole keypoints by part."""
+
+    def __init__(self) -> None:
+        self.sum = dict.fromkeys(skeleton.REPORT_PARTS, 0.0)
+        self.n = dict.fromkeys(skeleton.REPORT_PARTS, 0)
+        self.keypoints = 0
+
+    def add(self, pred: np.ndarray, gt: np.ndarray, hole: np.ndarray) -> None:
+        err = np.linalg.norm(pred - gt, axis=-1)
+        self.keypoints += int(hole.sum())
+        for p, sl in skeleton.REPORT_PARTS.items():
+            e = err[:, sl][hole[:, sl]]
+            e = e[np.isfinite(e)]
+            self.sum[p] += float(e.sum())
+            self.n[p] += e.size
+
+    def means(self) -> dict:
+        return {p: round(self.sum[p] / self.n[p], 2) if self.n[p] else None for p in self.sum}
+
+
+def _errors(pred: np.ndarray, gt: np.ndarray, hole: np.ndarray) -> dict:
+    """Mean world error (mm) of the hole keypoints, by part."""
+    err = np.linalg.norm(pred - gt, axis=-1)
+    res = {}
+    for p, sl in skeleton.REPORT_PARTS.items():
+        e = err[:, sl][hole[:, sl]]
+        e = e[np.isfinite(e)]
+        res[p] = round(float(e.mean()), 2) if e.size else None
+    return res
+
+
+def format_filling_table(ev: dict) -> str:
+    """Markdown table of :func:`evaluate_filling`."""
+    parts = list(skeleton.REPORT_PARTS)
+    lines = ["| method | " + " | ".join(parts) + " |", "|---" * (len(parts) + 1) + "|"]
+    for m in ("network", "nearest_pose", "low_rank"):
+        lines.append(f"| {m} | " + " | ".join(str(ev[m][p]) for p in parts) + " |")
+    lines.append(f"(on {ev['subset_poses']} of {ev['incomplete_poses']} incomplete poses; network on all: "
+                 + ", ".join(f"{p} {ev['network_all'][p]}" for p in parts) + ")")
+    return "\n".join(lines)

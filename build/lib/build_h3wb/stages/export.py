@@ -1,0 +1,97 @@
+"""Stage ``export``: the selected poses as one HDF5 file, the official H3WB JSON files and a VideoPose3D npz.
+
+Reads ``filter/`` (selection and quality), the final poses (``refine``, else ``complete``), ``triangulate`` and
+``complete`` (for the per-keypoint provenance) and the rig stored with the detections. Writes ``export/h3wb.h5``,
+``export/json/*.json`` (layout in ``build_h3wb.export``) with the fixed I2D test masks
+``export/json/I2Dto3D_test_masks.npz``, and ``export/h3wb_videopose3d.npz``; the benchmark split
+is configurable (default: train S1, S5, S6, S7; test S8). With ``export.images=true`` and a source with pixels
+(Human3.6M, a rig), the exported frames of every view are cut out of the videos to ``export/images/`` at the
+``image_path`` the JSON files name (``S1/Images/Walking 1.54138969/frame_0005.jpg``); present images are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from omegaconf import DictConfig
+
+from build_h3wb.artifacts import StageDir, finished_manifest, open_h5
+from build_h3wb.benchmark.masking import i2d_masks, save_masks
+from build_h3wb.export import (
+    ExportSequence,
+    Provenance,
+    load_h3wb_json,
+    write_h3wb_json,
+    write_hdf5,
+    write_images,
+    write_videopose3d_npz,
+)
+from build_h3wb.stages.common import build_dir, make_source
+from build_h3wb.stages.detect import read_rig
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig) -> dict:
+    """Export the selected poses; returns the counts."""
+    root = build_dir(cfg)
+    sel = finished_manifest(root, "filter")
+    pose_stage = "refine" if (root / "refine" / "manifest.json").exists() else "complete"
+    poses_m = finished_manifest(root, pose_stage)
+    ecfg = cfg.export
+    split = {s: "train" for s in ecfg.train_subjects} | {s: "test" for s in ecfg.test_subjects}
+    sd = StageDir(root, "export", {"split": split, "bbox_margin": float(ecfg.bbox_margin),
+                                   "rgb_test_seed": int(ecfg.rgb_test_seed), "decimals": int(ecfg.decimals),
+                                   "i2d_mask_seed": int(ecfg.i2d_mask_seed),
+                                   "filter_hash": sel["config_hash"], "poses_hash": poses_m["config_hash"]},
+                  overwrite=cfg.build.overwrite)
+    sd.check_compatible()
+    sequences = []
+    for u in sel["units"]:
+        subject, name = u["subject"], u["sequence"]
+        with open_h5(root / "filter" / subject / f"{name}.h5") as f:
+            keep = f["selected"][:]
+            quality = f["quality"][:]
+        if not keep.any():
+            continue
+        with open_h5(root / pose_stage / subject / f"{name}.h5") as f:
+            kp = f["keypoints_3d"][:].astype(np.float64)
+            refined = f["refined"][:] if "refined" in f else np.zeros(kp.shape[:2], bool)
+            frames = f["frames"][:]
+        with open_h5(root / "complete" / subject / f"{name}.h5") as f:
+            filled = f["filled"][:]
+        with open_h5(root / "detect" / subject / f"{name}.h5") as f:
+            rig = read_rig(dict(f.attrs), str(f.filename))
+        prov = np.full(kp.shape[:2], Provenance.TRIANGULATED, dtype=np.uint8)
+        prov[filled] = Provenance.COMPLETED
+        prov[refined] = Provenance.REFINED
+        sequences.append(ExportSequence(subject=subject, action=u["action"], sequence=name, frames=frames[keep],
+                                        keypoints_3d=kp[keep], provenance=prov[keep], quality=quality[keep],
+                                        rig=rig))
+    if not sequences:
+        raise RuntimeError(f"the filter kept no pose in {root}; loosen the filter thresholds")
+    sd.root.mkdir(parents=True, exist_ok=True)
+    counts = {"hdf5": write_hdf5(sd.root / "h3wb.h5", sequences, split, bbox_margin=float(ecfg.bbox_margin))}
+    counts["json"] = write_h3wb_json(sd.root / "json", sequences, split, bbox_margin=float(ecfg.bbox_margin),
+                                     rgb_test_seed=int(ecfg.rgb_test_seed),
+                                     decimals=int(ecfg.decimals) if ecfg.decimals >= 0 else None)
+    counts["videopose3d"] = write_videopose3d_npz(sd.root / "h3wb_videopose3d.npz", sequences)
+    n_i2d = len(load_h3wb_json(sd.root / "json" / "I2Dto3D_test_2d.json")["ids"])
+    save_masks(sd.root / "json" / "I2Dto3D_test_masks.npz", i2d_masks(n_i2d, int(ecfg.i2d_mask_seed)),
+               int(ecfg.i2d_mask_seed))
+    counts["i2d_test_masks"] = n_i2d
+    if ecfg.images:
+        counts["images"] = write_images(make_source(cfg), sequences, sd.root / "images", int(ecfg.jpeg_quality))
+        if counts["images"]["no_pixels"]:
+            log.warning("export.images=true, but the %s source has no pixels: no images cut", cfg.data._target_)
+        else:
+            log.info("export: %d images written to %s (%d already there, %d views failed)",
+                     counts["images"]["written"], sd.root / "images", counts["images"]["present"],
+                     len(counts["images"]["failed_views"]))
+    n = counts["hdf5"]["poses"]
+    log.info("export: %d poses (%d images) to %s: h3wb.h5, json/ (%s), h3wb_videopose3d.npz", n,
+             n * len(sequences[0].rig), sd.root, ", ".join(f"{k} {v}" for k, v in counts["hdf5"].items()
+                                                               if k != "poses"))
+    sd.write_manifest(counts, units=sel["units"])
+    return counts

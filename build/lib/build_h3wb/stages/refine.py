@@ -1,0 +1,143 @@
+"""Stage ``refine``: hands and faces refined with part shape models and all views' detections.
+
+Reads ``complete/`` (poses with the holes filled), ``triangulate/`` (views used, reprojection errors) and
+``detect/`` (every view's 2D keypoints). Part models (face, each hand) are learned per subject from its best
+complete triangulated poses (lowest mean reprojection error; pooled over subjects when a subject has too few), then
+every hand and face keypoint is re-triangulated from the detections with the model fit as a prior (see
+``refine.refinement``). Writes ``refine/<subject>/<sequence>.h5``: ``keypoints_3d`` (T, J, 3) float32 world mm,
+``refined`` (T, J) bool (moved by the refinement), ``frames``.
+
+With ``refine.correctors`` (optional, trained on the user's 2D annotations: ``refine.corrector``), every view's
+hand and face detections are first corrected on the video frames, as the original H3WB build did in 2D.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from omegaconf import DictConfig
+
+from build_h3wb.artifacts import StageDir, atomic_h5, finished_manifest, open_h5
+from build_h3wb.geometry.cameras import Rig
+from build_h3wb.refine.refinement import fit_part_models, refine_sequence
+from build_h3wb.sources.base import Sequence, Source
+from build_h3wb.stages.common import build_dir, make_source, plain, progress
+from build_h3wb.stages.detect import read_rig
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig) -> dict:
+    """Refine every completed sequence not yet done; returns the counts."""
+    root = build_dir(cfg)
+    comp = finished_manifest(root, "complete")
+    rcfg = plain(cfg.refine)
+    sd = StageDir(root, "refine", {"refine": rcfg, "complete_hash": comp["config_hash"]},
+                  overwrite=cfg.build.overwrite)
+    sd.check_compatible()
+    units = comp["units"]
+    models = _part_models(root, units, int(rcfg["best_poses"]), int(rcfg["min_subject_poses"]), rcfg["ranks"] or None)
+    options = {k: rcfg[k] for k in ("min_score", "prior_weight", "temporal_window", "noise_mm", "trust_views",
+                                    "trust_power", "filled_weight", "keep_views", "keep_score")}
+    correctors, source = {}, None
+    if rcfg["correctors"]:
+        from build_h3wb.refine.corrector import load_corrector  # noqa: PLC0415 (optional)
+
+        correctors = {part: load_corrector(path)[0] for part, path in rcfg["correctors"].items()}
+        source = make_source(cfg)
+    moved = 0
+    total = 0
+    for u in progress(units, desc="refine", unit="seq"):
+        out = sd.sequence_path(u["subject"], u["sequence"])
+        if sd.is_done(out):
+            continue
+        name = f"{u['sequence']}.h5"
+        with open_h5(root / "complete" / u["subject"] / name) as f:
+            kp = f["keypoints_3d"][:].astype(np.float64)
+            filled = f["filled"][:]
+            frames = f["frames"][:]
+        with open_h5(root / "triangulate" / u["subject"] / name) as f:
+            views = f["views_used"][:]
+        with open_h5(root / "detect" / u["subject"] / name) as f:
+            det = f["keypoints"][:]
+            rig = read_rig(dict(f.attrs), str(f.filename))
+            det_frames = f["frames"][:]
+        if correctors:
+            det = correct_views(source, Sequence(u["subject"], u["action"], u["sequence"]), rig, det_frames, det,
+                                correctors)
+        refined, mask = refine_sequence(kp, det, rig, models[u["subject"]], views_used=views, filled=filled,
+                                        frames=frames, **options)
+        with atomic_h5(out, sd.unit_attrs(u)) as g:
+            g.create_dataset("keypoints_3d", data=refined.astype(np.float32))
+            g.create_dataset("refined", data=mask)
+            g.create_dataset("frames", data=frames)
+        moved += int(mask.sum())
+        total += mask.size
+    counts = {"sequences": len(units), "refined_keypoints": moved, "keypoints": total}
+    log.info("refine: %d keypoints refined in %d sequences", moved, len(units))
+    sd.write_manifest(counts, units=units)
+    return counts
+
+
+def correct_views(source: Source, seq: Sequence, rig: Rig, frames: np.ndarray, det: np.ndarray, correctors: dict,
+                  batch_size: int = 16) -> np.ndarray:
+    """Every view's hand and face detections corrected on its video frames (``build_h3wb.refine.corrector``).
+
+    Args:
+        source: the capture (it must have pixels).
+        seq: the recording.
+        rig: its cameras (the view order of ``det``).
+        frames: (T,) frame numbers of ``det``.
+        det: (C, T, J, 3) ``[x, y, score]`` pixels, NaN where missing.
+        correctors: part name -> ``PartCorrector``.
+        batch_size: frames decoded at once.
+
+    Returns:
+        (C, T, J, 3) with the corrected parts (their score becomes the corrector's confidence).
+    """
+    from build_h3wb.refine.corrector import correct_detections  # noqa: PLC0415 (optional)
+
+    out = det.copy()
+    for c, cam in enumerate(rig.names):
+        for batch in source.batches(seq, cam, frames, batch_size):
+            if batch.images is None:
+                raise ValueError(f"refine.correctors needs images, and the {type(source).__name__} has none "
+                                 "(the synthetic capture renders no pixels)")
+            idx = np.searchsorted(frames, batch.frames)
+            if not np.array_equal(frames[idx], batch.frames):
+                raise ValueError(f"{seq.key} camera {cam}: decoded frames {batch.frames} are not detection frames")
+            out[c, idx] = correct_detections(correctors, batch.images, det[c, idx])
+    return out
+
+
+def _part_models(root, units, best_poses: int, min_poses: int, ranks) -> dict:
+    """Subject -> part models, from the subject's best complete triangulated poses (pooled if too few)."""
+    cand: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for u in units:
+        with open_h5(root / "triangulate" / u["subject"] / f"{u['sequence']}.h5") as f:
+            kp = f["keypoints_3d"][:].astype(np.float64)
+            err = f["reprojection_error"][:]
+        complete = np.isfinite(kp).all((1, 2))
+        if complete.any():
+            cand.setdefault(u["subject"], []).append((kp[complete], np.nanmean(err[complete], axis=1)))
+    best = {}
+    for subject, items in cand.items():
+        poses = np.concatenate([p for p, _ in items])
+        score = np.concatenate([s for _, s in items])
+        best[subject] = poses[np.argsort(score, kind="stable")[:best_poses]]
+    if sum(len(p) for p in best.values()) < 10:
+        raise RuntimeError(f"too few complete triangulated poses in {root} to learn hand and face models")
+    pooled = None
+    models = {}
+    for subject in sorted({u["subject"] for u in units}):
+        poses = best.get(subject)
+        if poses is not None and len(poses) >= min_poses:
+            models[subject] = fit_part_models(poses, ranks=ranks, subject=subject)
+            continue
+        log.warning("refine: %s has %d complete poses (< %d): using part models pooled over subjects", subject,
+                    0 if poses is None else len(poses), min_poses)
+        if pooled is None:
+            pooled = fit_part_models(np.concatenate(list(best.values())), ranks=ranks, similarity=True)
+        models[subject] = pooled
+    return models
