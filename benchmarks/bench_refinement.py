@@ -27,13 +27,13 @@ import h5py
 import numpy as np
 
 from build_h3wb import skeleton
+from build_h3wb.build import read_rig
 from build_h3wb.config import SyntheticDataConfig
 from build_h3wb.evaluation import keypoint_errors
 from build_h3wb.geometry.triangulation import bits_to_mask
 from build_h3wb.refine.refinement import DEFAULT_RANKS, REFINED_PARTS, fit_part_models, refine_sequence
 from build_h3wb.sources.base import Sequence
 from build_h3wb.sources.synthetic import SyntheticSource
-from build_h3wb.stages.detect import read_rig
 
 VARIANTS = (("absolute", "face"), ("absolute", "hands"), ("root_relative", "face"), ("root_relative", "hands"),
             ("face_aligned", "face"), ("hands_aligned", "hands"))

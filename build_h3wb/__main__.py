@@ -1,4 +1,4 @@
-"""``build-h3wb stage=NAME [overrides]`` (or ``python -m build_h3wb``): run one stage (or ``stage=all``) of the build."""
+"""``build-h3wb stage=NAME [overrides]`` (or ``python -m build_h3wb``): run one stage, or ``stage=all``."""
 
 from __future__ import annotations
 

@@ -22,7 +22,10 @@ import hashlib
 import json
 import logging
 import os
+import re
+import socket
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -65,11 +68,21 @@ def config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
             if a.get(k, "<absent>") != b.get(k, "<absent>")]
 
 
+_HOST = socket.gethostname().replace(".", "_")
+#: Temporary files of :func:`atomic_path` are ``.<name>.<host>-<pid>.<random><suffix>``, so a sweep can tell whose.
+_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<host>[^.]+)-(?P<pid>\d+)\.[A-Za-z0-9_]+(?:\.[A-Za-z0-9]+)+$")
+#: Temporary files of another machine (a cluster job on a shared disk) are swept once they are this old.
+FOREIGN_TEMP_AGE_S = 24 * 3600.0
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically, on error it is removed."""
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically, on error it is removed.
+
+    The one atomic writer of the project: JSON, HDF5, checkpoints, images and videos all go through it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=suffix)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -77,6 +90,41 @@ def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_temp_files(folder: Path) -> int:
+    """Remove the temporary files that writers killed mid-write left under ``folder``; returns how many.
+
+    A temp file of this machine is removed when its writer's process is gone; one of another machine (a cluster
+    job writing to a shared disk) when it is older than :data:`FOREIGN_TEMP_AGE_S`. Live writers are left alone,
+    so shards running side by side are safe.
+    """
+    if not Path(folder).is_dir():
+        return 0
+    removed = 0
+    now = time.time()
+    for f in Path(folder).rglob(".*"):
+        m = _TEMP_RE.match(f.name)
+        if m is None or not f.is_file():
+            continue
+        if m["host"] == _HOST:
+            dead = int(m["pid"]) != os.getpid() and not _pid_alive(int(m["pid"]))
+        else:
+            dead = now - f.stat().st_mtime > FOREIGN_TEMP_AGE_S
+        if dead:
+            f.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -109,14 +157,18 @@ class StageDir:
     Args:
         build_dir: the build directory.
         stage: stage name.
-        config: the settings that determine this stage's output (including upstream hashes).
+        config: the settings that determine this stage's output.
         overwrite: replace artifacts made with a different configuration instead of raising.
+        upstream: the config hash of every stage this one reads, by stage name; it joins the configuration (so a
+            changed input changes this stage's hash) and the manifest (so readers can check the chain).
     """
 
-    def __init__(self, build_dir: Path, stage: str, config: Mapping[str, Any], overwrite: bool = False) -> None:
+    def __init__(self, build_dir: Path, stage: str, config: Mapping[str, Any], overwrite: bool = False,
+                 upstream: Mapping[str, str] | None = None) -> None:
         self.root = Path(build_dir) / stage
         self.stage = stage
-        self.config = dict(config)
+        self.upstream = dict(upstream or {})
+        self.config = {**config, "upstream": self.upstream} if upstream is not None else dict(config)
         self.hash = config_hash(self.config)
         self.overwrite = overwrite
 
@@ -159,14 +211,36 @@ class StageDir:
                 f.unlink()
 
     def is_done(self, path: Path) -> bool:
-        """True when ``path`` exists, is readable and was written with the current configuration."""
+        """True when ``path`` exists, is readable, was written with the current configuration and is whole.
+
+        Whole: every dataset the writer recorded (attribute ``datasets``, see :func:`atomic_h5`) is still there.
+        """
         if not path.exists():
             return False
         try:
-            return read_attrs(path).get("config_hash") == self.hash
+            with open_h5(path) as f:
+                attrs = dict(f.attrs)
+                if attrs.get("config_hash") != self.hash:
+                    return False
+                missing = sorted(set(json.loads(attrs.get("datasets", "[]"))) - set(f.keys()))
         except BuildDirError as err:
             log.warning("%s; it will be recomputed", err)
             return False
+        if missing:
+            log.warning("%s lacks dataset(s) %s; it will be recomputed", path, ", ".join(missing))
+        return not missing
+
+    def up_to_date(self, units: list[Mapping[str, str]]) -> bool:
+        """True when the stage finished with this configuration and every unit's artifact is still whole.
+
+        A stage that finds itself up to date keeps its manifest (and its counts) instead of rewriting it.
+        """
+        if not self.manifest_path.exists():
+            return False
+        manifest = read_json(self.manifest_path)
+        if manifest.get("config_hash") != self.hash or manifest.get("units") != list(units):
+            return False
+        return all(self.is_done(self.sequence_path(u["subject"], u["sequence"])) for u in units)
 
     def unit_attrs(self, unit: Mapping[str, str], **extra: Any) -> dict[str, Any]:
         """Attributes of one sequence's artifact: its identity, the stage config and its hash."""
@@ -186,6 +260,7 @@ class StageDir:
                 "build_h3wb_version": __version__,
                 "artifact_version": ARTIFACT_VERSION,
                 "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "upstream": self.upstream,
                 "units": units,
                 "counts": dict(counts),
             },
@@ -201,15 +276,40 @@ class StageDir:
         return read_json(self.manifest_path)
 
 
-def finished_manifest(build_dir: Path, stage: str) -> dict[str, Any]:
-    """Read the manifest of an upstream stage, with a clear error when it has not finished."""
-    path = Path(build_dir) / stage / "manifest.json"
+class StaleInputError(BuildDirError):
+    """A stage's output was built on an upstream output that has since been rebuilt differently."""
+
+
+def finished_manifest(build_dir: Path, stage: str, _below: str | None = None) -> dict[str, Any]:
+    """Read a finished stage's manifest and check its upstream hash chain, all the way up.
+
+    Every manifest records the config hash of each stage it read (``upstream``). If an upstream stage has been
+    rebuilt since (its manifest's hash differs), ``stage`` is stale and so is everything built on it.
+
+    Raises:
+        BuildDirError: the stage has not finished (names the command that runs it).
+        StaleInputError: the stage, or one above it, was built on other upstream output (names the stale stage
+            and the command that rebuilds it).
+    """
+    build_dir = Path(build_dir)
+    path = build_dir / stage / "manifest.json"
     if not path.exists():
+        needed = f" (needed by '{_below}')" if _below else ""
         raise BuildDirError(
-            f"stage '{stage}' has not finished in {build_dir} (no {path}); "
-            f"run `python -m build_h3wb stage={stage} build.dir={build_dir}` first"
+            f"stage '{stage}' has not finished in {build_dir}{needed} (no {path}); "
+            f"run `build-h3wb stage={stage} build.dir={build_dir}` first"
         )
-    return read_json(path)
+    manifest = read_json(path)
+    for up, recorded in (manifest.get("upstream") or {}).items():
+        current = finished_manifest(build_dir, up, _below=stage)
+        if current.get("config_hash") != recorded:
+            raise StaleInputError(
+                f"stage '{stage}' in {build_dir} is stale: it was built on '{up}' output {recorded}, but '{up}' has "
+                f"since been rebuilt ({current.get('config_hash')}). Rebuild it and what follows: "
+                f"`build-h3wb stage={stage} build.dir={build_dir} build.overwrite=true` (then the stages after it), "
+                f"or `build-h3wb stage=all build.dir={build_dir} build.overwrite=true`"
+            )
+    return manifest
 
 
 @contextlib.contextmanager
@@ -220,6 +320,7 @@ def atomic_h5(path: Path, attrs: Mapping[str, Any]) -> Iterator[h5py.File]:
             for k, v in attrs.items():
                 f.attrs[k] = v if not isinstance(v, (dict, list)) else json.dumps(v, default=_json_default)
             yield f
+            f.attrs["datasets"] = json.dumps(sorted(f.keys()))  # what a whole file holds (see StageDir.is_done)
 
 
 def read_attrs(path: Path) -> dict[str, Any]:
@@ -231,10 +332,25 @@ def read_attrs(path: Path) -> dict[str, Any]:
         raise BuildDirError(f"{path} is unreadable or truncated ({err})") from err
 
 
-def open_h5(path: Path) -> h5py.File:
-    """Open an HDF5 artifact for reading, with a clear error naming the file."""
+class ArtifactFile(h5py.File):
+    """An HDF5 artifact opened for reading: a missing dataset is an error naming the file and what it holds."""
+
+    def __getitem__(self, name: Any) -> Any:
+        try:
+            return super().__getitem__(name)
+        except KeyError:
+            if isinstance(name, str) and name not in self:
+                raise BuildDirError(
+                    f"{self.filename}: dataset {name!r} is missing (found {sorted(self.keys())}); the file is "
+                    "damaged or from another version: delete it and run its stage again"
+                ) from None
+            raise
+
+
+def open_h5(path: Path) -> ArtifactFile:
+    """Open an HDF5 artifact for reading, with clear errors naming the file (also for a missing dataset)."""
     try:
-        return h5py.File(path, "r")
+        return ArtifactFile(path, "r")
     except (OSError, FileNotFoundError) as err:
         raise BuildDirError(f"{path} is missing, unreadable or truncated ({err})") from err
 

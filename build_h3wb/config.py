@@ -14,11 +14,6 @@ from omegaconf import MISSING
 
 from build_h3wb.completion.config import CompletionConfig
 
-STAGES = (
-    "detect", "triangulate", "complete", "refine", "filter", "export", "evaluate", "benchmark", "pictures", "lifter",
-    "all",
-)
-
 
 @dataclass
 class BuildConfig:
@@ -27,10 +22,13 @@ class BuildConfig:
     Attributes:
         dir: build directory (relative paths are taken from the directory the command was started in).
         overwrite: replace artifacts made with a different configuration instead of stopping with an error.
+        poses: the pose stage whose output ``filter`` assesses and ``export`` writes: ``refine`` (the full
+            pipeline), ``complete`` or ``triangulate`` (see ``build_h3wb.build``).
     """
 
     dir: str = "outputs/default"
     overwrite: bool = False
+    poses: str = "refine"
 
 
 @dataclass

@@ -34,3 +34,32 @@ def run_cli(build_dir, *args, check=True, multirun=False):
     if check and out.returncode != 0:
         raise AssertionError(f"{cmd} failed:\n{out.stdout}\n{out.stderr}")
     return out
+
+
+CONF = REPO / "conf"
+
+
+def compose_config(build_dir, *overrides):
+    """The composed configuration of ``build-h3wb build.dir=BUILD_DIR OVERRIDES`` (no subprocess, no Hydra run dir)."""
+    from hydra import compose, initialize_config_dir
+
+    from build_h3wb.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=[f"build.dir={build_dir}", *overrides])
+
+
+def run_stage(build_dir, *overrides):
+    """Run a stage in this process (as ``build-h3wb`` would) and return what it returns."""
+    from build_h3wb.stages import run_stage as _run
+
+    return _run(compose_config(build_dir, *overrides))
+
+
+@pytest.fixture(scope="session")
+def smoke_build(tmp_path_factory):
+    """One finished small build (``stage=all experiment=smoke``), shared by the tests; copy it before changing it."""
+    d = tmp_path_factory.mktemp("smoke") / "build"
+    run_stage(d, "stage=all", "experiment=smoke")
+    return d

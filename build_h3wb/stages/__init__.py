@@ -7,14 +7,9 @@ import logging
 
 from omegaconf import DictConfig
 
-from build_h3wb.config import STAGES
+from build_h3wb.build import PIPELINE, STAGES
 
 log = logging.getLogger(__name__)
-
-#: Stages in pipeline order (``all`` runs these).
-PIPELINE = ("detect", "triangulate", "complete", "refine", "filter", "export", "evaluate")
-#: Stages whose output is a 3D pose per frame, in pipeline order (``evaluate`` scores them).
-POSE_STAGES = ("triangulate", "complete", "refine")
 
 
 def run_stage(cfg: DictConfig) -> None:

@@ -20,10 +20,11 @@ import numpy as np
 from omegaconf import DictConfig
 
 from build_h3wb import skeleton
-from build_h3wb.artifacts import StageDir, atomic_h5, finished_manifest, open_h5, read_json, write_json
+from build_h3wb.artifacts import atomic_h5, open_h5, read_json, write_json
+from build_h3wb.build import Build
 from build_h3wb.completion.config import CompletionConfig
 from build_h3wb.sources.base import Sequence
-from build_h3wb.stages.common import build_dir, make_source, plain, progress
+from build_h3wb.stages.common import make_source, plain, progress
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +39,19 @@ def run(cfg: DictConfig) -> dict:
         train_completion,
     )
 
-    root = build_dir(cfg)
-    tri = finished_manifest(root, "triangulate")
+    build = Build.from_config(cfg)
+    root = build.root
+    inputs = build.inputs("complete")
+    tri = inputs["triangulate"]
     ccfg = cfg.complete
     model_cfg = CompletionConfig(**plain(ccfg.model))
     stage_config = {"model": model_cfg.to_dict(), "seed": int(ccfg.seed), "max_train_poses": int(ccfg.max_train_poses),
-                    "val_share": float(ccfg.val_share), "robust_fill_mm": plain(ccfg.robust_fill_mm),
-                    "triangulate_hash": tri["config_hash"]}
+                    "val_share": float(ccfg.val_share), "robust_fill_mm": plain(ccfg.robust_fill_mm)}
     robust_mm = _per_keypoint(plain(ccfg.robust_fill_mm))
-    sd = StageDir(root, "complete", stage_config, overwrite=cfg.build.overwrite)
-    sd.check_compatible()
+    sd = build.stage_dir("complete", stage_config, inputs)
+    if sd.up_to_date(tri["units"]):
+        log.info("complete: up to date in %s", sd.root)
+        return sd.read_manifest()["counts"]
     device = resolve_device(str(ccfg.device))
     ckpt = sd.root / "model.pt"
     info_path = sd.root / "model.json"

@@ -47,7 +47,7 @@ from build_h3wb.artifacts import (
 )
 from build_h3wb.detectors.base import check_detections
 from build_h3wb.detectors.subject import choose_subject
-from build_h3wb.geometry.cameras import Rig, rig_from_dict
+from build_h3wb.geometry.cameras import Rig
 from build_h3wb.sources.base import Sequence, Source
 from build_h3wb.sources.video import VideoError
 from build_h3wb.stages.common import build_dir, make_source, plain, progress
@@ -308,8 +308,3 @@ def _report(summary: dict) -> None:
 def unit(seq: Sequence) -> dict:
     """A sequence as a manifest entry."""
     return {"subject": seq.subject, "action": seq.action, "sequence": seq.name}
-
-
-def read_rig(attrs: dict, path: str) -> Rig:
-    """The rig stored in a detection artifact's attributes."""
-    return rig_from_dict(json.loads(attrs["rig"]), source=f"{path} (attribute 'rig')")

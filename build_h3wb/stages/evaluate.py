@@ -15,9 +15,9 @@ import numpy as np
 from omegaconf import DictConfig
 
 from build_h3wb.artifacts import BuildDirError, atomic_path, finished_manifest, open_h5, read_json, write_json
+from build_h3wb.build import POSE_STAGES
 from build_h3wb.evaluation import ErrorStats, format_table
 from build_h3wb.sources.base import Sequence
-from build_h3wb.stages import POSE_STAGES
 from build_h3wb.stages.common import build_dir, make_source, progress
 from build_h3wb.viz.figures import pyplot, save_figure
 
@@ -50,7 +50,8 @@ def run(cfg: DictConfig) -> dict:
     source = make_source(cfg)
     results = {s: evaluate_stage(root, s, source) for s in stages}
     if (root / "filter" / "manifest.json").exists():
-        results["dataset"] = evaluate_stage(root, done[-1], source, selected_only=True)
+        assessed = finished_manifest(root, "filter")["config"].get("poses", done[-1])  # the poses filter selected
+        results["dataset"] = evaluate_stage(root, assessed, source, selected_only=True)
     _write_summary(root, results)
     plot_statistics(root, results)
     return results

@@ -16,8 +16,9 @@ import logging
 import numpy as np
 from omegaconf import DictConfig
 
-from build_h3wb.artifacts import StageDir, finished_manifest, open_h5
+from build_h3wb.artifacts import BuildDirError, StageDir, open_h5
 from build_h3wb.benchmark.masking import i2d_masks, save_masks
+from build_h3wb.build import Build, read_rig
 from build_h3wb.export import (
     ExportSequence,
     Provenance,
@@ -27,25 +28,29 @@ from build_h3wb.export import (
     write_images,
     write_videopose3d_npz,
 )
-from build_h3wb.stages.common import build_dir, make_source
-from build_h3wb.stages.detect import read_rig
+from build_h3wb.stages.common import make_source
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> dict:
     """Export the selected poses; returns the counts."""
-    root = build_dir(cfg)
-    sel = finished_manifest(root, "filter")
-    pose_stage = "refine" if (root / "refine" / "manifest.json").exists() else "complete"
-    poses_m = finished_manifest(root, pose_stage)
+    build = Build.from_config(cfg)
+    root = build.root
+    inputs = build.inputs("export")
+    sel = inputs["filter"]
+    pose_stage = sel["config"]["poses"]  # the pose stage the filter assessed
+    if pose_stage != build.poses:
+        raise BuildDirError(f"filter in {root} assessed '{pose_stage}' poses but build.poses={build.poses}: rerun "
+                            f"`build-h3wb stage=filter build.dir={root} build.poses={build.poses}` or set "
+                            f"build.poses={pose_stage}")
     ecfg = cfg.export
     split = {s: "train" for s in ecfg.train_subjects} | {s: "test" for s in ecfg.test_subjects}
     sd = StageDir(root, "export", {"split": split, "bbox_margin": float(ecfg.bbox_margin),
                                    "rgb_test_seed": int(ecfg.rgb_test_seed), "decimals": int(ecfg.decimals),
                                    "i2d_mask_seed": int(ecfg.i2d_mask_seed),
-                                   "filter_hash": sel["config_hash"], "poses_hash": poses_m["config_hash"]},
-                  overwrite=cfg.build.overwrite)
+                                   "poses": pose_stage}, overwrite=cfg.build.overwrite,
+                  upstream={"filter": sel["config_hash"]})
     sd.check_compatible()
     sequences = []
     for u in sel["units"]:

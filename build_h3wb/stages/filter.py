@@ -22,10 +22,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from build_h3wb.artifacts import StageDir, atomic_h5, atomic_path, finished_manifest, open_h5, read_json, write_json
+from build_h3wb.artifacts import atomic_h5, atomic_path, open_h5, read_json, write_json
+from build_h3wb.build import Build
 from build_h3wb.quality import Filter, apply_filters, bone_lengths, pose_measures, quality_score, select_balanced
 from build_h3wb.sources.base import Sequence
-from build_h3wb.stages.common import build_dir, make_source, progress
+from build_h3wb.stages.common import make_source, progress
 from build_h3wb.viz.figures import pyplot, save_figure
 
 log = logging.getLogger(__name__)
@@ -58,16 +59,16 @@ def _sweep_name() -> str | None:
 
 def run(cfg: DictConfig) -> dict:
     """Measure, filter and select; returns the counts."""
-    root = build_dir(cfg)
-    pose_stage = "refine" if (root / "refine" / "manifest.json").exists() else "complete"
-    poses_m = finished_manifest(root, pose_stage)
+    build = Build.from_config(cfg)
+    root = build.root
+    inputs = build.inputs("filter")
+    pose_stage = build.poses
+    poses_m = inputs[pose_stage]
     fcfg = cfg.filter
     settings = {k: float(v) if isinstance(v, float) else v for k, v in fcfg.items()}
     sweep = _sweep_name()
     stage_name = f"filter/sweep/{sweep}" if sweep else "filter"
-    sd = StageDir(root, stage_name, {"filter": settings, "poses": pose_stage, "poses_hash": poses_m["config_hash"]},
-                  overwrite=cfg.build.overwrite)
-    sd.check_compatible()
+    sd = build.stage_dir("filter", {"filter": settings, "poses": pose_stage}, inputs, folder=stage_name)
     units = poses_m["units"]
     det_cfg = read_json(root / "detect" / "manifest.json")["config"]["source"]
     fps, stride = float(det_cfg.get("video_fps", 50.0)), int(det_cfg.get("stride", 1))
@@ -87,7 +88,7 @@ def run(cfg: DictConfig) -> dict:
         kp = _read(root, pose_stage, u, "keypoints_3d")
         with open_h5(root / "triangulate" / u["subject"] / f"{u['sequence']}.h5") as f:
             reproj, nviews, frames = f["reprojection_error"][:], f["num_views"][:], f["frames"][:]
-        filled = _read(root, "complete", u, "filled")
+        filled = _read(root, "complete", u, "filled") if pose_stage != "triangulate" else np.isnan(kp[..., 0])
         m = pose_measures(kp, reproj, nviews, filled, frames, reference[u["subject"]], fps, stride)
         keep, reason = apply_filters(filters, m, np.isfinite(kp).all((1, 2)))
         err_sum, err_n = _true_error(source, u, kp, frames)

@@ -61,8 +61,8 @@ def run(cfg: DictConfig) -> dict:
     base = lifter_config(int(lcfg.epochs), int(lcfg.batch_size), width=None if lcfg.large else int(lcfg.width),
                          large=bool(lcfg.large), lr_decay=float(lcfg.lr_decay))
     base_dict = {k: v for k, v in dataclasses.asdict(base).items() if k != "i2d"}  # i2d follows the task
-    sd = StageDir(root, "lifter", {"lifter": base_dict, "seed": int(lcfg.seed), "export_hash": export["config_hash"]},
-                  overwrite=cfg.build.overwrite)
+    sd = StageDir(root, "lifter", {"lifter": base_dict, "seed": int(lcfg.seed)}, overwrite=cfg.build.overwrite,
+                  upstream={"export": export["config_hash"]})
     sd.check_compatible()
     device = resolve_device(str(lcfg.device))
 

@@ -32,12 +32,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from build_h3wb.artifacts import BuildDirError, finished_manifest, open_h5, read_attrs, write_json
+from build_h3wb.build import read_rig
 from build_h3wb.detectors.base import check_detections
 from build_h3wb.geometry.cameras import Camera, Rig
 from build_h3wb.sources.base import FrameBatch, Sequence, Source
 from build_h3wb.sources.video import VideoError
 from build_h3wb.stages.common import build_dir, make_source, progress
-from build_h3wb.stages.detect import read_rig
 from build_h3wb.stages.evaluate import finished_pose_stages
 from build_h3wb.viz.figures import (
     camera_layers,

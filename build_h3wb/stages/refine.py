@@ -18,25 +18,28 @@ import logging
 import numpy as np
 from omegaconf import DictConfig
 
-from build_h3wb.artifacts import StageDir, atomic_h5, finished_manifest, open_h5
+from build_h3wb.artifacts import atomic_h5, open_h5
+from build_h3wb.build import Build, read_rig
 from build_h3wb.geometry.cameras import Rig
 from build_h3wb.refine.refinement import fit_part_models, refine_sequence
 from build_h3wb.sources.base import Sequence, Source
-from build_h3wb.stages.common import build_dir, make_source, plain, progress
-from build_h3wb.stages.detect import read_rig
+from build_h3wb.stages.common import make_source, plain, progress
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> dict:
     """Refine every completed sequence not yet done; returns the counts."""
-    root = build_dir(cfg)
-    comp = finished_manifest(root, "complete")
+    build = Build.from_config(cfg)
+    root = build.root
+    inputs = build.inputs("refine")
+    comp = inputs["complete"]
     rcfg = plain(cfg.refine)
-    sd = StageDir(root, "refine", {"refine": rcfg, "complete_hash": comp["config_hash"]},
-                  overwrite=cfg.build.overwrite)
-    sd.check_compatible()
+    sd = build.stage_dir("refine", {"refine": rcfg}, inputs)
     units = comp["units"]
+    if sd.up_to_date(units):
+        log.info("refine: up to date in %s", sd.root)
+        return sd.read_manifest()["counts"]
     models = _part_models(root, units, int(rcfg["best_poses"]), int(rcfg["min_subject_poses"]), rcfg["ranks"] or None)
     options = {k: rcfg[k] for k in ("min_score", "prior_weight", "temporal_window", "noise_mm", "trust_views",
                                     "trust_power", "filled_weight", "keep_views", "keep_score")}

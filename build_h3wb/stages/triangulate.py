@@ -24,22 +24,23 @@ from build_h3wb.artifacts import (
     BuildDirError,
     StageDir,
     atomic_h5,
-    finished_manifest,
     open_h5,
     require_dataset,
     write_json,
 )
+from build_h3wb.build import Build, read_rig
 from build_h3wb.geometry.triangulation import triangulate
-from build_h3wb.stages.common import build_dir, progress
-from build_h3wb.stages.detect import read_rig
+from build_h3wb.stages.common import progress
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> dict:
     """Triangulate every detected sequence not yet done; returns the summary counts."""
-    root = build_dir(cfg)
-    det = finished_manifest(root, "detect")
+    build = Build.from_config(cfg)
+    root = build.root
+    inputs = build.inputs("triangulate")
+    det = inputs["detect"]
     tcfg = cfg.triangulate
     params = {
         "min_score": float(tcfg.min_score),
@@ -48,10 +49,8 @@ def run(cfg: DictConfig) -> dict:
         "outlier_threshold_px": float(tcfg.outlier_threshold_px),
         "undistort_iterations": int(tcfg.undistort_iterations),
     }
-    sd = StageDir(root, "triangulate", {"params": params, "detect_hash": det["config_hash"],
-                                        "detect_assembly": det["counts"].get("assembly_hash")},
-                  overwrite=cfg.build.overwrite)
-    sd.check_compatible()
+    sd = build.stage_dir("triangulate", {"params": params, "detect_assembly": det["counts"].get("assembly_hash")},
+                         inputs)
     J = skeleton.NUM_KEYPOINTS
     stats = _Counts()
     computed = 0

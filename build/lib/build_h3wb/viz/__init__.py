@@ -1,1 +1,0 @@
-"""Pictures of a build: OpenCV overlays on frames and matplotlib figures (through the ``Figure`` API)."""
