@@ -25,7 +25,16 @@ REQUIRED = {
 }
 
 
-@pytest.mark.parametrize("group", [p.name for p in CONF.iterdir() if p.is_dir()])
+PLUGIN_GROUPS = [p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("experiment", "__pycache__")]
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
+def test_every_experiment_composes_and_changes_something(experiment):
+    base, cfg = _compose(), _compose(f"experiment={experiment}")
+    assert OmegaConf.to_container(cfg) != OmegaConf.to_container(base)
+
+
+@pytest.mark.parametrize("group", PLUGIN_GROUPS)
 def test_every_option_composes_and_instantiates(group):
     for option in sorted((CONF / group).glob("*.yaml")):
         cfg = _compose(f"{group}={option.stem}", *REQUIRED.get(f"{group}/{option.stem}", []))

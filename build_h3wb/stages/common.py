@@ -1,15 +1,14 @@
-"""Helpers shared by the stage modules: build directory, source and progress bars."""
+"""Helpers shared by the stage modules: build directory, source, plain config (progress: ``build_h3wb.progress``)."""
 
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
+from build_h3wb.progress import progress  # noqa: F401 (the stages' progress helper)
 from build_h3wb.sources.base import Source
 
 log = logging.getLogger(__name__)
@@ -23,13 +22,6 @@ def build_dir(cfg: DictConfig) -> Path:
 def make_source(cfg: DictConfig) -> Source:
     """Instantiate the configured source."""
     return instantiate(cfg.data, _convert_="all")
-
-
-def progress(iterable, **kwargs) -> tqdm:
-    """A tqdm progress bar on stderr (quiet when stderr is not a terminal, unless forced by the caller)."""
-    kwargs.setdefault("disable", not sys.stderr.isatty())
-    kwargs.setdefault("dynamic_ncols", True)
-    return tqdm(iterable, **kwargs)
 
 
 def plain(cfg: DictConfig) -> dict:
