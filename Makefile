@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test test-fast lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -21,7 +21,10 @@ lint: setup
 	$(PY) -m ruff check build_h3wb tests benchmarks scripts
 
 test: setup lint
-	$(PY) -m pytest -q
+	BUILD_H3WB_ALL_DETECTORS=1 $(PY) -m pytest -q
+
+test-fast: setup  # the quick loop: no training, no subprocess builds (tests marked slow)
+	$(PY) -m pytest -q -m "not slow"
 
 bench: setup
 	$(PY) -m pip install --quiet -e ".[test,openpifpaf,mediapipe,slurm,bench]"

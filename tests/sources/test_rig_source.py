@@ -17,7 +17,7 @@ from build_h3wb.sources.rig import RigSource
 from build_h3wb.stages import run_stage
 from build_h3wb.synthetic.motion import generate_motion
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 register_configs()
 N = 8
 

@@ -31,7 +31,7 @@ SMALL = ["data.subjects=[S1,S8]", "data.actions=[Walking,Phoning,Greeting]", "da
 LIFT = ["lifter.epochs=15", "lifter.width=256", "lifter.batch_size=64"]
 TASKS = ("2Dto3D", "I2Dto3D")
 J = skeleton.NUM_KEYPOINTS
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 @pytest.fixture(scope="module")

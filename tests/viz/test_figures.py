@@ -41,7 +41,7 @@ from build_h3wb.viz.figures import (
     write_video,
 )
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 register_configs()
 SMALL = ["data.subjects=[S1]", "data.actions=[Walking]", "data.duration_s=3"]
 CAM = "55011271"

@@ -41,7 +41,7 @@ from build_h3wb.refine.corrector_train import (
     train_corrector,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 K_HAND = skeleton.PARTS["left_hand"].stop - skeleton.PARTS["left_hand"].start
 FINGER_COLOURS = [(255, 60, 60), (60, 255, 60), (60, 120, 255), (255, 255, 60), (255, 60, 255)]
 IMAGE = 96  # synthetic image side, pixels

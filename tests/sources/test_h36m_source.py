@@ -19,7 +19,7 @@ from build_h3wb.sources.video import FrameReader, VideoError
 from build_h3wb.stages import run_stage
 from build_h3wb.synthetic.motion import generate_motion
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 register_configs()
 FRAMES = {"54138969": 23, "55011271": 23, "58860488": 23, "60457274": 18}  # one view is shorter
 GREY_STEP = 11  # frame f is filled with grey level 11 * f (a frame-accurate decoding check; codec error < 5)

@@ -13,29 +13,30 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import openpifpaf
 import pytest
-import torch
-from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
-from openpifpaf.decoder.utils import nms
-from openpifpaf.plugins.coco import CocoKp
-from openpifpaf.plugins.wholebody import Wholebody
-from openpifpaf.plugins.wholebody.constants import WHOLEBODY_KEYPOINTS
 
-from build_h3wb import skeleton
-from build_h3wb.config import register_configs
-from build_h3wb.detectors.base import check_detections
-from build_h3wb.detectors.openpifpaf import (
+openpifpaf = pytest.importorskip("openpifpaf", reason="OpenPifPaf is compiled by `make openpifpaf`")
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+from openpifpaf.decoder.utils import nms  # noqa: E402
+from openpifpaf.plugins.coco import CocoKp  # noqa: E402
+from openpifpaf.plugins.wholebody import Wholebody  # noqa: E402
+from openpifpaf.plugins.wholebody.constants import WHOLEBODY_KEYPOINTS  # noqa: E402
+
+from build_h3wb import skeleton  # noqa: E402
+from build_h3wb.config import register_configs  # noqa: E402
+from build_h3wb.detectors.base import check_detections  # noqa: E402
+from build_h3wb.detectors.openpifpaf import (  # noqa: E402
     OpenPifPafDetector,
     keypoint_order,
     preprocess,
     resolve_device,
     to_original_pixels,
 )
-from build_h3wb.sources.base import FrameBatch
+from build_h3wb.sources.base import FrameBatch  # noqa: E402
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 J = skeleton.NUM_KEYPOINTS
 PERMUTATION = np.random.default_rng(7).permutation(J)  # network keypoint k is skeleton keypoint PERMUTATION[k]
 UNPICKLED = []  # Payload.__setstate__ records here that a checkpoint's object was built
