@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
+import io
 import json
 import logging
 import os
@@ -88,6 +90,11 @@ def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files private; artifacts get the usual permissions
         os.replace(tmp, path)
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise BuildDirError(f"no space left on the device writing {path} ({err.strerror}); nothing was "
+                                "replaced: free some space and run the stage again (it resumes)") from err
+        raise
     finally:
         Path(tmp).unlink(missing_ok=True)
 
@@ -314,13 +321,20 @@ def finished_manifest(build_dir: Path, stage: str, _below: str | None = None) ->
 
 @contextlib.contextmanager
 def atomic_h5(path: Path, attrs: Mapping[str, Any]) -> Iterator[h5py.File]:
-    """Open a new HDF5 file to fill; it appears at ``path`` only when the block finishes without error."""
+    """Open a new HDF5 file to fill; it appears at ``path`` only when the block finishes without error.
+
+    The file is built in memory and written out in one piece, so a failing disk (full, gone) surfaces as a plain
+    ``OSError`` from the write, not inside the HDF5 library (whose failed close leaves it in a state that crashes
+    the interpreter on exit). Per-sequence artifacts are a few tens of MB at most.
+    """
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        for k, v in attrs.items():
+            f.attrs[k] = v if not isinstance(v, (dict, list)) else json.dumps(v, default=_json_default)
+        yield f
+        f.attrs["datasets"] = json.dumps(sorted(f.keys()))  # what a whole file holds (see StageDir.is_done)
     with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            for k, v in attrs.items():
-                f.attrs[k] = v if not isinstance(v, (dict, list)) else json.dumps(v, default=_json_default)
-            yield f
-            f.attrs["datasets"] = json.dumps(sorted(f.keys()))  # what a whole file holds (see StageDir.is_done)
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def read_attrs(path: Path) -> dict[str, Any]:

@@ -101,3 +101,23 @@ def test_artifacts_get_the_usual_permissions_not_mkstemps_private_ones(tmp_path)
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o666 & ~umask
+
+
+def test_a_full_disk_is_a_clear_error_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    target = tmp_path / "S1" / "Walking 1.h5"
+    with atomic_h5(target, {"config_hash": "x"}) as f:
+        f.create_dataset("a", data=np.arange(3))
+    before = target.read_bytes()
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(BuildDirError, match=r"no space left on the device writing .*Walking 1.h5"):
+        with atomic_h5(target, {"config_hash": "y"}) as f:
+            f.create_dataset("a", data=np.arange(5))
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in target.parent.iterdir()) == ["Walking 1.h5"]
