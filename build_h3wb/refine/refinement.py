@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from build_h3wb import skeleton
+from build_h3wb.geometry.alignment import umeyama
 from build_h3wb.geometry.cameras import Rig
 from build_h3wb.geometry.triangulation import bits_to_mask
 
@@ -89,50 +90,6 @@ class PartModel:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def kabsch(
-    source: np.ndarray, target: np.ndarray, weights: np.ndarray, *, scale: bool = False
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Batched weighted rigid (or similarity) alignment of ``source`` onto ``target`` (Umeyama 1991).
-
-    Args:
-        source: (B, K, 3) points.
-        target: (B, K, 3) points; NaN allowed where the weight is 0.
-        weights: (B, K) non-negative weights.
-        scale: also estimate a scale factor.
-
-    Returns:
-        ``R`` (B, 3, 3), ``t`` (B, 3), ``s`` (B,) minimising ``sum_k w_k |s R source_k + t - target_k|^2``; NaN for
-        batch entries whose weights sum to zero.
-    """
-    w = np.where(np.isfinite(target).all(-1), weights, 0.0)  # (B, K)
-    tgt = np.where(w[..., None] > 0, target, 0.0)
-    wsum = w.sum(-1)  # (B,)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ws = w / wsum[:, None]  # (B, K)
-    mu_s = np.einsum("bk,bkd->bd", ws, source)  # (B, 3)
-    mu_t = np.einsum("bk,bkd->bd", ws, tgt)
-    S = source - mu_s[:, None]
-    Y = tgt - mu_t[:, None]
-    H = np.einsum("bk,bki,bkj->bij", ws, S, Y)  # (B, 3, 3) cross-covariance
-    H = np.where(np.isfinite(H), H, 0.0)
-    U, sig, Vt = np.linalg.svd(H)
-    d = np.sign(np.linalg.det(np.einsum("bij,bjk->bik", U, Vt)))  # (B,) reflection guard
-    d = np.where(d == 0, 1.0, d)
-    D = np.ones((len(d), 3))
-    D[:, 2] = d
-    R = np.einsum("bji,bj,bkj->bik", Vt, D, U)  # V diag(D) U^T
-    if scale:
-        var_s = np.einsum("bk,bkd->b", ws, S * S)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            s = (sig * D).sum(-1) / var_s
-    else:
-        s = np.ones(len(d))
-    t = mu_t - s[:, None] * np.einsum("bij,bj->bi", R, mu_s)
-    bad = ~(wsum > 0)
-    R[bad], t[bad], s[bad] = np.nan, np.nan, np.nan
-    return R, t, s
-
-
 def fit_part_models(
     poses: np.ndarray,
     parts: Sequence[str] = REFINED_PARTS,
@@ -177,7 +134,7 @@ def fit_part_models(
         ref = X[0]
         ones = np.ones((N, K))
         for _ in range(iterations):
-            R, t, s = kabsch(X, np.broadcast_to(ref, X.shape), ones, scale=similarity)
+            R, t, s = umeyama(X, np.broadcast_to(ref, X.shape), ones, scale=similarity)
             aligned = s[:, None, None] * np.einsum("bij,bkj->bki", R, X) + t[:, None]  # (N, K, 3)
             new_ref = aligned.mean(0)
             new_ref -= new_ref.mean(0)
@@ -440,7 +397,7 @@ def _refine_part(
         shape = model.shape(coeffs)  # (T, K, 3) model frame
         # rotation (and scale) from the triangulated points, or the current prior where it exists
         target = np.where(np.isfinite(prior), prior, Y) if it > 0 else Y
-        Rm, t, s = kabsch(shape, target, w_pts, scale=model.similarity)  # (T, 3, 3), (T, 3), (T,)
+        Rm, t, s = umeyama(shape, target, w_pts, scale=model.similarity)  # (T, 3, 3), (T, 3), (T,)
         Rm = np.where(ok[:, None, None], Rm, np.eye(3))
         s = np.where(ok, s, 1.0)
         # linear least squares for theta = [t (3), c (R)] with the rotation fixed: X_k = G_k theta + h_k

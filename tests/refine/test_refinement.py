@@ -4,9 +4,10 @@ import pytest
 from build_h3wb import skeleton
 from build_h3wb.detectors.simulated import default_simulated_detector
 from build_h3wb.evaluation import keypoint_errors
+from build_h3wb.geometry.alignment import umeyama
 from build_h3wb.geometry.cameras import h36m_rig
 from build_h3wb.geometry.triangulation import triangulate
-from build_h3wb.refine.refinement import REFINED_PARTS, PartModel, fit_part_models, kabsch, refine_sequence
+from build_h3wb.refine.refinement import REFINED_PARTS, PartModel, fit_part_models, refine_sequence
 from build_h3wb.sources.base import FrameBatch, Sequence
 from build_h3wb.synthetic.motion import generate_motion
 
@@ -60,7 +61,7 @@ def models(capture):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# kabsch and fit_part_models
+# umeyama and fit_part_models
 
 
 def test_kabsch_recovers_a_similarity(rng):
@@ -72,11 +73,11 @@ def test_kabsch_recovers_a_similarity(rng):
     Y = s[:, None, None] * np.einsum("bij,bkj->bki", R, S) + t[:, None]
     w = np.ones((6, 10))
     Y[0, 3] = np.nan  # a missing target point is ignored
-    R2, t2, s2 = kabsch(S, Y, w, scale=True)
+    R2, t2, s2 = umeyama(S, Y, w, scale=True)
     np.testing.assert_allclose(R2, R, atol=1e-9)
     np.testing.assert_allclose(s2, s, atol=1e-9)
     np.testing.assert_allclose(t2, t, atol=1e-6)
-    R3, _, s3 = kabsch(S, Y, np.zeros((6, 10)))
+    R3, _, s3 = umeyama(S, Y, np.zeros((6, 10)))
     assert np.isnan(R3).all() and np.isnan(s3).all()
 
 
@@ -101,7 +102,7 @@ def test_fit_part_models_recovers_a_low_rank_shape(rng):
     np.testing.assert_allclose(np.sort(m.variances)[::-1], m.variances)
     # the learned subspace is the true one (rotated into the model frame): a generic shape projects exactly
     one = poses[7, skeleton.PARTS["left_hand"]]
-    R1, t1, _ = kabsch(m.mean[None], one[None], np.ones((1, K)))
+    R1, t1, _ = umeyama(m.mean[None], one[None], np.ones((1, K)))
     local = np.einsum("ji,kj->ki", R1[0], one - t1[0])  # into the model frame
     c = np.einsum("rkd,kd->r", m.basis, local - m.mean)
     assert np.abs(m.shape(c) - local).max() < 1.0  # one Procrustes step, the shape change is small
