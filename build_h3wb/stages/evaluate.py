@@ -19,7 +19,7 @@ from build_h3wb.build import POSE_STAGES
 from build_h3wb.evaluation import ErrorStats, format_table
 from build_h3wb.sources.base import Sequence
 from build_h3wb.stages.common import build_dir, make_source, progress
-from build_h3wb.viz.figures import pyplot, save_figure
+from build_h3wb.viz.figures import new_figure, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,8 @@ def run(cfg: DictConfig) -> dict:
 
 def plot_statistics(root: Path, results: dict) -> None:
     """``evaluate/statistics.png``: per-part completeness after triangulation, and error distributions by part."""
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig = new_figure((15, 4))
+    axes = fig.subplots(1, 3)
     summary = root / "triangulate" / "summary.json"
     if summary.exists():
         s = read_json(summary)

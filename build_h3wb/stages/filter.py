@@ -27,7 +27,7 @@ from build_h3wb.build import Build
 from build_h3wb.quality import Filter, apply_filters, bone_lengths, pose_measures, quality_score, select_balanced
 from build_h3wb.sources.base import Sequence
 from build_h3wb.stages.common import make_source, progress
-from build_h3wb.viz.figures import pyplot, save_figure
+from build_h3wb.viz.figures import new_figure, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -215,8 +215,8 @@ class SweepSummary(Callback):
 
 def _plot(rows: list[dict], path: Path) -> None:
     """Kept poses against estimated quality and true error."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = new_figure((6, 4))
+    ax = fig.subplots()
     kept = [r["kept"] for r in rows]
     ax.plot(kept, [r["mean_quality"] for r in rows], "o-", label="mean quality score (estimated)")
     ax.set_xlabel("poses kept")

@@ -40,20 +40,16 @@ from build_h3wb.sources.video import VideoError
 from build_h3wb.stages.common import build_dir, make_source, progress
 from build_h3wb.stages.evaluate import finished_pose_stages
 from build_h3wb.viz.figures import (
-    camera_layers,
     detection_box,
     draw_skeleton_3d,
     draw_views,
     image_figure,
     lift_detection,
-    neutral_canvas,
-    overlay,
     pinhole_camera,
     save_figure,
     sheet_figure,
-    view_layers,
-    write_video,
 )
+from build_h3wb.viz.overlays import camera_layers, neutral_canvas, overlay, view_layers, write_video
 
 log = logging.getLogger(__name__)
 

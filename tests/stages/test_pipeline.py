@@ -131,7 +131,7 @@ def test_pictures_overlays_land_on_the_keypoints(built):
     for name in (f"frame_{frame:04d}_views.png", f"frame_{frame:04d}_3d.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from build_h3wb.build import read_rig
-    from build_h3wb.viz.figures import view_layers
+    from build_h3wb.viz.overlays import view_layers
 
     with h5py.File(d / "detect" / "S1" / "Walking 1.h5") as f:
         det = f["keypoints"][:, 10]

@@ -9,6 +9,7 @@ import pytest
 import skimage.data
 from conftest import run_cli
 from hydra import compose, initialize_config_dir
+from matplotlib.image import imread
 from omegaconf import OmegaConf
 
 from build_h3wb import skeleton
@@ -22,21 +23,16 @@ from build_h3wb.sources.base import FrameBatch, Sequence
 from build_h3wb.sources.synthetic import SyntheticSource
 from build_h3wb.stages import run_stage
 from build_h3wb.synthetic.motion import generate_motion
-from build_h3wb.viz.figures import (
+from build_h3wb.viz.figures import detection_box, image_figure, lift_detection, pinhole_camera, sheet_figure
+from build_h3wb.viz.overlays import (
     LAYER_STYLE,
     NEUTRAL_RGB,
     camera_layers,
-    detection_box,
     final_points,
-    image_figure,
     layer_colours,
-    lift_detection,
     marker_stamp,
     overlay,
     overlay_radius,
-    pinhole_camera,
-    pyplot,
-    sheet_figure,
     subject_window,
     write_video,
 )
@@ -152,31 +148,28 @@ def test_contact_sheet_layout_and_overlay(built, sequence):
     pick = np.unique(np.linspace(0, len(frames) - 1, SHEET_FRAMES).round().astype(int))
     assert len(pick) == SHEET_FRAMES
     fig, tiles = sheet_figure(cam, {k: v[pick] for k, v in layers.items()}, frames[pick], columns=4, title="x")
-    try:
-        assert [ax.get_title() for ax in tiles] == [f"frame {f}" for f in frames[pick]]
-        boxes = np.array([ax.get_position().bounds for ax in tiles])  # (N, 4) x, y, w, h in figure fractions
-        assert np.allclose(boxes[:, 2:], boxes[0, 2:], atol=1e-6)  # tiles of one size
-        assert np.allclose(boxes[:4, 1], boxes[0, 1]) and (boxes[4:, 1] < boxes[0, 1] - boxes[0, 3]).all()  # 4 a row
-        assert np.allclose(boxes[4:, 0], boxes[:2, 0])  # the second row starts under the first
-        xlim, ylim = tiles[0].get_xlim(), tiles[0].get_ylim()
-        assert all(ax.get_xlim() == xlim and ax.get_ylim() == ylim for ax in tiles)  # one window for all tiles
-        assert ylim[0] > ylim[1]  # image rows downward
-        fig.canvas.draw()
-        canvas = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(np.int64)  # (H, W, 3)
-        png = (pyplot().imread(built / "pictures" / "S1" / "Walking 1" / f"sheet_{CAM}.png")[..., :3] * 255).round()
-        assert png.shape == canvas.shape == (round(fig.get_figheight() * 100), round(fig.get_figwidth() * 100), 3)
-        assert np.abs(png - canvas).mean() < 0.5  # the stage wrote this figure
-        blue = COLOURS["triangulated"]
-        for n, ax in enumerate(tiles):
-            uv = layers["triangulated"][pick[n], LIMBS]
-            xy = ax.transData.transform(uv)  # (8, 2) display pixels, origin bottom left
-            col, row = np.rint(xy[:, 0]).astype(int), np.rint(canvas.shape[0] - xy[:, 1]).astype(int)
-            assert (np.abs(png[row, col] - blue).max(-1) < 30).all(), n
-        x0, x1 = tiles[0].get_xlim()
-        corner = tiles[0].transData.transform([[x0 + 0.02 * (x1 - x0), ylim[1] + 0.02 * (ylim[0] - ylim[1])]])[0]
-        assert np.abs(png[round(canvas.shape[0] - corner[1]), round(corner[0])] - np.array(NEUTRAL_RGB)).max() < 3
-    finally:
-        pyplot().close(fig)
+    assert [ax.get_title() for ax in tiles] == [f"frame {f}" for f in frames[pick]]
+    boxes = np.array([ax.get_position().bounds for ax in tiles])  # (N, 4) x, y, w, h in figure fractions
+    assert np.allclose(boxes[:, 2:], boxes[0, 2:], atol=1e-6)  # tiles of one size
+    assert np.allclose(boxes[:4, 1], boxes[0, 1]) and (boxes[4:, 1] < boxes[0, 1] - boxes[0, 3]).all()  # 4 a row
+    assert np.allclose(boxes[4:, 0], boxes[:2, 0])  # the second row starts under the first
+    xlim, ylim = tiles[0].get_xlim(), tiles[0].get_ylim()
+    assert all(ax.get_xlim() == xlim and ax.get_ylim() == ylim for ax in tiles)  # one window for all tiles
+    assert ylim[0] > ylim[1]  # image rows downward
+    fig.canvas.draw()
+    canvas = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(np.int64)  # (H, W, 3)
+    png = (imread(built / "pictures" / "S1" / "Walking 1" / f"sheet_{CAM}.png")[..., :3] * 255).round()
+    assert png.shape == canvas.shape == (round(fig.get_figheight() * 100), round(fig.get_figwidth() * 100), 3)
+    assert np.abs(png - canvas).mean() < 0.5  # the stage wrote this figure
+    blue = COLOURS["triangulated"]
+    for n, ax in enumerate(tiles):
+        uv = layers["triangulated"][pick[n], LIMBS]
+        xy = ax.transData.transform(uv)  # (8, 2) display pixels, origin bottom left
+        col, row = np.rint(xy[:, 0]).astype(int), np.rint(canvas.shape[0] - xy[:, 1]).astype(int)
+        assert (np.abs(png[row, col] - blue).max(-1) < 30).all(), n
+    x0, x1 = tiles[0].get_xlim()
+    corner = tiles[0].transData.transform([[x0 + 0.02 * (x1 - x0), ylim[1] + 0.02 * (ylim[0] - ylim[1])]])[0]
+    assert np.abs(png[round(canvas.shape[0] - corner[1]), round(corner[0])] - np.array(NEUTRAL_RGB)).max() < 3
 
 
 def test_sheet_draws_images_under_the_points(sequence, rng):
@@ -184,16 +177,13 @@ def test_sheet_draws_images_under_the_points(sequence, rng):
     W, H = cam.image_size
     images = [np.full((H, W, 3), (200, 0, 200), np.uint8), None]
     fig, tiles = sheet_figure(cam, {k: v[:2] for k, v in layers.items()}, frames[:2], images=images, columns=2)
-    try:
-        fig.canvas.draw()
-        canvas = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(np.int64)
-        x0, x1 = tiles[0].get_xlim()
-        y0 = tiles[0].get_ylim()[1]
-        for ax, expected in zip(tiles, [(200, 0, 200), NEUTRAL_RGB]):
-            xy = ax.transData.transform([[x0 + 3, y0 + 3]])[0]  # a corner of the window, away from the subject
-            assert np.abs(canvas[round(canvas.shape[0] - xy[1]), round(xy[0])] - expected).max() < 3
-    finally:
-        pyplot().close(fig)
+    fig.canvas.draw()
+    canvas = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(np.int64)
+    x0, x1 = tiles[0].get_xlim()
+    y0 = tiles[0].get_ylim()[1]
+    for ax, expected in zip(tiles, [(200, 0, 200), NEUTRAL_RGB]):
+        xy = ax.transData.transform([[x0 + 3, y0 + 3]])[0]  # a corner of the window, away from the subject
+        assert np.abs(canvas[round(canvas.shape[0] - xy[1]), round(xy[0])] - expected).max() < 3
     with pytest.raises(ValueError, match="expected 2 images .one per frame., got 1"):
         sheet_figure(cam, {k: v[:2] for k, v in layers.items()}, frames[:2], images=images[:1])
 
@@ -237,7 +227,7 @@ def test_a_video_source_is_drawn_under_the_overlay(tmp_path, rng):
     data = ["data=rig", f"data.root={tmp_path / 'captures'}", f"data.calibration={tmp_path / 'rig.json'}"]
     cfg = _compose(*data, f"build.dir={tmp_path / 'build'}", "stage=detect")
     OmegaConf.set_struct(cfg, False)
-    cfg.detector = OmegaConf.create({"_target_": "test_pictures_more.ProjectingDetector"})
+    cfg.detector = OmegaConf.create({"_target_": "test_figures.ProjectingDetector"})
     run_stage(cfg)
     cfg.stage = "triangulate"
     run_stage(cfg)
@@ -263,7 +253,7 @@ def test_a_video_source_is_drawn_under_the_overlay(tmp_path, rng):
         assert (np.abs(img[row, col] - COLOURS["triangulated"]).max(-1) < 40).all()  # the overlay on top
     cap.release()
     for what, frames in (("sheet", (0, 2, 5)), ("views", (2,))):
-        png = (pyplot().imread(out[what])[..., :3] * 255).round().astype(np.int64)
+        png = (imread(out[what])[..., :3] * 255).round().astype(np.int64)
         for f in range(n):
             share = (np.abs(png - _frame_colour(f)).max(-1) < 12).mean()
             assert (share > 0.01) == (f in frames), (what, f, share)
@@ -401,7 +391,7 @@ def test_photo_four_panels_from_the_command_line(photo, astronaut_detection):
     image, kp = astronaut_detection
     run_cli(d, "stage=pictures", f"pictures.image={jpg}", "detector=mediapipe", f"pictures.lifter={lifter}")
     png = d / "pictures" / "image_astronaut.png"
-    assert pyplot().imread(png).shape[:2] == (560, 2000)
+    assert imread(png).shape[:2] == (560, 2000)
     out = json.loads((d / "pictures" / "image_astronaut.json").read_text())
     got = np.array([[np.nan if v is None else v for v in row] for row in out["keypoints_2d"]])
     assert np.array_equal(np.isfinite(got), np.isfinite(kp)) and np.allclose(got, kp, equal_nan=True, atol=1e-3)
@@ -422,21 +412,18 @@ def test_photo_panels_show_the_detection_in_crop_coordinates(photo, astronaut_de
     kp_crop = kp.copy()
     kp_crop[:, :2] -= (x0, y0)
     fig, axes = image_figure(image[y0:y1, x0:x1], kp_crop, hidden, centred, stats.mean_2d, pred, title="t")
-    try:
-        assert len(axes) == 4 and len(fig.axes) == 4 and axes[3].name == "3d"
-        assert axes[0].get_images()[0].get_array().shape == (y1 - y0, x1 - x0, 3)
-        shown = {c.get_gid(): c.get_offsets() for c in axes[1].collections if c.get_gid()}
-        found = np.isfinite(kp).all(-1)
-        assert np.allclose(shown["visible"], kp[found & ~hidden, :2] - (x0, y0))
-        assert np.allclose(shown["low_score"].reshape(-1, 2), kp[found & hidden, :2] - (x0, y0))
-        assert len(shown["visible"]) + len(shown["low_score"]) == found.sum()
-        inputs = {c.get_gid(): c.get_offsets() for c in axes[2].collections if c.get_gid()}
-        assert np.allclose(inputs["visible"], centred[~hidden])  # panel 3: the lifter's centred, scaled input
-        assert np.allclose(inputs["hidden"], stats.mean_2d[hidden])  # hidden: input 0 = the training mean
-        vis_centre = centred[~hidden][:, 1].mean()
-        assert abs(vis_centre) < 2  # body-scale units, not pixels
-    finally:
-        pyplot().close(fig)
+    assert len(axes) == 4 and len(fig.axes) == 4 and axes[3].name == "3d"
+    assert axes[0].get_images()[0].get_array().shape == (y1 - y0, x1 - x0, 3)
+    shown = {c.get_gid(): c.get_offsets() for c in axes[1].collections if c.get_gid()}
+    found = np.isfinite(kp).all(-1)
+    assert np.allclose(shown["visible"], kp[found & ~hidden, :2] - (x0, y0))
+    assert np.allclose(shown["low_score"].reshape(-1, 2), kp[found & hidden, :2] - (x0, y0))
+    assert len(shown["visible"]) + len(shown["low_score"]) == found.sum()
+    inputs = {c.get_gid(): c.get_offsets() for c in axes[2].collections if c.get_gid()}
+    assert np.allclose(inputs["visible"], centred[~hidden])  # panel 3: the lifter's centred, scaled input
+    assert np.allclose(inputs["hidden"], stats.mean_2d[hidden])  # hidden: input 0 = the training mean
+    vis_centre = centred[~hidden][:, 1].mean()
+    assert abs(vis_centre) < 2  # body-scale units, not pixels
 
 
 def test_photo_errors(photo, tmp_path):
