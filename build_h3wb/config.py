@@ -166,6 +166,21 @@ class MediaPipeDetectorConfig:
 
 
 @dataclass
+class FilesDetectorConfig:
+    """Detections another tool wrote (see ``build_h3wb.detectors.files``): OpenPose, MMPose/RTMW, AlphaPose, ...
+
+    ``<root>/<pattern>`` is each view's folder of per-frame files (or, with ``.json`` appended, one file per video).
+    """
+
+    _target_: str = "build_h3wb.detectors.files.FilesDetector"
+    root: str = MISSING  # the folder holding the detections
+    layout: str = "auto"  # auto | openpose_body25 | openpose_coco18 | coco17 | halpe26 | halpe136 | coco_wholebody
+    pattern: str = "{sequence}/{camera}"  # per view, below root; {subject}, {sequence}, {camera}
+    first_frame: int = 0  # the number the tool gave the first frame (OpenPose, MMPose inferencer: 0; from 1: 1)
+    max_people: int = 4  # candidates kept per frame (best mean score first); the stage picks the subject
+
+
+@dataclass
 class SubjectChoiceConfig:
     """Keeping one subject among several detected people (see ``build_h3wb.detectors.subject.choose_subject``)."""
 
@@ -438,3 +453,4 @@ def register_configs() -> None:
     cs.store(group="detector", name="simulated_schema", node=SimulatedDetectorConfig)
     cs.store(group="detector", name="openpifpaf_schema", node=OpenPifPafDetectorConfig)
     cs.store(group="detector", name="mediapipe_schema", node=MediaPipeDetectorConfig)
+    cs.store(group="detector", name="files_schema", node=FilesDetectorConfig)

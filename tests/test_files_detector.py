@@ -1,0 +1,328 @@
+"""Detections other tools wrote, in each layout and file format, read back as a detector and built through triangulate.
+
+The files are written here from the synthetic capture's projections in the way each tool writes them (OpenPose's
+flat triplets with ``0, 0, 0`` for a keypoint not found, MMPose's ``keypoints`` + ``keypoint_scores``, AlphaPose's
+per-video results, plain arrays), so reading them back must give the projections on every keypoint the layout maps
+and NaN elsewhere.
+"""
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from build_h3wb import skeleton
+from build_h3wb.config import register_configs
+from build_h3wb.detectors.files import DetectionFileError, FilesDetector, frame_number, read_detection_file
+from build_h3wb.skeleton.layouts import LAYOUTS, derived_joints, from_wholebody, mapped
+from build_h3wb.sources.base import FrameBatch
+from build_h3wb.sources.synthetic import SyntheticSource
+from build_h3wb.stages import run_stage
+from build_h3wb.synthetic.motion import generate_motion
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+register_configs()
+CAMERA = "54138969"
+
+
+def source(duration_s=1.0):
+    return SyntheticSource(subjects=["S1"], actions=["Walking"], duration_s=duration_s)
+
+
+def projections(src, frames, camera):
+    """(T, 133, 3) [x, y, 0.9] pixels: the subject's ground truth projected into the camera, and its camera."""
+    (seq,) = src.sequences()
+    cam = src.rig(seq)[camera]
+    uv = cam.project(src.ground_truth(seq, frames))
+    score = np.full(uv.shape[:-1] + (1,), 0.9)
+    score[:, ::7] = 0.6  # scores differ per keypoint, so they must come back where they belong
+    return np.concatenate([uv, score], -1), cam
+
+
+def bystander(src, frames, camera):
+    """(T, 133, 3) pixels of a second person at the edge of the capture volume."""
+    (seq,) = src.sequences()
+    cam = src.rig(seq)[camera]
+    X = generate_motion("S5", "Waiting", np.asarray(frames) / src.video_fps, seed=7, center_xy_mm=(1600, 1600),
+                        half_extent_xy_mm=(100, 100))
+    uv = cam.project(X)
+    return np.concatenate([uv, np.full(uv.shape[:-1] + (1,), 0.95)], -1)
+
+
+def in_layout(kp133, name):
+    """(P, 133, 3) -> (P, K, 3) in the layout, with its own extra joints (neck, mid-hip, head) filled as a tool would.
+
+    Zeros (OpenPose's 'not found') where even that is not known (the pupils).
+    """
+    lay = LAYOUTS[name]
+    kp = from_wholebody(kp133, lay)
+    derived = derived_joints(kp133)
+    offset = 0
+    for section in lay.sections:
+        for k, target, note in section.rows:
+            if target is None:
+                for joint in ("neck", "pelvis", "head"):
+                    if joint in note.lower() or (joint == "pelvis" and "hip" in note.lower()):
+                        kp[..., offset + k, :] = derived[joint]
+                        break
+        offset += section.size
+    return np.nan_to_num(kp)  # tools write 0, 0, 0 for what they lack
+
+
+def openpose_json(people133, name):
+    """One frame in OpenPose's JSON (for non-OpenPose layouts: Pose2Sim's, the whole layout as pose_keypoints_2d)."""
+    lay = LAYOUTS[name]
+    people = []
+    for kp in in_layout(people133, name):
+        person, offset = {"person_id": [-1]}, 0
+        for section in lay.sections:
+            key = section.key if section.key != "keypoints" else "pose_keypoints_2d"
+            person[key] = kp[offset : offset + section.size].reshape(-1).round(4).tolist()
+            offset += section.size
+        people.append(person)
+    return {"version": 1.3, "people": people}
+
+
+def mmpose_instances(people133, name):
+    return [{"keypoints": kp[:, :2].round(4).tolist(), "keypoint_scores": kp[:, 2].round(4).tolist(),
+             "bbox": [[0, 0, 10, 10]], "bbox_score": 0.9} for kp in in_layout(people133, name)]
+
+
+def write_view(folder, people, name, fmt, first_frame=0, camera_stem="Walking 1.54138969"):
+    """Write a view's (T, P, 133, 3) detections at frames 0, 5, 10, ... in one of the file formats."""
+    folder.mkdir(parents=True, exist_ok=True)
+    numbers = [5 * t + first_frame for t in range(len(people))]
+    if fmt == "mmpose_video":
+        entries = [{"frame_id": n, "instances": mmpose_instances(p, name)} for n, p in zip(numbers, people)]
+        folder.with_name(folder.name + ".json").write_text(json.dumps(entries))
+        folder.rmdir()
+        return
+    if fmt == "mmpose_demo_video":
+        info = [{"frame_id": n, "instances": mmpose_instances(p, name)} for n, p in zip(numbers, people)]
+        folder.with_name(folder.name + ".json").write_text(json.dumps({"meta_info": {}, "instance_info": info}))
+        folder.rmdir()
+        return
+    if fmt == "alphapose":
+        entries = [{"image_id": f"{n}.jpg", "category_id": 1, "keypoints": kp.reshape(-1).round(4).tolist(),
+                    "score": 2.5} for n, p in zip(numbers, people) for kp in in_layout(p, name)]
+        folder.with_name(folder.name + ".json").write_text(json.dumps(entries))
+        folder.rmdir()
+        return
+    for n, p in zip(numbers, people):
+        if fmt == "openpose":
+            (folder / f"{camera_stem}_{n:012d}_keypoints.json").write_text(json.dumps(openpose_json(p, name)))
+        elif fmt == "mmpose_image":
+            (folder / f"frame_{n:04d}.json").write_text(json.dumps(mmpose_instances(p, name)))
+        elif fmt == "plain":
+            (folder / f"{n:06d}.json").write_text(json.dumps(in_layout(p, name).round(4).tolist()))
+        elif fmt == "npy":
+            np.save(folder / f"{n:06d}.npy", in_layout(p, name))
+        else:
+            raise AssertionError(fmt)
+
+
+CASES = [  # (layout, file format, first_frame)
+    ("openpose_body25", "openpose", 0),
+    ("openpose_coco18", "openpose", 0),
+    ("coco_wholebody", "mmpose_image", 0),
+    ("coco_wholebody", "mmpose_video", 0),
+    ("coco_wholebody", "mmpose_demo_video", 1),
+    ("coco_wholebody", "plain", 1),
+    ("coco_wholebody", "npy", 0),
+    ("halpe26", "openpose", 0),  # Pose2Sim writes HALPE-26 into OpenPose's JSON
+    ("halpe26", "alphapose", 0),
+    ("halpe136", "alphapose", 0),
+    ("halpe136", "mmpose_image", 0),
+    ("coco17", "plain", 0),
+]
+
+
+@pytest.mark.parametrize("layout", ["auto", "given"])
+@pytest.mark.parametrize(("name", "fmt", "first_frame"), CASES)
+def test_files_read_back_equal_the_projections_on_every_mapped_keypoint(tmp_path, name, fmt, first_frame, layout):
+    src = source()
+    (seq,) = src.sequences()
+    frames = src.view_frames(seq, CAMERA)
+    truth, cam = projections(src, frames, CAMERA)  # (T, 133, 3)
+    write_view(tmp_path / seq.name / CAMERA, truth[:, None], name, fmt, first_frame)
+    det = FilesDetector(str(tmp_path), layout=name if layout == "given" else "auto", first_frame=first_frame)
+    out = det(FrameBatch(sequence=seq, camera=cam, frames=frames))  # (T, P, 133, 3)
+    assert out.shape == (len(frames), 1, skeleton.NUM_KEYPOINTS, 3)
+    has = mapped(LAYOUTS[name])
+    np.testing.assert_allclose(out[:, 0, has], truth[:, has], atol=1e-3)
+    assert np.isnan(out[:, 0, ~has]).all()
+    report = det.video_report(seq, CAMERA)
+    assert report["layout"] == name and report["frame_files_missing"] == 0
+
+
+def test_what_each_layout_maps():
+    counts = {name: int(mapped(lay).sum()) for name, lay in LAYOUTS.items()}
+    # BODY_25: 17 body + 6 feet, hands 2 x 21, face 68 (the pupils, neck and mid-hip have no counterpart)
+    assert counts == {"openpose_body25": 133, "openpose_coco18": 17 + 42 + 68, "coco17": 17, "halpe26": 23,
+                      "halpe136": 133, "coco_wholebody": 133}
+    assert LAYOUTS["openpose_body25"].size == 25 + 21 + 21 + 70 and LAYOUTS["halpe136"].size == 136
+    # a source keypoint maps to at most one target and no target is fed twice
+    for lay in LAYOUTS.values():
+        t = lay.targets()
+        assert len(np.unique(t[t >= 0])) == (t >= 0).sum()
+    # spot checks against the published orders
+    body25 = LAYOUTS["openpose_body25"].targets()
+    assert body25[4] == skeleton.RIGHT_WRIST and body25[12] == skeleton.LEFT_HIP and body25[8] == -1
+    assert body25[21] == skeleton.index("left_heel") and body25[25 + 21] == skeleton.index("right_hand_root")
+    assert body25[25 + 42 + 36] == skeleton.PARTS["face"].start + 36 and (body25[-2:] == -1).all()
+    halpe = LAYOUTS["halpe136"].targets()
+    assert halpe[21] == skeleton.index("right_big_toe") and halpe[94] == skeleton.LEFT_HAND_ROOT
+    assert halpe[135] == skeleton.PARTS["right_hand"].stop - 1 and (halpe[17:20] == -1).all()
+
+
+def test_derived_joints():
+    kp = np.full((2, skeleton.NUM_KEYPOINTS, 2), np.nan)
+    kp[:, skeleton.LEFT_HIP], kp[:, skeleton.RIGHT_HIP] = (0, 0), (2, 4)
+    kp[0, skeleton.LEFT_SHOULDER], kp[0, skeleton.RIGHT_SHOULDER] = (1, 1), (3, 1)
+    kp[0, skeleton.index("left_eye")], kp[0, skeleton.index("right_ear")] = (0, 10), (4, 12)
+    d = derived_joints(kp)
+    np.testing.assert_allclose(d["pelvis"], [[1, 2], [1, 2]])
+    np.testing.assert_allclose(d["neck"][0], [2, 1]) and np.testing.assert_allclose(d["head"][0], [2, 11])
+    assert np.isnan(d["neck"][1]).all() and np.isnan(d["head"][1]).all()  # never invented from nothing
+
+
+def test_several_people_are_candidates_best_first_and_missing_frames_are_counted(tmp_path):
+    src = source()
+    (seq,) = src.sequences()
+    frames = src.view_frames(seq, CAMERA)
+    truth, cam = projections(src, frames, CAMERA)
+    other = bystander(src, frames, CAMERA)
+    folder = tmp_path / seq.name / CAMERA
+    write_view(folder, np.stack([truth, other], 1), "openpose_body25", "openpose")
+    (folder / f"Walking 1.54138969_{15:012d}_keypoints.json").unlink()  # frame 15 was never written
+    det = FilesDetector(str(tmp_path), max_people=4)
+    out = det(FrameBatch(sequence=seq, camera=cam, frames=frames))
+    assert out.shape[1] == 2
+    t15 = list(frames).index(15)
+    assert np.isnan(out[t15]).all()
+    keep = [t for t in range(len(frames)) if t != t15]
+    # the bystander scores higher: listed first
+    np.testing.assert_allclose(out[keep, 0, :, :2], other[keep, :, :2], atol=1e-3)
+    np.testing.assert_allclose(out[keep, 1, :, :2], truth[keep, :, :2], atol=1e-3)
+    report = det.video_report(seq, CAMERA)
+    assert report["frame_files_missing"] == 1 and report["frame_files_missing_first"] == [15]
+    assert read_detection_file(next(folder.iterdir()))[0].shape == (2, skeleton.NUM_KEYPOINTS, 3)
+
+
+def test_frame_numbers_and_settings():
+    assert frame_number("Walking 1.54138969_000000000123_keypoints.json") == 123
+    assert frame_number("frame_0125.json") == 125 and frame_number("keypoints.json") is None
+    with pytest.raises(ValueError, match="detector.layout='body25'"):
+        FilesDetector("/x", layout="body25")
+    with pytest.raises(ValueError, match="pattern"):
+        FilesDetector("/x", pattern="{sequence}/{view}")
+
+
+def test_bad_files_stop_with_the_file_the_layout_expected_and_what_was_found(tmp_path):
+    src = source()
+    (seq,) = src.sequences()
+    frames = src.view_frames(seq, CAMERA)
+    truth, cam = projections(src, frames, CAMERA)
+    batch = FrameBatch(sequence=seq, camera=cam, frames=frames)
+    folder = tmp_path / seq.name / CAMERA
+    write_view(folder, truth[:, None], "openpose_coco18", "openpose")
+    with pytest.raises(DetectionFileError, match=r"_000000000000_keypoints.json: layout openpose_body25 expects 25 "
+                                                 r"keypoints in pose_keypoints_2d, found 18 \(that is openpose_coco18"):
+        FilesDetector(str(tmp_path), layout="openpose_body25")(batch)
+    broken = folder / f"Walking 1.54138969_{5:012d}_keypoints.json"
+    broken.write_text('{"people": [{"pose_keypoints_2d": [1, 2, ')
+    with pytest.raises(DetectionFileError, match=r"000000000005_keypoints.json: unreadable detections file"):
+        FilesDetector(str(tmp_path))(batch)
+    person = openpose_json(truth[5:6], "openpose_coco18")
+    person["people"][0]["hand_left_keypoints_2d"] = [1.0, 2.0, 0.5] * 20
+    broken.write_text(json.dumps(person))
+    with pytest.raises(DetectionFileError, match="expects 21 keypoints in hand_left_keypoints_2d, found 20"):
+        FilesDetector(str(tmp_path), layout="openpose_coco18")(batch)
+    person = openpose_json(truth[5:6], "openpose_body25")  # one file of another layout among COCO-18 ones
+    broken.write_text(json.dumps(person))
+    with pytest.raises(DetectionFileError, match="found 25.*auto chose openpose_coco18"):
+        FilesDetector(str(tmp_path))(batch)
+    broken.write_text(json.dumps({"pose": []}))
+    with pytest.raises(DetectionFileError, match="not a detections file"):
+        FilesDetector(str(tmp_path))(batch)
+    np.save(folder / "000001.npy", np.zeros((1, 40, 3)))
+    with pytest.raises(DetectionFileError, match="has 40 keypoints, which is no supported layout"):
+        read_detection_file(folder / "000001.npy")
+
+
+def _config(build, root, *more):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[
+            "detector=files", f"detector.root={root}", "data.subjects=[S1]", "data.actions=[Walking]",
+            "data.duration_s=2", f"build.dir={build}", "stage=detect", *more])
+    OmegaConf.set_struct(cfg, False)
+    return cfg
+
+
+def test_openpose_files_of_two_people_build_through_triangulate(tmp_path):
+    """Four views of COCO-18 + hands, a bystander listed first in even frames, one frame file lost, one view absent."""
+    src = source(duration_s=2.0)
+    (seq,) = src.sequences()
+    rig = src.rig(seq)
+    frames = src.view_frames(seq, CAMERA)
+    root = tmp_path / "openpose"
+    for cam in rig:
+        truth, _ = projections(src, frames, cam.name)
+        truth[:, skeleton.PARTS["face"], 2] = 0  # written as 0, 0, 0: not found
+        other = bystander(src, frames, cam.name)
+        first = (frames % 10 == 0)[:, None, None]
+        people = np.stack([np.where(first, other, truth), np.where(first, truth, other)], 1)
+        write_view(root / seq.name / cam.name, people, "openpose_coco18", "openpose",
+                   camera_stem=f"Walking 1.{cam.name}")
+    (root / seq.name / "60457274" / f"Walking 1.60457274_{25:012d}_keypoints.json").unlink()
+    build = tmp_path / "build"
+    cfg = _config(build, root)
+    run_stage(cfg)
+    counts = json.loads((build / "detect" / "manifest.json").read_text())["counts"]
+    assert counts["frames_without_detection_file"] == [{"video": "S1/Walking 1.60457274", "frames": 1}]
+    with h5py.File(build / "detect" / "S1" / "Walking 1.h5") as f:
+        choice, got, kp = f["choice"][:], f["frames"][:], f["keypoints"][:]
+    assert got.tolist() == frames.tolist()
+    # candidates are stored best first: the (higher-scoring) bystander is candidate 0, yet the subject is chosen
+    expected = np.ones_like(choice)
+    lost = (rig.names.index("60457274"), list(frames).index(25))
+    expected[lost] = -1
+    np.testing.assert_array_equal(choice, expected)
+    body = skeleton.PARTS["body"]
+    for c, cam in enumerate(rig.names):
+        truth, _ = projections(src, frames, cam)
+        ok = choice[c] >= 0
+        np.testing.assert_allclose(kp[c, ok][:, body], truth[ok][:, body], atol=1e-3)
+    assert np.isnan(kp[lost]).all()
+    with h5py.File(build / "detect" / "videos" / "S1" / "Walking 1" / f"{CAMERA}.h5") as f:
+        assert f.attrs["layout"] == "openpose_coco18" and f.attrs["frame_files_missing"] == 0
+    cfg.stage = "triangulate"
+    run_stage(cfg)
+    with h5py.File(build / "triangulate" / "S1" / "Walking 1.h5") as f:
+        X = f["keypoints_3d"][:]
+    err = np.linalg.norm(X - src.ground_truth(seq, frames), axis=-1)  # (T, 133) mm
+    has = mapped(LAYOUTS["openpose_coco18"])
+    has[skeleton.PARTS["face"]] = False
+    assert np.nanmax(err[:, has]) < 1.0 and np.isfinite(err[:, has]).all()
+    assert np.isnan(X[:, ~has]).all()  # feet and face: not in these files, not invented
+
+
+def test_a_view_without_files_is_a_failed_video(tmp_path):
+    src = source(duration_s=2.0)
+    (seq,) = src.sequences()
+    rig = src.rig(seq)
+    frames = src.view_frames(seq, CAMERA)
+    root = tmp_path / "dets"
+    for cam in rig.names[:3]:
+        truth, _ = projections(src, frames, cam)
+        write_view(root / seq.name / cam, truth[:, None], "coco_wholebody", "npy")
+    build = tmp_path / "build"
+    run_stage(_config(build, root, "detector.layout=coco_wholebody"))
+    counts = json.loads((build / "detect" / "manifest.json").read_text())["counts"]
+    (failed,) = counts["failed_videos"]
+    assert failed["video"] == f"S1/Walking 1.{rig.names[3]}" and "no detections for" in failed["reason"]
+    assert counts["assembled"] == 1
