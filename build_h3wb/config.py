@@ -91,6 +91,28 @@ class RigDataConfig:
 
 
 @dataclass
+class DetectionsDataConfig:
+    """A rig known by its detection files and calibration, no videos (see ``build_h3wb.sources.detections``).
+
+    ``root``, ``pattern`` and ``first_frame`` follow ``detector=files`` (conf/data/detections.yaml).
+    """
+
+    _target_: str = "build_h3wb.sources.detections.DetectionsSource"
+    root: str = MISSING  # the detections folder (default: ${detector.root})
+    calibration: str = MISSING  # rig .json, anipose/Pose2Sim .toml, or an EasyMocap intri.yml/extri.yml folder
+    pattern: str = "{sequence}/{camera}"
+    first_frame: int = 0
+    calibration_format: str = "auto"
+    units: str = ""
+    subject: str = "subject"
+    sequences: list[str] = field(default_factory=list)
+    cameras: list[str] = field(default_factory=list)
+    stride: int = 1
+    start: int = 0
+    stop: int = 0
+
+
+@dataclass
 class SimulatedDetectorConfig:
     """The simulated whole-body detector (see ``build_h3wb.detectors.simulated``); pixels at Human3.6M's 1000 px.
 
@@ -450,6 +472,7 @@ def register_configs() -> None:
     cs.store(group="data", name="synthetic_schema", node=SyntheticDataConfig)
     cs.store(group="data", name="h36m_schema", node=H36MDataConfig)
     cs.store(group="data", name="rig_schema", node=RigDataConfig)
+    cs.store(group="data", name="detections_schema", node=DetectionsDataConfig)
     cs.store(group="detector", name="simulated_schema", node=SimulatedDetectorConfig)
     cs.store(group="detector", name="openpifpaf_schema", node=OpenPifPafDetectorConfig)
     cs.store(group="detector", name="mediapipe_schema", node=MediaPipeDetectorConfig)

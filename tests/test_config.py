@@ -23,6 +23,7 @@ def _compose(*overrides):
 REQUIRED = {
     "data/rig": ["data.root=/capture", "data.calibration=/capture/calibration.toml"],
     "detector/files": ["detector.root=/detections"],
+    "data/detections": ["detector=files", "detector.root=/detections", "data.calibration=/detections/calib.toml"],
 }
 
 

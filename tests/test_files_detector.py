@@ -326,3 +326,84 @@ def test_a_view_without_files_is_a_failed_video(tmp_path):
     (failed,) = counts["failed_videos"]
     assert failed["video"] == f"S1/Walking 1.{rig.names[3]}" and "no detections for" in failed["reason"]
     assert counts["assembled"] == 1
+
+
+def _rig_motion(frames):
+    return generate_motion("S1", "Greeting", np.asarray(frames) / 25.0, seed=3, center_xy_mm=(100, 550),
+                           half_extent_xy_mm=(500, 500))
+
+
+def _compose(*overrides):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    OmegaConf.set_struct(cfg, False)
+    return cfg
+
+
+def test_a_rig_known_only_by_its_detections_and_calibration_builds(tmp_path):
+    """data=detections: no videos; HALPE-26 in Pose2Sim's OpenPose-style JSON, numbered from 1."""
+    from build_h3wb.cameras import h36m_rig
+
+    rig = h36m_rig("S1")
+    (tmp_path / "calibration.json").write_text(json.dumps(rig.to_dict()))
+    frames = np.arange(12)
+    X = _rig_motion(frames)
+    root = tmp_path / "pose2sim"
+    for cam in rig:
+        uv = cam.project(X)
+        kp = np.concatenate([uv, np.full(uv.shape[:-1] + (1,), 0.8)], -1)
+        if cam.name == "55011271":
+            kp = kp[:9]  # this camera's files stop early
+        write_view(root / "trial 1" / cam.name, kp[:, None], "halpe26", "openpose", first_frame=1,
+                   camera_stem=cam.name)
+    numbers = [5 * t for t in range(12)]  # write_view numbers the files 1, 6, 11, ... (first_frame=1): frames 0, 5, ...
+    build = tmp_path / "build"
+    cfg = _compose("data=detections", f"data.calibration={tmp_path / 'calibration.json'}", "detector=files",
+                   f"detector.root={root}", "detector.first_frame=1", f"build.dir={build}", "stage=detect")
+    run_stage(cfg)
+    counts = json.loads((build / "detect" / "manifest.json").read_text())["counts"]
+    assert counts["frame_count_mismatches"][0]["frames_per_view"]["55011271"] == 9
+    cfg.stage = "triangulate"
+    run_stage(cfg)
+    with h5py.File(build / "triangulate" / "subject" / "trial 1.h5") as f:
+        got, X3 = f["frames"][:], f["keypoints_3d"][:]
+    assert got.tolist() == numbers
+    has = mapped(LAYOUTS["halpe26"])
+    err = np.linalg.norm(X3 - X, axis=-1)  # the t-th file of a view holds the projection of X[t]
+    assert np.nanmax(err[:, has]) < 1.0 and np.isfinite(err[:, has]).all() and np.isnan(X3[:, ~has]).all()
+
+
+def test_a_video_source_is_not_decoded_for_detections_from_files(tmp_path, monkeypatch):
+    import cv2
+
+    from build_h3wb.calibration_formats import save_anipose_toml
+    from build_h3wb.cameras import h36m_rig
+    from build_h3wb.sources.video import FrameReader
+
+    rig = h36m_rig("S1")
+    save_anipose_toml(rig, tmp_path / "calibration.toml", approximate_distortion=True)
+    n = 3
+    for cam in rig:
+        w, h = cam.image_size
+        (tmp_path / "videos" / "trial 1").mkdir(parents=True, exist_ok=True)
+        out = cv2.VideoWriter(str(tmp_path / "videos" / "trial 1" / f"{cam.name}.mp4"),
+                              cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (w, h))
+        for _ in range(n):
+            out.write(np.zeros((h, w, 3), np.uint8))
+        out.release()
+        uv = cam.project(_rig_motion(np.arange(n)))
+        kp = np.concatenate([uv, np.full(uv.shape[:-1] + (1,), 0.8)], -1)
+        for f in range(n):  # plain (P, 133, 3) lists, one file per frame
+            (tmp_path / "dets" / "trial 1" / cam.name).mkdir(parents=True, exist_ok=True)
+            (tmp_path / "dets" / "trial 1" / cam.name / f"{f:05d}.json").write_text(json.dumps([kp[f].tolist()]))
+
+    def no_decoding(self, frames):
+        raise AssertionError("a video was decoded")
+
+    monkeypatch.setattr(FrameReader, "read", no_decoding)
+    build = tmp_path / "build"
+    run_stage(_compose("data=rig", f"data.root={tmp_path / 'videos'}",
+                       f"data.calibration={tmp_path / 'calibration.toml'}", "detector=files",
+                       f"detector.root={tmp_path / 'dets'}", f"build.dir={build}", "stage=detect"))
+    with h5py.File(build / "detect" / "subject" / "trial 1.h5") as f:
+        assert f["frames"][:].tolist() == list(range(n)) and np.isfinite(f["keypoints"][:]).all()

@@ -276,6 +276,51 @@ class _View:
         return set(self.files if self.files is not None else self.frames or {})
 
 
+def index_folder(folder: Path) -> dict[int, Path]:
+    """Frame number (as written) -> file, for a folder of per-frame files (``.json``, ``.npy``)."""
+    files: dict[int, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() not in FRAME_FILE_EXTENSIONS or not p.is_file():
+            continue
+        number = frame_number(p.name)
+        if number is None:
+            log.warning("detector files: %s has no frame number in its name; ignored", p)
+            continue
+        if number in files:
+            raise DetectionFileError(f"{folder}: two files for frame number {number}: {files[number].name} and "
+                                     f"{p.name}")
+        files[number] = p
+    return files
+
+
+def view_exists(base: Path) -> bool:
+    """Whether a view's detections are there: a folder ``base`` or a file ``base.json``."""
+    return base.is_dir() or base.with_name(base.name + ".json").is_file()
+
+
+def open_view(base: Path, first_frame: int, wanted: str, key: tuple[str, str] = ("", "")) -> _View:
+    """Index one view's detections: the folder ``base`` of per-frame files, or the per-video file ``base.json``.
+
+    Raises:
+        VideoError: neither exists, or the folder holds no detection files (the detect stage reports the view).
+        DetectionFileError: the per-video file cannot be read or is not one video's detections.
+    """
+    single = base.with_name(base.name + ".json")
+    if base.is_dir():
+        files = index_folder(base)
+        if not files:
+            raise VideoError(f"{base}: no detection files ({', '.join(FRAME_FILE_EXTENSIONS)})")
+        return _View(key, base, {n - first_frame: p for n, p in files.items()}, None, None)
+    if single.is_file():
+        data = _load(single)
+        if not _is_video_file(data):
+            raise DetectionFileError(f"{single}: expected one video's detections (MMPose video output with "
+                                     "'frame_id', or AlphaPose results with 'image_id')")
+        frames, lay = parse_video(data, single, wanted)
+        return _View(key, single, None, {n - first_frame: p for n, p in frames.items()}, lay)
+    raise VideoError(f"no detections for {key[0]} camera {key[1]}: neither a folder {base} nor a file {single}")
+
+
 class FilesDetector:
     """Read other tools' detections instead of detecting (see the module docstring).
 
@@ -323,39 +368,10 @@ class FilesDetector:
         key = (seq.key, camera)
         if self._view is not None and self._view.key == key:
             return self._view
-        base = self.view_path(seq, camera)
-        single = base.with_name(base.name + ".json")
-        if base.is_dir():
-            files: dict[int, Path] = {}
-            for p in sorted(base.iterdir()):
-                if p.suffix.lower() not in FRAME_FILE_EXTENSIONS or not p.is_file():
-                    continue
-                number = frame_number(p.name)
-                if number is None:
-                    log.warning("detector files: %s has no frame number in its name; ignored", p)
-                    continue
-                if number in files:
-                    raise DetectionFileError(f"{base}: two files for frame number {number}: {files[number].name} and "
-                                             f"{p.name}")
-                files[number] = p
-            if not files:
-                raise VideoError(f"{base}: no detection files ({', '.join(FRAME_FILE_EXTENSIONS)}) for camera "
-                                 f"{camera}")
-            view = _View(key, base, {n - self.first_frame: p for n, p in files.items()}, None, None)
-        elif single.is_file():
-            data = _load(single)
-            if not _is_video_file(data):
-                raise DetectionFileError(f"{single}: expected one video's detections (MMPose video output with "
-                                         "'frame_id', or AlphaPose results with 'image_id')")
-            frames, lay = parse_video(data, single, self.layout)
-            view = _View(key, single, None, {n - self.first_frame: p for n, p in frames.items()}, lay)
-            if lay is not None:
-                self._log_layout(view, single)
-        else:
-            raise VideoError(f"no detections for {seq.key} camera {camera}: neither a folder {base} nor a file "
-                             f"{single}")
-        self._view = view
-        return view
+        self._view = open_view(self.view_path(seq, camera), self.first_frame, self.layout, key)
+        if self._view.layout is not None:
+            self._log_layout(self._view, self._view.path)
+        return self._view
 
     def _log_layout(self, view: _View, first: Path) -> None:
         how = "detector.layout=auto chose" if self.layout == "auto" else "layout"
