@@ -385,7 +385,11 @@ class PicturesConfig:
         sheet_frames: tiles of the contact sheet.
         sheet_columns: tiles per row.
         video_fps: frame rate of the MP4 (0: the build's, the video's rate divided by the frame stride).
-        image: a photo to draw through ``detector`` and the I2D lifter; when set, only this figure is drawn.
+        image: a photo to draw through ``detector`` and the I2D lifter; when set, only this figure is drawn. A
+            detections file (``.json`` / ``.npy`` in any layout ``detector=files`` reads) instead of a photo is
+            lifted as it is, drawn on a neutral background.
+        detections: a detections file for ``image``, used instead of running ``detector`` (empty: run it).
+        layout: the layout of that file (``auto`` or a name in ``build_h3wb.skeleton.layouts.LAYOUTS``).
         lifter: the lifter file (empty: ``<build.dir>/lifter/I2Dto3D/model.pt``, written by ``stage=lifter``).
         min_score: detections of ``image`` scoring below this are hidden from the lifter (part of its mask).
         crop_margin: the crop of ``image`` extends the detection's box by this share of its size on each side.
@@ -402,6 +406,8 @@ class PicturesConfig:
     sheet_columns: int = 4
     video_fps: float = 0.0
     image: str = ""
+    detections: str = ""
+    layout: str = "auto"
     lifter: str = ""
     min_score: float = 0.3
     crop_margin: float = 0.15

@@ -407,3 +407,65 @@ def test_a_video_source_is_not_decoded_for_detections_from_files(tmp_path, monke
                        f"detector.root={tmp_path / 'dets'}", f"build.dir={build}", "stage=detect"))
     with h5py.File(build / "detect" / "subject" / "trial 1.h5") as f:
         assert f["frames"][:].tolist() == list(range(n)) and np.isfinite(f["keypoints"][:]).all()
+
+
+@pytest.fixture(scope="module")
+def small_lifter(tmp_path_factory):
+    """A small I2D lifter trained on the synthetic capture's poses (as tests/test_pictures_more.py does)."""
+    from build_h3wb.benchmark.lifter import LifterConfig, save_lifter, train_lifter
+
+    d = tmp_path_factory.mktemp("lifter")
+    src = SyntheticSource(subjects=["S1"], actions=["Walking", "Posing"], duration_s=4)
+    kp2d, kp3d = [], []
+    for seq in src.sequences():
+        world = src.ground_truth(seq, src.frames(seq))
+        for cam in src.rig(seq):
+            kp2d.append(cam.project(world, distort_points=False))
+            kp3d.append(cam.world_to_camera(world))
+    cfg = LifterConfig(width=64, num_blocks=1, epochs=2, batch_size=64, i2d=True)
+    model, stats, history = train_lifter(np.concatenate(kp2d), np.concatenate(kp3d), cfg, progress=False)
+    save_lifter(d / "model.pt", model, cfg, stats, history)
+    return d / "model.pt"
+
+
+def _pictures(build, *overrides):
+    from build_h3wb.stages.pictures import run
+
+    return run(_compose(f"build.dir={build}", "stage=pictures", *overrides))
+
+
+def test_the_lifting_figure_takes_a_detections_file_instead_of_a_detector(tmp_path, small_lifter):
+    import cv2
+
+    src = source()
+    (seq,) = src.sequences()
+    frames = src.view_frames(seq, CAMERA)[:1]
+    truth, _ = projections(src, frames, CAMERA)
+    other = bystander(src, frames, CAMERA)
+    other[..., 2] = 0.3  # the bystander scores lower: the subject is lifted
+    (tmp_path / "op").mkdir()
+    dets = tmp_path / "op" / "frame_000000000000_keypoints.json"
+    dets.write_text(json.dumps(openpose_json(np.stack([other[0], truth[0]]), "openpose_coco18")))
+    written = _pictures(tmp_path / "build", f"pictures.image={dets}", f"pictures.lifter={small_lifter}")
+    out = json.loads(Path(written["image_json"]).read_text())
+    assert Path(written["image"]).is_file() and out["detector"]["layout"] == "openpose_coco18"
+    got = np.array([[np.nan if v is None else v for v in row] for row in out["keypoints_2d"]])
+    has = mapped(LAYOUTS["openpose_coco18"])
+    np.testing.assert_allclose(got[has, :2], truth[0, has, :2], atol=1e-3)
+    assert np.isnan(got[~has]).all()
+    pelvis = 0.5 * (truth[0, skeleton.LEFT_HIP, :2] + truth[0, skeleton.RIGHT_HIP, :2])
+    np.testing.assert_allclose(out["derived_2d"]["pelvis"], pelvis, atol=1e-2)
+    pred = np.array(out["keypoints_3d_mm"], dtype=np.float64)
+    assert np.isfinite(pred).all() and np.allclose(skeleton.root(pred), 0, atol=1e-2)
+    assert np.array(out["hidden"])[~has].all()  # what the file lacks is the lifter's mask
+
+    # beside a photograph: the detection from the file is drawn on it; no detector runs
+    jpg = tmp_path / "photo.jpg"
+    cv2.imwrite(str(jpg), np.full((1002, 1000, 3), 90, np.uint8))
+    written = _pictures(tmp_path / "build", f"pictures.image={jpg}", f"pictures.detections={dets}",
+                        "pictures.layout=openpose_coco18", f"pictures.lifter={small_lifter}")
+    out = json.loads(Path(written["image_json"]).read_text())
+    assert out["image_size"] == [1000, 1002] and out["detector"]["name"] == "files"
+    with pytest.raises(DetectionFileError, match="layout halpe26 expects 26 keypoints in pose_keypoints_2d, found 18"):
+        _pictures(tmp_path / "build", f"pictures.image={dets}", "pictures.layout=halpe26",
+                  f"pictures.lifter={small_lifter}")
