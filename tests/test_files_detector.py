@@ -469,3 +469,25 @@ def test_the_lifting_figure_takes_a_detections_file_instead_of_a_detector(tmp_pa
     with pytest.raises(DetectionFileError, match="layout halpe26 expects 26 keypoints in pose_keypoints_2d, found 18"):
         _pictures(tmp_path / "build", f"pictures.image={dets}", "pictures.layout=halpe26",
                   f"pictures.lifter={small_lifter}")
+
+
+def test_the_detections_source_finds_one_recording_by_its_camera_folders(tmp_path):
+    from build_h3wb.cameras import h36m_rig
+    from build_h3wb.sources.detections import DetectionsSource
+
+    rig = h36m_rig("S1")
+    (tmp_path / "calibration.json").write_text(json.dumps(rig.to_dict()))
+    pose = tmp_path / "trial" / "pose"
+    for cam in rig.names:
+        (pose / f"{cam}_json").mkdir(parents=True)
+        for n in (3, 4, 5, 6, 7):
+            (pose / f"{cam}_json" / f"{cam}_{n:06d}.json").write_text('{"people": []}')
+    src = DetectionsSource(str(pose), str(tmp_path / "calibration.json"), pattern="{camera}_json", first_frame=1,
+                           start=3, stride=2)
+    (seq,) = src.sequences()
+    assert seq.name == "pose" and src.rig(seq).names == rig.names
+    assert src.view_frames(seq, rig.names[0]).tolist() == [3, 5]  # files 3..7 hold frames 2..6
+    det = FilesDetector(str(pose), pattern="{camera}_json", first_frame=1)
+    assert det.view_path(seq, rig.names[0]) == pose / f"{rig.names[0]}_json"
+    with pytest.raises(ValueError, match="data.pattern"):
+        DetectionsSource(str(pose), str(tmp_path / "calibration.json"), pattern="{subject}/{sequence}/{camera}")
