@@ -281,10 +281,11 @@ def _photo(cfg: DictConfig, root: Path) -> dict:
     kp_crop = kp.copy()
     kp_crop[:, :2] -= (x0, y0)
     if detections is None:
-        how = f"detector {described['name']}"
+        how = f"detector {detector.name}"
+    elif detections == path:
+        how = f"its {described['layout']} detections"
     else:
-        how = f"its {described['layout']} detections" if detections == path else f"{described['layout']} detections " \
-            f"from {detections.name}"
+        how = f"{described['layout']} detections from {detections.name}"
     fig, _ = image_figure(image[y0:y1, x0:x1], kp_crop, hidden, centred, stats.mean_2d, pred,
                           title=f"{path.name} through {how} and lifter {lifter}")
     out = root / "pictures" / f"image_{path.stem}.png"
