@@ -491,3 +491,35 @@ def test_the_detections_source_finds_one_recording_by_its_camera_folders(tmp_pat
     assert det.view_path(seq, rig.names[0]) == pose / f"{rig.names[0]}_json"
     with pytest.raises(ValueError, match="data.pattern"):
         DetectionsSource(str(pose), str(tmp_path / "calibration.json"), pattern="{subject}/{sequence}/{camera}")
+
+
+def test_detect_and_triangulate_from_files_on_the_command_line(tmp_path):
+    from conftest import run_cli
+
+    src = source()
+    (seq,) = src.sequences()
+    frames = src.view_frames(seq, CAMERA)
+    for cam in src.rig(seq).names:
+        truth, _ = projections(src, frames, cam)
+        write_view(tmp_path / "rtmw" / seq.name / cam, truth[:, None], "coco_wholebody", "mmpose_video")
+    args = ["detector=files", f"detector.root={tmp_path / 'rtmw'}", "data.subjects=[S1]", "data.actions=[Walking]",
+            "data.duration_s=1"]
+    out = run_cli(tmp_path / "build", "stage=detect", *args)
+    assert "detector.layout=auto chose coco_wholebody" in out.stderr + out.stdout
+    run_cli(tmp_path / "build", "stage=triangulate", *args)
+    with h5py.File(tmp_path / "build" / "triangulate" / "S1" / "Walking 1.h5") as f:
+        X = f["keypoints_3d"][:]
+    assert np.nanmax(np.linalg.norm(X - src.ground_truth(seq, frames), axis=-1)) < 1.0
+
+
+def test_normalised_coordinates_are_reported(tmp_path, caplog):
+    src = source()
+    (seq,) = src.sequences()
+    frames = src.view_frames(seq, CAMERA)
+    truth, cam = projections(src, frames, CAMERA)
+    truth[..., :2] /= 1000.0  # OpenPose --keypoint_scale 3: [0, 1]
+    write_view(tmp_path / seq.name / CAMERA, truth[:, None], "openpose_body25", "openpose")
+    det = FilesDetector(str(tmp_path))
+    det(FrameBatch(sequence=seq, camera=cam, frames=frames))
+    det.video_report(seq, CAMERA)
+    assert "look normalised" in caplog.text

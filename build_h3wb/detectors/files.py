@@ -270,6 +270,7 @@ class _View:
         self.key, self.path, self.files, self.frames, self.layout = key, path, files, frames, lay
         self.requested = 0
         self.missing: list[int] = []
+        self.largest = 0.0  # largest absolute coordinate read, to notice normalised coordinates
 
     def numbers(self) -> set[int]:
         """The frames the view has detections for."""
@@ -408,6 +409,10 @@ class FilesDetector:
         """(B, P, 133, 3) float32 ``[x, y, score]`` pixels of every person in the batch's frames, best first."""
         view = self._open(batch.sequence, batch.camera.name)
         per_frame = [best_first(self._frame(view, int(f)))[: self.max_people] for f in batch.frames]
+        for people in per_frame:
+            xy = np.abs(people[..., :2])
+            if np.isfinite(xy).any():
+                view.largest = max(view.largest, float(np.nanmax(xy)))
         P = max([len(p) for p in per_frame] + [1])
         out = np.full((len(per_frame), P, skeleton.NUM_KEYPOINTS, 3), np.nan, dtype=np.float32)
         for b, people in enumerate(per_frame):
@@ -425,5 +430,8 @@ class FilesDetector:
                         view.requested, view.path, self.first_frame, view.missing[0])
         elif view.requested and not view.numbers():
             log.warning("detector files: %s camera %s: no frames in %s", seq.key, camera, view.path)
+        if 0 < view.largest <= 1.5:
+            log.warning("detector files: %s camera %s: every coordinate in %s lies within [-1.5, 1.5]; these look "
+                        "normalised (OpenPose --keypoint_scale), but pixels are expected", seq.key, camera, view.path)
         return {"detections": str(view.path), "layout": view.layout.name if view.layout else "",
                 "frame_files_missing": len(view.missing), "frame_files_missing_first": view.missing[:10]}
