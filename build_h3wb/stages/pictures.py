@@ -253,39 +253,12 @@ def _photo(cfg: DictConfig, root: Path) -> dict:
             f"stage=export; it writes <build.dir>/lifter/I2Dto3D/model.pt), or set pictures.lifter=/path/to/model.pt"
         )
     model, _, stats, _ = load_lifter(lifter)
-    if detections is not None:
-        people, lay = read_detection_file(detections, str(pcfg.layout))
-        if not len(people) or not np.isfinite(people[0, :, 2]).any():
-            raise ValueError(f"{detections}: nobody in this detections file")
-        kp = people[0]  # (J, 3) the best person
-        described = {"name": "files", "file": str(detections), "layout": lay.name}
-        log.info("pictures: %s: %d people in layout %s; lifting the best", detections, len(people), lay.name)
-        if image is None:
-            image = neutral_canvas(_canvas_size(kp, float(pcfg.crop_margin)))
-        H, W = image.shape[:2]
-    else:
-        H, W = image.shape[:2]
-        detector = instantiate(cfg.detector, _convert_="all")
-        batch = FrameBatch(sequence=Sequence("image", "image", path.stem), camera=pinhole_camera(W, H),
-                           frames=np.zeros(1, dtype=np.int64), images=image[None])
-        try:
-            kp = check_detections(detector(batch), 1, detector.name)[0, 0]  # (J, 3) the best candidate
-        finally:
-            if hasattr(detector, "close"):
-                detector.close()
-        if not np.isfinite(kp[:, 2]).any():
-            raise ValueError(f"{path}: nobody detected by detector {detector.name!r}")
-        described = detector.describe()
+    kp, image, described, how = _photo_detection(cfg, path, image, detections)
+    H, W = image.shape[:2]
     hidden, centred, pred = lift_detection(kp, model, stats, float(pcfg.min_score))
     x0, y0, x1, y1 = detection_box(kp, (W, H), float(pcfg.crop_margin))
     kp_crop = kp.copy()
     kp_crop[:, :2] -= (x0, y0)
-    if detections is None:
-        how = f"detector {detector.name}"
-    elif detections == path:
-        how = f"its {described['layout']} detections"
-    else:
-        how = f"{described['layout']} detections from {detections.name}"
     fig, _ = image_figure(image[y0:y1, x0:x1], kp_crop, hidden, centred, stats.mean_2d, pred,
                           title=f"{path.name} through {how} and lifter {lifter}")
     out = root / "pictures" / f"image_{path.stem}.png"
@@ -301,6 +274,39 @@ def _photo(cfg: DictConfig, root: Path) -> dict:
     log.info("pictures: %s: %d keypoints detected, %d hidden from the lifter; wrote %s", path, int(np.isfinite(
         kp[:, 2]).sum()), int(hidden.sum()), out)
     return {"image": str(out), "image_json": str(out.with_suffix(".json"))}
+
+
+def _photo_detection(cfg: DictConfig, path: Path, image: np.ndarray | None,
+                     detections: Path | None) -> tuple[np.ndarray, np.ndarray, dict, str]:
+    """The person to lift: the best in a detections file, or the detector's best candidate on the photograph.
+
+    Returns:
+        ``(kp, image, described, how)``: (J, 3) ``[x, y, score]`` pixels; the (H, W, 3) image (a neutral canvas
+        around the detection when there is no photograph); what produced ``kp``; the same in words for the title.
+    """
+    if detections is not None:
+        people, lay = read_detection_file(detections, str(cfg.pictures.layout))
+        if not len(people) or not np.isfinite(people[0, :, 2]).any():
+            raise ValueError(f"{detections}: nobody in this detections file")
+        log.info("pictures: %s: %d people in layout %s; lifting the best", detections, len(people), lay.name)
+        kp = people[0]  # (J, 3) the best person
+        if image is None:
+            image = neutral_canvas(_canvas_size(kp, float(cfg.pictures.crop_margin)))
+        how = (f"its {lay.name} detections" if detections == path else
+               f"{lay.name} detections from {detections.name}")
+        return kp, image, {"name": "files", "file": str(detections), "layout": lay.name}, how
+    H, W = image.shape[:2]
+    detector = instantiate(cfg.detector, _convert_="all")
+    batch = FrameBatch(sequence=Sequence("image", "image", path.stem), camera=pinhole_camera(W, H),
+                       frames=np.zeros(1, dtype=np.int64), images=image[None])
+    try:
+        kp = check_detections(detector(batch), 1, detector.name)[0, 0]  # (J, 3) the best candidate
+    finally:
+        if hasattr(detector, "close"):
+            detector.close()
+    if not np.isfinite(kp[:, 2]).any():
+        raise ValueError(f"{path}: nobody detected by detector {detector.name!r}")
+    return kp, image, detector.describe(), f"detector {detector.name}"
 
 
 def _canvas_size(kp: np.ndarray, margin: float) -> tuple[int, int]:
