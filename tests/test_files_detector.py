@@ -492,3 +492,14 @@ def test_normalised_coordinates_are_reported(tmp_path, caplog):
     det(FrameBatch(sequence=seq, camera=cam, frames=frames))
     det.video_report(seq, CAMERA)
     assert "look normalised" in caplog.text
+
+
+def test_malformed_content_names_the_file(tmp_path):
+    bad = tmp_path / "frame_0001.json"
+    bad.write_text(json.dumps([{"keypoints": [[1, "x"], [2]], "keypoint_scores": [0.5, 0.5]}]))
+    with pytest.raises(DetectionFileError, match=r"frame_0001.json: malformed detections file \(ValueError"):
+        read_detection_file(bad)
+    video = tmp_path / "cam.json"
+    video.write_text(json.dumps([{"frame_id": 0, "instances": [{"keypoints": 3}]}]))
+    with pytest.raises(DetectionFileError, match="cam.json"):
+        FilesDetector(str(tmp_path), pattern="cam")._open(source().sequences()[0], "cam")

@@ -155,6 +155,22 @@ def _people(entries: Iterable[Any], path: Path, wanted: str, parse) -> tuple[np.
     return (np.stack(people) if people else np.zeros((0, J, 3), np.float32)), lay
 
 
+def _malformed(parse):
+    """Turn any other error met while parsing a file's content into a :class:`DetectionFileError` naming the file."""
+
+    def wrapped(data: Any, path: Path, *args: Any) -> Any:
+        try:
+            return parse(data, path, *args)
+        except DetectionFileError:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as err:
+            raise DetectionFileError(f"{path}: malformed detections file ({type(err).__name__}: {err})") from err
+
+    wrapped.__doc__, wrapped.__name__ = parse.__doc__, parse.__name__
+    return wrapped
+
+
+@_malformed
 def parse_frame(data: Any, path: Path, wanted: str = "auto") -> tuple[np.ndarray, Layout | None]:
     """The people of one frame from a per-frame file's content.
 
@@ -229,6 +245,7 @@ def _is_video_file(data: Any) -> bool:
     return "instances" in data[0] or "image_id" in data[0]
 
 
+@_malformed
 def parse_video(data: Any, path: Path, wanted: str) -> tuple[dict[int, np.ndarray], Layout | None]:
     """A per-video file's content -> {number written in the file: (P, 133, 3)} and the layout.
 
