@@ -89,6 +89,28 @@ class RigDataConfig:
 
 
 @dataclass
+class DetectionsDataConfig:
+    """A rig known by its detection files and calibration, no videos (see ``build_h3wb.sources.detections``).
+
+    ``root``, ``pattern`` and ``first_frame`` follow ``detector=files`` (conf/data/detections.yaml).
+    """
+
+    _target_: str = "build_h3wb.sources.detections.DetectionsSource"
+    root: str = MISSING  # the detections folder (default: ${detector.root})
+    calibration: str = MISSING  # rig .json, anipose/Pose2Sim .toml, or an EasyMocap intri.yml/extri.yml folder
+    pattern: str = "{sequence}/{camera}"
+    first_frame: int = 0
+    calibration_format: str = "auto"
+    units: str = ""
+    subject: str = "subject"
+    sequences: list[str] = field(default_factory=list)
+    cameras: list[str] = field(default_factory=list)
+    stride: int = 1
+    start: int = 0
+    stop: int = 0
+
+
+@dataclass
 class SimulatedDetectorConfig:
     """The simulated whole-body detector (see ``build_h3wb.detectors.simulated``); pixels at Human3.6M's 1000 px.
 
@@ -161,6 +183,21 @@ class MediaPipeDetectorConfig:
     min_detection_confidence: float = 0.5
     refine_face_landmarks: bool = False
     static_image_mode: bool = True  # strided frames are far apart: detect each frame on its own
+
+
+@dataclass
+class FilesDetectorConfig:
+    """Detections another tool wrote (see ``build_h3wb.detectors.files``): OpenPose, MMPose/RTMW, AlphaPose, ...
+
+    ``<root>/<pattern>`` is each view's folder of per-frame files (or, with ``.json`` appended, one file per video).
+    """
+
+    _target_: str = "build_h3wb.detectors.files.FilesDetector"
+    root: str = MISSING  # the folder holding the detections
+    layout: str = "auto"  # auto | openpose_body25 | openpose_coco18 | coco17 | halpe26 | halpe136 | coco_wholebody
+    pattern: str = "{sequence}/{camera}"  # per view, below root; {subject}, {sequence}, {camera}
+    first_frame: int = 0  # the number the tool gave the first frame (OpenPose, MMPose inferencer: 0; from 1: 1)
+    max_people: int = 4  # candidates kept per frame (best mean score first); the stage picks the subject
 
 
 @dataclass
@@ -346,7 +383,11 @@ class PicturesConfig:
         sheet_frames: tiles of the contact sheet.
         sheet_columns: tiles per row.
         video_fps: frame rate of the MP4 (0: the build's, the video's rate divided by the frame stride).
-        image: a photo to draw through ``detector`` and the I2D lifter; when set, only this figure is drawn.
+        image: a photo to draw through ``detector`` and the I2D lifter; when set, only this figure is drawn. A
+            detections file (``.json`` / ``.npy`` in any layout ``detector=files`` reads) instead of a photo is
+            lifted as it is, drawn on a neutral background.
+        detections: a detections file for ``image``, used instead of running ``detector`` (empty: run it).
+        layout: the layout of that file (``auto`` or a name in ``build_h3wb.skeleton.layouts.LAYOUTS``).
         lifter: the lifter file (empty: ``<build.dir>/lifter/I2Dto3D/model.pt``, written by ``stage=lifter``).
         min_score: detections of ``image`` scoring below this are hidden from the lifter (part of its mask).
         crop_margin: the crop of ``image`` extends the detection's box by this share of its size on each side.
@@ -363,6 +404,8 @@ class PicturesConfig:
     sheet_columns: int = 4
     video_fps: float = 0.0
     image: str = ""
+    detections: str = ""
+    layout: str = "auto"
     lifter: str = ""
     min_score: float = 0.3
     crop_margin: float = 0.15
@@ -433,6 +476,8 @@ def register_configs() -> None:
     cs.store(group="data", name="synthetic_schema", node=SyntheticDataConfig)
     cs.store(group="data", name="h36m_schema", node=H36MDataConfig)
     cs.store(group="data", name="rig_schema", node=RigDataConfig)
+    cs.store(group="data", name="detections_schema", node=DetectionsDataConfig)
     cs.store(group="detector", name="simulated_schema", node=SimulatedDetectorConfig)
     cs.store(group="detector", name="openpifpaf_schema", node=OpenPifPafDetectorConfig)
     cs.store(group="detector", name="mediapipe_schema", node=MediaPipeDetectorConfig)
+    cs.store(group="detector", name="files_schema", node=FilesDetectorConfig)

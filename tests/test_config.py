@@ -22,6 +22,8 @@ def _compose(*overrides):
 # options with mandatory values (detectors load their models on first use, so they build offline)
 REQUIRED = {
     "data/rig": ["data.root=/capture", "data.calibration=/capture/calibration.toml"],
+    "detector/files": ["detector.root=/detections"],
+    "data/detections": ["detector=files", "detector.root=/detections", "data.calibration=/detections/calib.toml"],
 }
 
 

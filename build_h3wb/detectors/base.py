@@ -6,6 +6,11 @@ A detector is any object with a ``name``, a ``describe()`` of its settings and `
 NaN. The stage keeps every candidate per video and picks the subject later, consistently across views and frames.
 Real image-based detectors read ``batch.images``; the simulated one reads ``batch.world_keypoints``. Detectors are
 built from config with ``hydra.utils.instantiate`` (``_target_``), so no registry is needed.
+
+Two optional members: ``frame_numbers_only = True`` tells the detect stage the detector needs only
+``batch.frames`` (e.g. :class:`~build_h3wb.detectors.files.FilesDetector`, which reads another tool's files), so no
+video is decoded; ``video_report(seq, camera) -> dict`` adds facts about a finished view (files read, frames
+without a file) to the view's artifact and the detect manifest.
 """
 
 from __future__ import annotations

@@ -83,3 +83,10 @@ class Source(Protocol):
     def describe(self) -> dict[str, Any]:
         """Settings that determine the source's output (stored in manifests)."""
         ...
+
+
+def frame_number_batches(seq: Sequence, camera: Camera, frames: np.ndarray, batch_size: int) -> Iterator[FrameBatch]:
+    """``FrameBatch``es of frame numbers only (no pixels, no ground truth), for detectors that need nothing else."""
+    frames = np.asarray(frames, dtype=np.int64)
+    for s in range(0, len(frames), batch_size):
+        yield FrameBatch(sequence=seq, camera=camera, frames=frames[s : s + batch_size])

@@ -6,7 +6,8 @@ resumes at the next video and runs can be sharded (``detect.shard``/``detect.num
 
 - ``detect/videos/<subject>/<sequence>/<camera>.h5``: ``candidates`` (T, P, J, 3) float32 ``[x, y, score]`` pixels
   of up to P people per frame (best first, NaN where absent), ``frames`` (T,) int64 frame numbers (from 0);
-  attributes: the video, its reported frame count and size, ``truncated``, seconds spent, ``config_hash``.
+  attributes: the video, its reported frame count and size, ``truncated``, seconds spent, ``config_hash``, and
+  what the detector reports (``detector=files``: the files read, their ``layout``, ``frame_files_missing``).
 - ``detect/videos/<subject>/<sequence>/<camera>.failed.json``: a video that could not be used (missing, unreadable,
   wrong size, ...) and why; it is retried by the next run.
 
@@ -19,6 +20,7 @@ When every view of a sequence is accounted for, the sequence is assembled (by wh
   ``action``, ``sequence``, ``rig`` (the rig JSON), ``views`` (the views with detections), ``config_hash``.
 
 The manifest is written once every sequence is assembled or reported as skipped (fewer than two usable views).
+A detector with ``frame_numbers_only`` (detections read from files) gets batches of frame numbers: nothing is decoded.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from build_h3wb.artifacts import (
 from build_h3wb.detectors.base import check_detections
 from build_h3wb.detectors.subject import choose_subject
 from build_h3wb.geometry.cameras import Rig
-from build_h3wb.sources.base import Sequence, Source
+from build_h3wb.sources.base import Sequence, Source, frame_number_batches
 from build_h3wb.sources.video import VideoError
 from build_h3wb.stages.common import build_dir, make_source, plain, progress
 
@@ -140,8 +142,12 @@ def _detect_video(source: Source, detector, sd: StageDir, video: Video, rig: Rig
     truncated = ""
     try:
         frames = source.view_frames(seq, camera)
+        if getattr(detector, "frame_numbers_only", False):  # e.g. detections read from files: decode nothing
+            batches = frame_number_batches(seq, rig[camera], frames, batch_size)
+        else:
+            batches = source.batches(seq, camera, frames, batch_size)
         try:
-            for batch in source.batches(seq, camera, frames, batch_size):
+            for batch in batches:
                 detections.append(check_detections(detector(batch), len(batch.frames), detector.name))
                 frames_done.append(np.asarray(batch.frames, dtype=np.int64))
         except VideoError as err:
@@ -169,6 +175,8 @@ def _detect_video(source: Source, detector, sd: StageDir, video: Video, rig: Rig
         log.warning("detect: %s camera %s: no person detected in any of its %d frames (wrong camera, dark video, "
                     "or a detector that does not fit?)", seq.key, camera, len(cand))
     info = source.video_info(seq, camera) if hasattr(source, "video_info") else {}
+    if hasattr(detector, "video_report"):  # what the detector has to say about this view (files read, gaps)
+        info |= detector.video_report(seq, camera)
     attrs = sd.unit_attrs(unit(seq), camera=camera, truncated=truncated, seconds=round(seconds, 3),
                           frames_selected=int(len(frames)), frames_with_detections=found, **info)
     with atomic_h5(video_path(sd, video), attrs) as f:
@@ -200,6 +208,7 @@ def _assemble(sd: StageDir, sequences: list[Sequence], rigs: dict[Sequence, Rig]
     mismatched: list[dict] = []
     truncated: list[dict] = []
     empty: list[str] = []
+    no_file: list[dict] = []
     ambiguous, chosen_views, seconds, view_frames = 0, 0, 0.0, 0
     done_units: dict[str, set[str]] = {}
     assembly: dict[str, list[str]] = {}  # sequence -> the views it was assembled from
@@ -232,6 +241,8 @@ def _assemble(sd: StageDir, sequences: list[Sequence], rigs: dict[Sequence, Rig]
             mismatched.append({"sequence": seq.key, "frames_per_view": stats["frames_per_view"]})
         truncated += [{"video": f"{seq.key}.{cam}", "reason": why} for cam, why in stats["truncated"].items()]
         empty += [f"{seq.key}.{cam}" for cam in stats["views_without_detections"]]
+        no_file += [{"video": f"{seq.key}.{cam}", "frames": n}
+                    for cam, n in stats.get("frame_files_missing", {}).items()]
         ambiguous += stats["ambiguous"]
         chosen_views += stats["chosen"]
         seconds += stats["seconds"]
@@ -240,6 +251,7 @@ def _assemble(sd: StageDir, sequences: list[Sequence], rigs: dict[Sequence, Rig]
         "sequences": len(sequences), "assembled": assembled, "assembled_before": resumed,
         "pending_videos": pending, "skipped_sequences": skipped, "failed_videos": failed_videos,
         "truncated_videos": truncated, "videos_without_detections": empty, "frame_count_mismatches": mismatched,
+        "frames_without_detection_file": no_file,
         "view_frames": view_frames, "detector_seconds": round(seconds, 2),
         "frames_per_second": round(view_frames / seconds, 1) if seconds > 0 else None,
         "subject_choice_ambiguous": ambiguous, "subject_chosen_view_frames": chosen_views,
@@ -252,7 +264,7 @@ def _assemble(sd: StageDir, sequences: list[Sequence], rigs: dict[Sequence, Rig]
 
 def _assemble_sequence(sd: StageDir, seq: Sequence, rig: Rig, views: list[str], choice_cfg: dict, path: Path) -> dict:
     """Align the views' frames, choose the subject, write the sequence file; returns its statistics."""
-    per_view, truncated, seconds, empty = {}, {}, 0.0, []
+    per_view, truncated, seconds, empty, no_file = {}, {}, 0.0, [], {}
     for cam in views:
         vpath = video_path(sd, Video(seq, cam))
         with open_h5(vpath) as f:
@@ -262,6 +274,8 @@ def _assemble_sequence(sd: StageDir, seq: Sequence, rig: Rig, views: list[str], 
         seconds += float(attrs.get("seconds", 0.0))
         if attrs.get("truncated"):
             truncated[cam] = attrs["truncated"]
+        if int(attrs.get("frame_files_missing", 0)):
+            no_file[cam] = int(attrs["frame_files_missing"])
         if len(frames) and not np.isfinite(cand[..., 2]).any():
             empty.append(cam)
         per_view[cam] = (frames, cand)
@@ -281,7 +295,7 @@ def _assemble_sequence(sd: StageDir, seq: Sequence, rig: Rig, views: list[str], 
     keypoints, choice, ambiguous = choose_subject(stacked, rig, **choice_cfg)
     detected = {cam: round(float((choice[c] >= 0).mean()), 4) if T else 0.0 for c, cam in enumerate(rig.names)}
     stats = {"frames_per_view": counts, "frame_counts_differ": bool(differ), "truncated": truncated,
-             "views_without_detections": empty, "subject_found_share": detected,
+             "views_without_detections": empty, "frame_files_missing": no_file, "subject_found_share": detected,
              "ambiguous": int(ambiguous.sum()), "chosen": int((choice >= 0).sum()), "seconds": seconds,
              "candidates_per_image": int(P)}
     attrs = sd.unit_attrs(unit(seq), rig=rig.to_dict(), views=views, stats=stats)
@@ -296,7 +310,7 @@ def _assemble_sequence(sd: StageDir, seq: Sequence, rig: Rig, views: list[str], 
 
 def _report(summary: dict) -> None:
     for what in ("failed_videos", "truncated_videos", "videos_without_detections", "skipped_sequences",
-                 "frame_count_mismatches"):
+                 "frame_count_mismatches", "frames_without_detection_file"):
         if summary[what]:
             log.warning("detect: %d %s (see detect/manifest.json)", len(summary[what]), what.replace("_", " "))
     if summary["subject_chosen_view_frames"]:

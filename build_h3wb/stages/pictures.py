@@ -19,6 +19,12 @@ the detection with the I2D lifter ``pictures.lifter`` (default ``<build.dir>/lif
 panels, see :func:`build_h3wb.viz.figures.image_figure`) and ``pictures/image_<stem>.json`` (the box, the detection,
 the mask and the lifted pose). Only this is drawn when ``pictures.image`` is set. The photograph gets a plain
 pinhole camera (:func:`build_h3wb.viz.figures.pinhole_camera`); the lifter does not depend on it.
+
+Detections another tool made (OpenPose, MMPose/RTMW, AlphaPose; any layout of :mod:`build_h3wb.skeleton.layouts`)
+are lifted instead of running a detector: ``pictures.detections=frame.json`` beside the photograph, or
+``pictures.image=frame.json`` alone (drawn on a neutral background). The file's best person (highest mean score)
+is lifted; ``pictures.layout`` names its layout (default ``auto``). The JSON then also holds the joints other
+skeletons have and COCO-WholeBody lacks (pelvis, neck, head; :func:`build_h3wb.skeleton.layouts.derived_joints`).
 """
 
 from __future__ import annotations
@@ -34,7 +40,9 @@ from omegaconf import DictConfig
 from build_h3wb.artifacts import BuildDirError, finished_manifest, open_h5, read_attrs, write_json
 from build_h3wb.build import read_rig
 from build_h3wb.detectors.base import check_detections
+from build_h3wb.detectors.files import FRAME_FILE_EXTENSIONS, read_detection_file
 from build_h3wb.geometry.cameras import Camera, Rig
+from build_h3wb.skeleton.layouts import derived_joints
 from build_h3wb.sources.base import FrameBatch, Sequence, Source
 from build_h3wb.sources.video import VideoError
 from build_h3wb.stages.common import build_dir, make_source, progress
@@ -229,7 +237,11 @@ def _photo(cfg: DictConfig, root: Path) -> dict:
 
     pcfg = cfg.pictures
     path = Path(str(pcfg.image)).expanduser()
-    image = _read_image(path)
+    detections = Path(str(pcfg.detections)).expanduser() if pcfg.detections else None
+    if detections is None and path.suffix.lower() in FRAME_FILE_EXTENSIONS:  # the "image" is a detections file
+        detections, image = path, None
+    else:
+        image = _read_image(path)
     lifter = Path(str(pcfg.lifter)).expanduser() if pcfg.lifter else root / "lifter" / "I2Dto3D" / "model.pt"
     if not lifter.is_file():
         raise FileNotFoundError(
@@ -237,6 +249,48 @@ def _photo(cfg: DictConfig, root: Path) -> dict:
             f"stage=export; it writes <build.dir>/lifter/I2Dto3D/model.pt), or set pictures.lifter=/path/to/model.pt"
         )
     model, _, stats, _ = load_lifter(lifter)
+    kp, image, described, how = _photo_detection(cfg, path, image, detections)
+    H, W = image.shape[:2]
+    hidden, centred, pred = lift_detection(kp, model, stats, float(pcfg.min_score))
+    x0, y0, x1, y1 = detection_box(kp, (W, H), float(pcfg.crop_margin))
+    kp_crop = kp.copy()
+    kp_crop[:, :2] -= (x0, y0)
+    fig, _ = image_figure(image[y0:y1, x0:x1], kp_crop, hidden, centred, stats.mean_2d, pred,
+                          title=f"{path.name} through {how} and lifter {lifter}")
+    out = root / "pictures" / f"image_{path.stem}.png"
+    save_figure(fig, out)
+    write_json(out.with_suffix(".json"), {
+        "image": str(path), "image_size": [W, H], "detector": described, "lifter": str(lifter),
+        "box": [x0, y0, x1, y1], "min_score": float(pcfg.min_score),
+        "keypoints_2d": _nan_to_none(kp),  # (J, 3) [x, y, score] image pixels, null where missing
+        "derived_2d": {k: _nan_to_none(v[None])[0] for k, v in derived_joints(kp[:, :2]).items()},  # pixels
+        "hidden": hidden.tolist(),  # (J,) the lifter's mask
+        "keypoints_3d_mm": _nan_to_none(pred),  # (J, 3) camera axes, mid-hip at the origin
+    })
+    log.info("pictures: %s: %d keypoints detected, %d hidden from the lifter; wrote %s", path, int(np.isfinite(
+        kp[:, 2]).sum()), int(hidden.sum()), out)
+    return {"image": str(out), "image_json": str(out.with_suffix(".json"))}
+
+
+def _photo_detection(cfg: DictConfig, path: Path, image: np.ndarray | None,
+                     detections: Path | None) -> tuple[np.ndarray, np.ndarray, dict, str]:
+    """The person to lift: the best in a detections file, or the detector's best candidate on the photograph.
+
+    Returns:
+        ``(kp, image, described, how)``: (J, 3) ``[x, y, score]`` pixels; the (H, W, 3) image (a neutral canvas
+        around the detection when there is no photograph); what produced ``kp``; the same in words for the title.
+    """
+    if detections is not None:
+        people, lay = read_detection_file(detections, str(cfg.pictures.layout))
+        if not len(people) or not np.isfinite(people[0, :, 2]).any():
+            raise ValueError(f"{detections}: nobody in this detections file")
+        log.info("pictures: %s: %d people in layout %s; lifting the best", detections, len(people), lay.name)
+        kp = people[0]  # (J, 3) the best person
+        if image is None:
+            image = neutral_canvas(_canvas_size(kp, float(cfg.pictures.crop_margin)))
+        how = (f"its {lay.name} detections" if detections == path else
+               f"{lay.name} detections from {detections.name}")
+        return kp, image, {"name": "files", "file": str(detections), "layout": lay.name}, how
     H, W = image.shape[:2]
     detector = instantiate(cfg.detector, _convert_="all")
     batch = FrameBatch(sequence=Sequence("image", "image", path.stem), camera=pinhole_camera(W, H),
@@ -248,24 +302,15 @@ def _photo(cfg: DictConfig, root: Path) -> dict:
             detector.close()
     if not np.isfinite(kp[:, 2]).any():
         raise ValueError(f"{path}: nobody detected by detector {detector.name!r}")
-    hidden, centred, pred = lift_detection(kp, model, stats, float(pcfg.min_score))
-    x0, y0, x1, y1 = detection_box(kp, (W, H), float(pcfg.crop_margin))
-    kp_crop = kp.copy()
-    kp_crop[:, :2] -= (x0, y0)
-    fig, _ = image_figure(image[y0:y1, x0:x1], kp_crop, hidden, centred, stats.mean_2d, pred,
-                          title=f"{path.name} through detector {detector.name} and lifter {lifter}")
-    out = root / "pictures" / f"image_{path.stem}.png"
-    save_figure(fig, out)
-    write_json(out.with_suffix(".json"), {
-        "image": str(path), "image_size": [W, H], "detector": detector.describe(), "lifter": str(lifter),
-        "box": [x0, y0, x1, y1], "min_score": float(pcfg.min_score),
-        "keypoints_2d": _nan_to_none(kp),  # (J, 3) [x, y, score] image pixels, null where missing
-        "hidden": hidden.tolist(),  # (J,) the lifter's mask
-        "keypoints_3d_mm": _nan_to_none(pred),  # (J, 3) camera axes, mid-hip at the origin
-    })
-    log.info("pictures: %s: %d keypoints detected, %d hidden from the lifter; wrote %s", path, int(np.isfinite(
-        kp[:, 2]).sum()), int(hidden.sum()), out)
-    return {"image": str(out), "image_json": str(out.with_suffix(".json"))}
+    return kp, image, detector.describe(), f"detector {detector.name}"
+
+
+def _canvas_size(kp: np.ndarray, margin: float) -> tuple[int, int]:
+    """(W, H) pixels of a neutral canvas holding a detection with nothing under it: its keypoints and a margin."""
+    uv = kp[np.isfinite(kp).all(-1), :2]
+    hi = uv.max(0) + margin * np.maximum(np.ptp(uv, axis=0), 1.0)  # (2,)
+    W, H = np.ceil(np.maximum(hi, 1.0)).astype(int) + 1
+    return int(W), int(H)
 
 
 def _read_image(path: Path) -> np.ndarray:
