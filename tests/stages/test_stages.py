@@ -9,7 +9,7 @@ from conftest import run_cli
 
 from build_h3wb import skeleton
 
-SMALL = ["data.subjects=[S1,S8]", "data.actions=[Walking,Phoning]", "data.duration_s=3"]
+SMALL = ["experiment=tiny"]
 
 
 cli = run_cli
