@@ -372,7 +372,7 @@ class PicturesConfig:
 
 @dataclass
 class LifterStageConfig:
-    """The residual lifting baseline (``stage=lifter``; see ``build_h3wb.benchmark.lifter``), trained on the export.
+    """The residual lifting baseline (``stage=lifter``; see ``build_h3wb.leaderboard.lifter``), trained on the export.
 
     Attributes:
         tasks: which lifters to train and score: ``2Dto3D`` and/or ``I2Dto3D``.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from build_h3wb import skeleton
-from build_h3wb.benchmark import masking, metrics, scoring
+from build_h3wb.leaderboard import masking, metrics, scoring
 
 J = skeleton.NUM_KEYPOINTS
 FACE = skeleton.REPORT_PARTS["face"]

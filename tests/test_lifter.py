@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from build_h3wb import skeleton
-from build_h3wb.benchmark.lifter import (
+from build_h3wb.cameras import h36m_rig
+from build_h3wb.leaderboard.lifter import (
     LifterConfig,
     LifterStats,
     ResidualLifter,
@@ -16,9 +17,8 @@ from build_h3wb.benchmark.lifter import (
     save_lifter,
     train_lifter,
 )
-from build_h3wb.benchmark.masking import i2d_masks
-from build_h3wb.benchmark.metrics import mpjpe_whole
-from build_h3wb.cameras import h36m_rig
+from build_h3wb.leaderboard.masking import i2d_masks
+from build_h3wb.leaderboard.metrics import mpjpe_whole
 from build_h3wb.synthetic.motion import generate_motion
 
 J = skeleton.NUM_KEYPOINTS

@@ -12,7 +12,9 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
 from build_h3wb import skeleton
-from build_h3wb.benchmark.baseline import (
+from build_h3wb.config import register_configs
+from build_h3wb.export import load_h3wb_json
+from build_h3wb.leaderboard.baseline import (
     check_tasks,
     lifter_config,
     load_test,
@@ -20,11 +22,9 @@ from build_h3wb.benchmark.baseline import (
     missing_files,
     required_files,
 )
-from build_h3wb.benchmark.lifter import load_lifter, predict
-from build_h3wb.benchmark.metrics import OFFICIAL_KEYS, UNOFFICIAL_KEYS, mpjpe_whole
-from build_h3wb.benchmark.scoring import add_scores, load_predictions, save_predictions
-from build_h3wb.config import register_configs
-from build_h3wb.export import load_h3wb_json
+from build_h3wb.leaderboard.lifter import load_lifter, predict
+from build_h3wb.leaderboard.metrics import OFFICIAL_KEYS, UNOFFICIAL_KEYS, mpjpe_whole
+from build_h3wb.leaderboard.scoring import add_scores, load_predictions, save_predictions
 
 SMALL = ["data.subjects=[S1,S8]", "data.actions=[Walking,Phoning,Greeting]", "data.duration_s=12",
          "complete.model.epochs=3", "complete.model.width=128", "complete.baseline_eval_poses=100"]

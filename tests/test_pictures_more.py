@@ -12,11 +12,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from build_h3wb import skeleton
-from build_h3wb.benchmark.lifter import LifterConfig, load_lifter, save_lifter, train_lifter
 from build_h3wb.cameras import h36m_rig, save_rig
 from build_h3wb.config import register_configs
 from build_h3wb.detectors.base import check_detections
 from build_h3wb.detectors.mediapipe import MediaPipeHolisticDetector
+from build_h3wb.leaderboard.lifter import LifterConfig, load_lifter, save_lifter, train_lifter
 from build_h3wb.pictures import (
     LAYER_STYLE,
     NEUTRAL_RGB,

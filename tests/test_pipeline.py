@@ -113,7 +113,7 @@ def test_benchmark_scores_prediction_files(built, tmp_path):
     assert scores["shifted (2Dto3D)"]["whole"] == pytest.approx(10.0 / skeleton.NUM_KEYPOINTS)
     assert scores["shifted (2Dto3D)"]["body"] == pytest.approx(0.0, abs=1e-9)
     assert "| shifted (2Dto3D) |" in (d / "benchmark" / "scores.md").read_text()
-    from build_h3wb.benchmark.masking import load_masks
+    from build_h3wb.leaderboard.masking import load_masks
 
     masks, _ = load_masks(d / "export" / "json" / "I2Dto3D_test_masks.npz")
     n_i2d = len(load_h3wb_json(d / "export" / "json" / "I2Dto3D_test_2d.json")["ids"])

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from build_h3wb import skeleton
-from build_h3wb.benchmark.lifter import LifterConfig, LifterStats, ResidualLifter, predict, train_lifter
-from build_h3wb.benchmark.masking import load_masks
 from build_h3wb.export import load_h3wb_json
+from build_h3wb.leaderboard.lifter import LifterConfig, LifterStats, ResidualLifter, predict, train_lifter
+from build_h3wb.leaderboard.masking import load_masks
 
 log = logging.getLogger(__name__)
 

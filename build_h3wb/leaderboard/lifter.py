@@ -9,7 +9,7 @@ body and feet keypoints from that centre), then standardised per coordinate with
 (N, J, 3) mm in camera axes: made root-relative (mid-hip at the origin), then standardised per coordinate with
 training-set mean/std. For I2D the mask (J,) bool (True = hidden) is a second input: hidden keypoints are zeroed
 after normalisation; masks are drawn afresh every epoch during training (the H3WB rule of
-:mod:`build_h3wb.benchmark.masking`). The statistics travel with the model (:class:`LifterStats`).
+:mod:`build_h3wb.leaderboard.masking`). The statistics travel with the model (:class:`LifterStats`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from tqdm.auto import tqdm
 
 from build_h3wb import skeleton
 from build_h3wb.artifacts import atomic_path
-from build_h3wb.benchmark.masking import i2d_masks
 from build_h3wb.checkpoints import load_weights_only, save_weights_only
+from build_h3wb.leaderboard.masking import i2d_masks
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Predictions are read by :func:`load_predictions` from JSON (the official layout 
 {"0": {"x", "y", "z"}, ...}}}`` or the simpler ``{"<id>": [[x, y, z], ...]}``) or HDF5 (datasets ``ids`` (N,) and
 ``keypoints_3d`` (N, J, 3)), millimetres in the ground truth's frame (H3WB: the world pose rotated into the camera's
 axes). :func:`score_predictions` matches them by sample id to a ground-truth file such as ``2Dto3D_test_3d.json``
-and applies :func:`build_h3wb.benchmark.metrics.score_all`.
+and applies :func:`build_h3wb.leaderboard.metrics.score_all`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import numpy as np
 
 from build_h3wb import skeleton
 from build_h3wb.artifacts import atomic_h5, atomic_path, write_json
-from build_h3wb.benchmark.metrics import OFFICIAL_KEYS, UNOFFICIAL_KEYS, score_all
 from build_h3wb.export import H3WB_FILES, load_h3wb_json
+from build_h3wb.leaderboard.metrics import OFFICIAL_KEYS, UNOFFICIAL_KEYS, score_all
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def score_predictions(pred_path: str | os.PathLike, gt_path: str | os.PathLike, 
         task: one of :data:`TASKS`.
 
     Returns:
-        :func:`~build_h3wb.benchmark.metrics.score_all` (mm) plus ``task``, ``num_samples`` and the files scored.
+        :func:`~build_h3wb.leaderboard.metrics.score_all` (mm) plus ``task``, ``num_samples`` and the files scored.
 
     Raises:
         ValueError: unknown task, ground truth without 3D keypoints, or predictions whose ids are not exactly the

@@ -2,10 +2,10 @@
 
 ``python -m build_h3wb stage=benchmark benchmark.predictions=PATH benchmark.task=2Dto3D benchmark.method=NAME``
 reads the ground truth ``export/json/<task>_test_3d.json``, scores the predictions (official H3WB MPJPE variants
-plus an unofficial Procrustes-aligned column; ``build_h3wb.benchmark.metrics``), and adds the result to
+plus an unofficial Procrustes-aligned column; ``build_h3wb.leaderboard.metrics``), and adds the result to
 ``benchmark/scores.json``; ``benchmark/scores.{md,csv}`` hold the table of every method and task scored so far. The
 fixed I2D test masks that every method must use are ``export/json/I2Dto3D_test_masks.npz``
-(``build_h3wb.benchmark.masking.load_masks``; row i masks the i-th sample of ``I2Dto3D_test_2d.json`` in id order).
+(``build_h3wb.leaderboard.masking.load_masks``; row i masks the i-th sample of ``I2Dto3D_test_2d.json`` in id order).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from build_h3wb.artifacts import finished_manifest
-from build_h3wb.benchmark.scoring import TASKS, add_scores, format_table, score_predictions
+from build_h3wb.leaderboard.scoring import TASKS, add_scores, format_table, score_predictions
 from build_h3wb.stages.common import build_dir
 
 log = logging.getLogger(__name__)

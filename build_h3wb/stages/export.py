@@ -17,7 +17,6 @@ import numpy as np
 from omegaconf import DictConfig
 
 from build_h3wb.artifacts import StageDir, finished_manifest, open_h5
-from build_h3wb.benchmark.masking import i2d_masks, save_masks
 from build_h3wb.export import (
     ExportSequence,
     Provenance,
@@ -27,6 +26,7 @@ from build_h3wb.export import (
     write_images,
     write_videopose3d_npz,
 )
+from build_h3wb.leaderboard.masking import i2d_masks, save_masks
 from build_h3wb.stages.common import build_dir, make_source
 from build_h3wb.stages.detect import read_rig
 

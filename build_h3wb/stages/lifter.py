@@ -1,7 +1,7 @@
 """Stage ``lifter`` (optional, not part of ``all``): train and score the residual lifting baseline on the export.
 
 ``python -m build_h3wb stage=lifter`` reads ``export/json/`` and, for every task of ``lifter.tasks`` (``2Dto3D``,
-``I2Dto3D``), trains a residual lifter (``build_h3wb.benchmark.baseline``, ``build_h3wb.benchmark.lifter``) on
+``I2Dto3D``), trains a residual lifter (``build_h3wb.leaderboard.baseline``, ``build_h3wb.leaderboard.lifter``) on
 ``lifter.device`` and writes:
 
 - ``lifter/<task>/model.pt``: weights, lifter config, normalisation statistics and history (``load_lifter``);
@@ -25,7 +25,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from build_h3wb.artifacts import BuildDirError, StageDir, finished_manifest, read_json, write_json
-from build_h3wb.benchmark.baseline import (
+from build_h3wb.leaderboard.baseline import (
     check_tasks,
     lifter_config,
     load_test,
@@ -34,9 +34,9 @@ from build_h3wb.benchmark.baseline import (
     missing_files,
     train_task,
 )
-from build_h3wb.benchmark.lifter import plot_learning_curve, save_lifter
-from build_h3wb.benchmark.metrics import OFFICIAL_KEYS, UNOFFICIAL_KEYS, score_all
-from build_h3wb.benchmark.scoring import add_scores, format_table, save_predictions, score_predictions
+from build_h3wb.leaderboard.lifter import plot_learning_curve, save_lifter
+from build_h3wb.leaderboard.metrics import OFFICIAL_KEYS, UNOFFICIAL_KEYS, score_all
+from build_h3wb.leaderboard.scoring import add_scores, format_table, save_predictions, score_predictions
 from build_h3wb.stages.common import build_dir
 
 log = logging.getLogger(__name__)
