@@ -1,9 +1,11 @@
-"""Stage ``export``: the selected poses as one HDF5 file, the official H3WB JSON files and a VideoPose3D npz.
+"""Stage ``export``: the selected poses as one HDF5 file, the official H3WB JSON files and two VideoPose3D npz.
 
 Reads ``filter/`` (selection and quality), the final poses (``refine``, else ``complete``), ``triangulate`` and
-``complete`` (for the per-keypoint provenance) and the rig stored with the detections. Writes ``export/h3wb.h5``,
-``export/json/*.json`` (layout in ``build_h3wb.export``) with the fixed I2D test masks
-``export/json/I2Dto3D_test_masks.npz``, and ``export/h3wb_videopose3d.npz``; the benchmark split
+``complete`` (for the per-keypoint provenance) and the rig stored with the detections. Projects every pose once
+(``build_h3wb.export.sequence_views``) and writes ``export/h3wb.h5``, ``export/json/*.json`` (layout in
+``build_h3wb.export``; the I2D test input masked, its boolean masks in ``export/json/I2Dto3D_test_masks.npz``),
+``export/h3wb_videopose3d.npz`` (the official H3WB npz layout, pickled) and ``export/h3wb_flat.npz`` (the same
+poses, every subject, without pickles); the benchmark split
 is configurable (default: train S1, S5, S6, S7; test S8). With ``export.images=true`` and a source with pixels
 (Human3.6M, a rig), the exported frames of every view are cut out of the videos to ``export/images/`` at the
 ``image_path`` the JSON files name (``S1/Images/Walking 1.54138969/frame_0005.jpg``); present images are kept.
@@ -20,13 +22,13 @@ from build_h3wb.artifacts import StageDir, finished_manifest, open_h5
 from build_h3wb.export import (
     ExportSequence,
     Provenance,
-    load_h3wb_json,
+    sequence_views,
+    write_flat_npz,
     write_h3wb_json,
     write_hdf5,
     write_images,
-    write_videopose3d_npz,
+    write_official_npz,
 )
-from build_h3wb.leaderboard.masking import i2d_masks, save_masks
 from build_h3wb.stages.common import build_dir, make_source
 from build_h3wb.stages.detect import read_rig
 
@@ -72,15 +74,15 @@ def run(cfg: DictConfig) -> dict:
     if not sequences:
         raise RuntimeError(f"the filter kept no pose in {root}; loosen the filter thresholds")
     sd.root.mkdir(parents=True, exist_ok=True)
-    counts = {"hdf5": write_hdf5(sd.root / "h3wb.h5", sequences, split, bbox_margin=float(ecfg.bbox_margin))}
-    counts["json"] = write_h3wb_json(sd.root / "json", sequences, split, bbox_margin=float(ecfg.bbox_margin),
-                                     rgb_test_seed=int(ecfg.rgb_test_seed),
-                                     decimals=int(ecfg.decimals) if ecfg.decimals >= 0 else None)
-    counts["videopose3d"] = write_videopose3d_npz(sd.root / "h3wb_videopose3d.npz", sequences)
-    n_i2d = len(load_h3wb_json(sd.root / "json" / "I2Dto3D_test_2d.json")["ids"])
-    save_masks(sd.root / "json" / "I2Dto3D_test_masks.npz", i2d_masks(n_i2d, int(ecfg.i2d_mask_seed)),
-               int(ecfg.i2d_mask_seed))
-    counts["i2d_test_masks"] = n_i2d
+    views = sequence_views(sequences, float(ecfg.bbox_margin))  # every pose projected once, for every writer
+    counts = {"hdf5": write_hdf5(sd.root / "h3wb.h5", sequences, split, views=views)}
+    counts["json"] = write_h3wb_json(sd.root / "json", sequences, split, rgb_test_seed=int(ecfg.rgb_test_seed),
+                                     decimals=int(ecfg.decimals) if ecfg.decimals >= 0 else None,
+                                     i2d_mask_seed=int(ecfg.i2d_mask_seed), views=views)
+    counts["i2d_test_masks"] = counts["json"]["samples"]["I2Dto3D_test_2d.json"]
+    counts["videopose3d"] = write_official_npz(sd.root / "h3wb_videopose3d.npz", sequences, split, views=views)
+    counts["flat_npz"] = write_flat_npz(sd.root / "h3wb_flat.npz", sequences, views=views)
+    del views
     if ecfg.images:
         counts["images"] = write_images(make_source(cfg), sequences, sd.root / "images", int(ecfg.jpeg_quality))
         if counts["images"]["no_pixels"]:
@@ -90,7 +92,7 @@ def run(cfg: DictConfig) -> dict:
                      counts["images"]["written"], sd.root / "images", counts["images"]["present"],
                      len(counts["images"]["failed_views"]))
     n = counts["hdf5"]["poses"]
-    log.info("export: %d poses (%d images) to %s: h3wb.h5, json/ (%s), h3wb_videopose3d.npz", n,
+    log.info("export: %d poses (%d images) to %s: h3wb.h5, json/ (%s), h3wb_videopose3d.npz, h3wb_flat.npz", n,
              n * len(sequences[0].rig), sd.root, ", ".join(f"{k} {v}" for k, v in counts["hdf5"].items()
                                                                if k != "poses"))
     sd.write_manifest(counts, units=sel["units"])
