@@ -506,3 +506,30 @@ def test_link_falls_back_to_a_symlink_then_a_copy(tmp_path, monkeypatch):
     assert export.link_or_copy(src, tmp_path / "d.json") == "copy"
     assert not (tmp_path / "d.json").is_symlink() and (tmp_path / "d.json").read_text() == "{}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json", "c.json", "d.json"]
+
+
+def test_number_text_writes_what_repr_writes():
+    rng = np.random.default_rng(0)
+    values = np.concatenate([[0.0, -0.0, 0.004, -0.004, 0.005, 12.3, -12.3, 1e4, 99.995, 0.5, -0.5, 1.0, 123456.789],
+                             rng.normal(0.0, 3000.0, 500), rng.uniform(-1.0, 1.0, 200)])[None]
+    for d in (0, 1, 2, 3):
+        text = export.h3wb_json.number_text(values, d)
+        got = [bytes(t[t != 0]).decode() for t in text[0]]
+        assert got == [repr(float(np.round(v, d))) for v in values[0]], d
+    ints = export.h3wb_json.number_text(np.array([[0, 1, 7, 10, 1234]]), None)
+    assert [bytes(t[t != 0]).decode() for t in ints[0]] == ["0", "1", "7", "10", "1234"]
+
+
+def test_block_formatting_gives_the_per_sample_templates_bytes(tmp_path, sequences, monkeypatch):
+    def per_sample(self, specs, fields):
+        return ",".join(self.text(sid, i, t, c, fields, m) for sid, i, t, c, m in specs)
+
+    for decimals in (0, 2):
+        fast, slow = tmp_path / f"fast{decimals}", tmp_path / f"slow{decimals}"
+        write_h3wb_json(fast, sequences, SPLIT, decimals=decimals, rgb_test_seed=1)
+        with monkeypatch.context() as m:
+            m.setattr(h3wb_json_module._Samples, "block", per_sample)
+            write_h3wb_json(slow, sequences, SPLIT, decimals=decimals, rgb_test_seed=1)
+        for name in H3WB_FILES:
+            assert (fast / name).read_bytes() == (slow / name).read_bytes(), (decimals, name)
+        json.loads((fast / "I2Dto3D_test_2d.json").read_text())

@@ -46,12 +46,13 @@ CONFIDENCE_KEY = "confidence"
 _BLOCK = 512
 
 
-def _template(fields: tuple[str, ...], confidence: bool = False) -> str:
+def _template(fields: tuple[str, ...], confidence: bool = False, keypoints: bool = True) -> str:
     """%-format template of one sample (a newline, then ``"<id>":{...}``), fields in the official order.
 
     Placeholders, in order: the id (``%d``), the JSON-quoted image path (``%s``), the four box corners (``%d``),
     x, y (and the confidence, ``%d``) of each 2D keypoint, x, y, z of each 3D keypoint (``%r``: the shortest text
-    that reads back as the same float).
+    that reads back as the same float). Without ``keypoints`` the template stops before the keypoint fields (the
+    block formatter appends them) and leaves the sample's object open.
     """
     J = skeleton.NUM_KEYPOINTS
     parts = []
@@ -59,6 +60,8 @@ def _template(fields: tuple[str, ...], confidence: bool = False) -> str:
         parts.append('"image_path":%s')
     if "bbox" in fields:
         parts.append('"bbox":{"x_min":%d,"y_min":%d,"x_max":%d,"y_max":%d}')
+    if not keypoints:
+        return '\n"%d":{' + ",".join(parts) + ("," if parts and any(k.startswith("keypoints") for k in fields) else "")
     if "keypoints_2d" in fields:
         joint = '{"x":%r,"y":%r' + (f',"{CONFIDENCE_KEY}":%d' if confidence else "") + "}"
         parts.append('"keypoints_2d":{' + ",".join(f'"{j}":{joint}' for j in range(J)) + "}")
@@ -68,31 +71,109 @@ def _template(fields: tuple[str, ...], confidence: bool = False) -> str:
 
 
 def _format_sample(template: str, values: tuple) -> str:
-    """One sample's text: ``template % values`` (the one place a sample is formatted)."""
+    """One sample's text, or its head (id, image path, box): ``template % values``."""
     return template % values
 
 
+def number_text(values: np.ndarray, decimals: int | None) -> np.ndarray:
+    """ASCII text of many numbers at once: what ``repr(float(np.round(v, decimals)))`` writes, or ``str(int(v))``.
+
+    Args:
+        values: (B, K) finite numbers.
+        decimals: decimals kept (trailing zeros dropped, one kept: ``12.3``, ``12.0``, ``-0.0`` as ``repr``
+            writes them), or None for integers (``values`` rounded, no decimal point).
+
+    Returns:
+        (B, K, W) uint8: each number's characters, NUL (0) where it is shorter than ``W``; drop the NULs to read it.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    d = 1 if decimals is None or decimals == 0 else int(decimals)  # repr(12.0) is "12.0": one decimal at least
+    r = np.round(values, 0 if decimals is None else int(decimals))
+    n = np.rint(np.abs(r) * 10**d).astype(np.int64)  # (B, K) |value| in units of 10^-d
+    if decimals is None:
+        n = n // 10**d * 10**d
+    top = int(n.max()) if n.size else 0
+    ndig = max(d + 1, len(str(top)))  # digits of the largest value
+    powers = 10 ** np.arange(ndig - 1, -1, -1, dtype=np.int64)  # (ndig,) left to right
+    digits = (n[..., None] // powers) % 10  # (B, K, ndig)
+    keep = np.zeros(digits.shape, dtype=bool)
+    p = np.arange(ndig - 1, -1, -1)  # power of each position
+    keep |= (p >= d) & ((n[..., None] >= 10**p) | (p == d))  # integer digits: leading zeros dropped, units kept
+    if decimals is not None:
+        keep |= (p < d) & ((n[..., None] % (10 * 10**p) != 0) | (p == d - 1))  # decimals: trailing zeros dropped
+    chars = np.where(keep, digits + ord("0"), 0).astype(np.uint8)  # (B, K, ndig)
+    sign = np.where(np.signbit(r), ord("-"), 0).astype(np.uint8)[..., None]  # (B, K, 1)
+    if decimals is None:
+        return np.concatenate([sign, chars[..., : ndig - d]], axis=-1)
+    point = np.full(sign.shape, ord("."), dtype=np.uint8)
+    return np.concatenate([sign, chars[..., : ndig - d], point, chars[..., ndig - d:]], axis=-1)
+
+
+def _ascii_rows(texts: list[str]) -> np.ndarray:
+    """Strings -> (B, L) uint8 ASCII, NUL-padded on the right."""
+    raw = [t.encode("ascii") for t in texts]
+    out = np.zeros((len(raw), max(map(len, raw), default=0)), dtype=np.uint8)
+    for b, text in enumerate(raw):
+        out[b, : len(text)] = np.frombuffer(text, dtype=np.uint8)
+    return out
+
+
+def _literals(fields: tuple[str, ...], confidence: bool) -> list[str]:
+    """The K + 1 texts around the K keypoint numbers of a sample (2D x, y[, confidence] per joint, then 3D)."""
+    J = skeleton.NUM_KEYPOINTS
+    out: list[str] = []
+    tail = ""
+    for key, axes in (("keypoints_2d", ("x", "y", CONFIDENCE_KEY) if confidence else ("x", "y")),
+                      ("keypoints_3d", ("x", "y", "z"))):
+        if key not in fields:
+            continue
+        for j in range(J):
+            for a, axis in enumerate(axes):
+                head = (f',"{key}":{{' if tail else f'"{key}":{{') if j == 0 and a == 0 else ""
+                lead = (f',"{j}":{{' if j else f'"{j}":{{') if a == 0 else ","
+                out.append(tail + head + lead + f'"{axis}":')
+                tail = ""
+            tail = "}"
+        tail = "}}"
+    out.append(tail + "}")
+    return out
+
+
 class _Samples:
-    """Formats the samples of one export: sequence ``i``, row ``t``, camera ``c`` with the chosen fields."""
+    """Formats the samples of one export: sequence ``i``, row ``t``, camera ``c`` with the chosen fields.
+
+    With ``decimals`` set, the keypoints of a block of samples are formatted at once (:func:`number_text`, NUL
+    padding dropped in one pass); with None each sample goes through its %-template (``%r``, exact floats). Both
+    give the same text.
+    """
 
     def __init__(self, sequences: Sequence[ExportSequence], views: Views, decimals: int | None) -> None:
         self.sequences, self.views, self.decimals = sequences, views, decimals
-        self.templates: dict[tuple[tuple[str, ...], bool], str] = {}
+        self.templates: dict[tuple[tuple[str, ...], bool, bool], str] = {}
+        self.literals: dict[tuple[tuple[str, ...], bool], tuple[np.ndarray, np.ndarray]] = {}
+
+    def _template(self, fields: tuple[str, ...], confidence: bool, keypoints: bool) -> str:
+        key = (fields, confidence, keypoints)
+        if key not in self.templates:
+            self.templates[key] = _template(fields, confidence, keypoints)
+        return self.templates[key]
 
     def _round(self, a: np.ndarray) -> np.ndarray:
         return a if self.decimals is None else np.round(a, self.decimals)
 
-    def text(self, sid: int, i: int, t: int, c: int, fields: tuple[str, ...], mask: np.ndarray | None = None) -> str:
-        """The sample's JSON text; ``mask`` (J,) bool hides keypoints (x = y = 0, confidence 0) and adds confidences."""
-        key = (fields, mask is not None)
-        if key not in self.templates:
-            self.templates[key] = _template(fields, confidence=mask is not None)
+    def _head_values(self, sid: int, i: int, t: int, c: int, fields: tuple[str, ...]) -> list:
         seq, views = self.sequences[i], self.views[i]
         values: list = [sid]
         if "image_path" in fields:
             values.append(json.dumps(image_relpath(seq.subject, seq.sequence, seq.rig.names[c], int(seq.frames[t]))))
         if "bbox" in fields:
             values += views["bbox"][t, c].tolist()
+        return values
+
+    def text(self, sid: int, i: int, t: int, c: int, fields: tuple[str, ...], mask: np.ndarray | None = None) -> str:
+        """The sample's JSON text; ``mask`` (J,) bool hides keypoints (x = y = 0, confidence 0) and adds confidences."""
+        values = self._head_values(sid, i, t, c, fields)
+        views = self.views[i]
         if "keypoints_2d" in fields:
             uv = self._round(views["keypoints_2d"][t, c])  # (J, 2) px
             if mask is not None:
@@ -103,43 +184,93 @@ class _Samples:
                 values += uv.ravel().tolist()
         if "keypoints_3d" in fields:
             values += self._round(views["keypoints_3d_rotated"][t, c]).ravel().tolist()  # (J, 3) mm, R X
-        return _format_sample(self.templates[key], tuple(values))
+        return _format_sample(self._template(fields, mask is not None, True), tuple(values))
+
+    def block(self, specs: list[tuple[int, int, int, int, np.ndarray | None]], fields: tuple[str, ...]) -> str:
+        """The texts of several samples, joined by commas; ``specs`` holds ``(sid, i, t, c, mask or None)``."""
+        confidence = specs[0][4] is not None
+        has_kp = any(k.startswith("keypoints") for k in fields)
+        if self.decimals is None or not has_kp:
+            return ",".join(self.text(sid, i, t, c, fields, m) for sid, i, t, c, m in specs)
+        head = self._template(fields, confidence, False)
+        heads = [_format_sample(head, tuple(self._head_values(sid, i, t, c, fields))) for sid, i, t, c, _ in specs]
+        heads = [heads[0]] + ["," + h for h in heads[1:]]
+        floats, ints = [], []
+        if "keypoints_2d" in fields:
+            uv = np.stack([self.views[i]["keypoints_2d"][t, c] for _, i, t, c, _ in specs])  # (B, J, 2) px
+            if confidence:
+                masks = np.stack([m for *_, m in specs])  # (B, J) True = hidden
+                uv = np.where(masks[..., None], 0.0, uv)
+                ints.append(np.concatenate([uv, (~masks)[..., None]], axis=-1).reshape(len(specs), -1))
+                floats.append(np.tile([True, True, False], uv.shape[1]))
+            else:
+                ints.append(uv.reshape(len(specs), -1))
+                floats.append(np.ones(uv.shape[1] * 2, dtype=bool))
+        if "keypoints_3d" in fields:
+            rx = np.stack([self.views[i]["keypoints_3d_rotated"][t, c] for _, i, t, c, _ in specs])  # (B, J, 3) mm
+            ints.append(rx.reshape(len(specs), -1))
+            floats.append(np.ones(rx.shape[1] * 3, dtype=bool))
+        numbers, is_float = np.concatenate(ints, axis=1), np.concatenate(floats)  # (B, K), (K,)
+        as_float = number_text(numbers[:, is_float], self.decimals)  # (B, Kf, Wf)
+        as_int = number_text(numbers[:, ~is_float], None) if (~is_float).any() else None
+        width = max(as_float.shape[-1], 0 if as_int is None else as_int.shape[-1])
+        text = np.zeros(numbers.shape + (width,), dtype=np.uint8)  # (B, K, W)
+        text[:, is_float, : as_float.shape[-1]] = as_float
+        if as_int is not None:
+            text[:, ~is_float, : as_int.shape[-1]] = as_int
+        key = (fields, confidence)
+        if key not in self.literals:
+            lit = _ascii_rows(_literals(fields, confidence))  # (K + 1, L)
+            self.literals[key] = (lit[:-1], lit[-1])
+        lit, last = self.literals[key]
+        B, K = numbers.shape
+        body = np.concatenate([np.broadcast_to(lit, (B, K, lit.shape[-1])), text], axis=-1).reshape(B, -1)
+        rows = np.concatenate([_ascii_rows(heads), body, np.broadcast_to(last, (B, len(last)))], axis=1)
+        flat = rows.ravel()
+        return flat[flat != 0].tobytes().decode("ascii")
 
 
 class _SampleWriter:
-    """Stream ``{"<id>": sample, ...}`` into a temporary file that replaces ``path`` when closed without error."""
+    """Stream ``{"<id>": sample, ...}`` into a temporary file that replaces ``path`` when closed without error.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    Samples are added as ``(sid, i, t, c, mask)`` and formatted :data:`_BLOCK` at a time by :meth:`_Samples.block`.
+    """
+
+    def __init__(self, path: Path, samples: _Samples, fields: tuple[str, ...]) -> None:
+        self.path, self.samples, self.fields = path, samples, fields
         self._ctx = atomic_path(path)
         self._fh = open(self._ctx.__enter__(), "w", encoding="utf-8", buffering=1 << 20)
         self._fh.write("{")
-        self._block: list[str] = []
+        self._block: list[tuple[int, int, int, int, np.ndarray | None]] = []
         self.count = 0
 
-    def add(self, text: str) -> None:
-        """Append one sample's text (from :meth:`_Samples.text`)."""
-        self._block.append(text)
+    def add(self, sid: int, i: int, t: int, c: int, mask: np.ndarray | None = None) -> None:
+        """Append sample ``sid``: view ``c`` of row ``t`` of sequence ``i`` (``mask``: hidden keypoints, I2D)."""
+        self._block.append((sid, i, t, c, mask))
         self.count += 1
         if len(self._block) >= _BLOCK:
             self._flush()
 
     def _flush(self) -> None:
         if self._block:
-            self._fh.write(("," if self.count > len(self._block) else "") + ",".join(self._block))
+            self._fh.write(("," if self.count > len(self._block) else "") + self.samples.block(self._block,
+                                                                                              self.fields))
             self._block = []
 
     def __enter__(self) -> _SampleWriter:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        try:
-            if exc_type is None:
+        if exc_type is None:
+            try:  # the last block: a failure here must not leave a partial file either
                 self._flush()
                 self._fh.write("\n}\n")
-        finally:
-            self._fh.close()
-            self._ctx.__exit__(exc_type, exc, tb)
+            except BaseException as err:
+                self._fh.close()
+                self._ctx.__exit__(type(err), err, err.__traceback__)
+                raise
+        self._fh.close()
+        self._ctx.__exit__(exc_type, exc, tb)
 
 
 def link_or_copy(src: Path, dst: Path) -> str:
@@ -216,10 +347,10 @@ def write_h3wb_json(
     every = ("image_path", "bbox", "keypoints_2d", "keypoints_3d")
     counts: dict[str, Any] = {"samples": {}}
     train = out_dir / "2Dto3D_train.json"
-    with _SampleWriter(train) as w:
+    with _SampleWriter(train, samples, every) as w:
         for k, (i, t) in enumerate(order["train"].tolist()):
             for c in range(C):
-                w.add(samples.text(C * k + c, i, t, c, every))
+                w.add(C * k + c, i, t, c)
     counts["samples"][train.name] = w.count
     counts["rgb_train"] = link_or_copy(train, out_dir / "RGBto3D_train.json")
     counts["samples"]["RGBto3D_train.json"] = w.count
@@ -231,25 +362,27 @@ def write_h3wb_json(
     rgb: list[tuple[int, int, int]] = [(0, 0, 0)] * n_test  # RGB test id -> (i, t, c)
     names = ("2Dto3D_test_2d.json", "2Dto3D_test_3d.json", "I2Dto3D_test_2d.json", "I2Dto3D_test_3d.json")
     truth = ("keypoints_2d", "keypoints_3d")
-    with (_SampleWriter(out_dir / names[0]) as in2d, _SampleWriter(out_dir / names[1]) as gt2d,
-          _SampleWriter(out_dir / names[2]) as ini2d, _SampleWriter(out_dir / names[3]) as gti2d):
+    with (_SampleWriter(out_dir / names[0], samples, ("keypoints_2d",)) as in2d,
+          _SampleWriter(out_dir / names[1], samples, truth) as gt2d,
+          _SampleWriter(out_dir / names[2], samples, ("keypoints_2d",)) as ini2d,
+          _SampleWriter(out_dir / names[3], samples, truth) as gti2d):
         for k, (i, t) in enumerate(test):
             for c in range(C):
                 sid = C * k + c
                 if k % 2 == 0:
-                    in2d.add(samples.text(sid, i, t, c, ("keypoints_2d",)))
-                    gt2d.add(samples.text(sid, i, t, c, truth))
+                    in2d.add(sid, i, t, c)
+                    gt2d.add(sid, i, t, c)
                 else:
-                    ini2d.add(samples.text(sid, i, t, c, ("keypoints_2d",), mask=masks[ini2d.count]))
-                    gti2d.add(samples.text(sid, i, t, c, truth))
+                    ini2d.add(sid, i, t, c, mask=masks[ini2d.count])
+                    gti2d.add(sid, i, t, c)
                 rgb[perm[sid]] = (i, t, c)
     for w in (in2d, gt2d, ini2d, gti2d):
         counts["samples"][w.path.name] = w.count
     for name, fields in (("RGBto3D_test_img.json", ("image_path", "bbox")),
                          ("RGBto3D_test_3d.json", ("image_path", "bbox", "keypoints_3d"))):
-        with _SampleWriter(out_dir / name) as w:
+        with _SampleWriter(out_dir / name, samples, fields) as w:
             for sid, (i, t, c) in enumerate(rgb):
-                w.add(samples.text(sid, i, t, c, fields))
+                w.add(sid, i, t, c)
         counts["samples"][name] = w.count
     save_masks(out_dir / I2D_MASKS_FILE, masks, i2d_mask_seed)
     counts.update(poses={name: len(order[name]) for name in SPLITS}, skipped_poses=skipped,
