@@ -90,7 +90,7 @@ only files you trust)::
         distortion [k1, k2, p1, p2, k3], distortion_model
 
 Only the train split's subjects are in ``train_data`` (as in the official release). The flat npz
-(:func:`write_flat_npz`, ``h3wb_flat.npz``; ``np.savez_compressed``, no pickled objects) holds every subject::
+(:func:`write_flat_npz`, ``h3wb_flat.npz``; ``np.savez``, no pickled objects) holds every subject::
 
     positions_3d/<subject>/<sequence>/global_3d                  (N, J, 3) float64 world mm
     positions_3d/<subject>/<sequence>/frame_id                   (N,) int64 video frame from 0

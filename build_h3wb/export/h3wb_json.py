@@ -89,24 +89,28 @@ def number_text(values: np.ndarray, decimals: int | None) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     d = 1 if decimals is None or decimals == 0 else int(decimals)  # repr(12.0) is "12.0": one decimal at least
     r = np.round(values, 0 if decimals is None else int(decimals))
-    n = np.rint(np.abs(r) * 10**d).astype(np.int64)  # (B, K) |value| in units of 10^-d
-    if decimals is None:
-        n = n // 10**d * 10**d
+    n = np.rint(np.abs(r) * 10**d)  # (B, K) |value| in units of 10^-d
     top = int(n.max()) if n.size else 0
+    n = n.astype(np.int32 if top < 2**31 else np.int64)
     ndig = max(d + 1, len(str(top)))  # digits of the largest value
-    powers = 10 ** np.arange(ndig - 1, -1, -1, dtype=np.int64)  # (ndig,) left to right
-    digits = (n[..., None] // powers) % 10  # (B, K, ndig)
-    keep = np.zeros(digits.shape, dtype=bool)
-    p = np.arange(ndig - 1, -1, -1)  # power of each position
-    keep |= (p >= d) & ((n[..., None] >= 10**p) | (p == d))  # integer digits: leading zeros dropped, units kept
+    digits = np.empty((ndig, *n.shape), dtype=np.uint8)  # digits[p]: the digit of 10^p (units of 10^-d)
+    rest = n
+    for p in range(ndig):
+        rest, digits[p] = np.divmod(rest, 10)
+    width = 1 + (ndig - d) + (0 if decimals is None else 1 + d)
+    out = np.zeros((*n.shape, width), dtype=np.uint8)  # (B, K, W) sign, integer digits, point, decimals
+    out[..., 0] = np.where(np.signbit(r), ord("-"), 0)
+    for col, p in enumerate(range(ndig - 1, d - 1, -1), start=1):  # integer digits, leading zeros dropped
+        keep = (n >= 10**p) if p > d else True
+        out[..., col] = np.where(keep, digits[p] + ord("0"), 0)
     if decimals is not None:
-        keep |= (p < d) & ((n[..., None] % (10 * 10**p) != 0) | (p == d - 1))  # decimals: trailing zeros dropped
-    chars = np.where(keep, digits + ord("0"), 0).astype(np.uint8)  # (B, K, ndig)
-    sign = np.where(np.signbit(r), ord("-"), 0).astype(np.uint8)[..., None]  # (B, K, 1)
-    if decimals is None:
-        return np.concatenate([sign, chars[..., : ndig - d]], axis=-1)
-    point = np.full(sign.shape, ord("."), dtype=np.uint8)
-    return np.concatenate([sign, chars[..., : ndig - d], point, chars[..., ndig - d:]], axis=-1)
+        out[..., ndig - d + 1] = ord(".")
+        trailing = np.ones(n.shape, dtype=bool)  # all digits below are zero so far
+        for p in range(d):  # decimals from the last: trailing zeros dropped, the first decimal kept
+            trailing &= digits[p] == 0
+            keep = ~trailing if p < d - 1 else True
+            out[..., width - 1 - p] = np.where(keep, digits[p] + ord("0"), 0)
+    return out
 
 
 def _ascii_rows(texts: list[str]) -> np.ndarray:
@@ -150,7 +154,7 @@ class _Samples:
     def __init__(self, sequences: Sequence[ExportSequence], views: Views, decimals: int | None) -> None:
         self.sequences, self.views, self.decimals = sequences, views, decimals
         self.templates: dict[tuple[tuple[str, ...], bool, bool], str] = {}
-        self.literals: dict[tuple[tuple[str, ...], bool], tuple[np.ndarray, np.ndarray]] = {}
+        self.literals: dict[tuple[tuple[str, ...], bool, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def _template(self, fields: tuple[str, ...], confidence: bool, keypoints: bool) -> str:
         key = (fields, confidence, keypoints)
@@ -218,16 +222,32 @@ class _Samples:
         text[:, is_float, : as_float.shape[-1]] = as_float
         if as_int is not None:
             text[:, ~is_float, : as_int.shape[-1]] = as_int
-        key = (fields, confidence)
+        key = (fields, confidence, width)
         if key not in self.literals:
-            lit = _ascii_rows(_literals(fields, confidence))  # (K + 1, L)
-            self.literals[key] = (lit[:-1], lit[-1])
-        lit, last = self.literals[key]
-        B, K = numbers.shape
-        body = np.concatenate([np.broadcast_to(lit, (B, K, lit.shape[-1])), text], axis=-1).reshape(B, -1)
-        rows = np.concatenate([_ascii_rows(heads), body, np.broadcast_to(last, (B, len(last)))], axis=1)
+            self.literals[key] = _row_template(_literals(fields, confidence), width)
+        template, slots = self.literals[key]  # (R,) uint8, (K, W) positions of the numbers
+        body = np.tile(template, (len(specs), 1))  # (B, R)
+        body[:, slots] = text
+        rows = np.concatenate([_ascii_rows(heads), body], axis=1)
         flat = rows.ravel()
         return flat[flat != 0].tobytes().decode("ascii")
+
+
+def _row_template(literals: list[str], width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The keypoint text of a sample with ``width`` NUL slots for each of the K = len(literals) - 1 numbers.
+
+    Returns:
+        ``(template, slots)``: (R,) uint8 ASCII with the literals in place and NUL in the slots, and (K, W) int64
+        positions of the slots.
+    """
+    parts, slots, pos = [], [], 0
+    for lit in literals[:-1]:
+        raw = np.frombuffer(lit.encode("ascii"), dtype=np.uint8)
+        parts += [raw, np.zeros(width, dtype=np.uint8)]
+        slots.append(np.arange(pos + len(raw), pos + len(raw) + width))
+        pos += len(raw) + width
+    parts.append(np.frombuffer(literals[-1].encode("ascii"), dtype=np.uint8))
+    return np.concatenate(parts), np.stack(slots)
 
 
 class _SampleWriter:

@@ -119,7 +119,7 @@ def write_official_npz(
             meta["camera_order"][subject] = list(rig.names)
             meta[subject] = {cam.name: _camera_meta(cam) for cam in rig}
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, train_data=np.array(train_data, dtype=object), metadata=np.array(meta, dtype=object))
+        np.savez(fh, train_data=np.array(train_data, dtype=object), metadata=np.array(meta, dtype=object))
     counts = {"poses": poses, "sequences": sum(len(v) for v in train_data.values())}
     log.info("wrote %s (official H3WB layout, pickled): %d sequences, %d poses", path, counts["sequences"], poses)
     return counts
@@ -170,7 +170,7 @@ def write_flat_npz(
         meta["cameras"][subject] = {cam.name: _camera_meta(cam) for cam in rig}
     arrays["metadata"] = np.array([json.dumps(meta)])
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
+        np.savez(fh, **arrays)  # float keypoints barely compress (about 10%): not worth the time
     counts = {"poses": sum(s.num_frames for s in sequences), "sequences": len(sequences)}
     log.info("wrote %s: %d sequences, %d poses", path, counts["sequences"], counts["poses"])
     return counts
