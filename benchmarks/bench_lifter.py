@@ -2,8 +2,8 @@
 
 A thin wrapper around :mod:`build_h3wb.leaderboard.baseline` (the code ``python -m build_h3wb stage=lifter`` runs):
 trains on ``2Dto3D_train.json`` and scores with :func:`build_h3wb.leaderboard.metrics.score_all`: 2D->3D on
-``2Dto3D_test_2d.json`` / ``2Dto3D_test_3d.json``; I2D->3D on ``I2Dto3D_test_2d.json`` hidden with the stored
-``I2Dto3D_test_masks.npz`` / ``I2Dto3D_test_3d.json``, with a model trained on freshly masked inputs every epoch.
+``2Dto3D_test_2d.json`` / ``2Dto3D_test_3d.json``; I2D->3D on the masked ``I2Dto3D_test_2d.json`` (confidence 0 =
+hidden) / ``I2Dto3D_test_3d.json``, with a model trained on freshly masked inputs every epoch.
 The learning curves plot the test error after every epoch for monitoring only: the last epoch's model is scored,
 nothing is selected on the test set. A mean-pose row (the training set's mean root-relative pose for every sample)
 gives the trivial reference.
