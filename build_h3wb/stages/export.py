@@ -14,6 +14,7 @@ is configurable (default: train S1, S5, S6, S7; test S8). With ``export.images=t
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
@@ -49,28 +50,7 @@ def run(cfg: DictConfig) -> dict:
                                    "filter_hash": sel["config_hash"], "poses_hash": poses_m["config_hash"]},
                   overwrite=cfg.build.overwrite)
     sd.check_compatible()
-    sequences = []
-    for u in sel["units"]:
-        subject, name = u["subject"], u["sequence"]
-        with open_h5(root / "filter" / subject / f"{name}.h5") as f:
-            keep = f["selected"][:]
-            quality = f["quality"][:]
-        if not keep.any():
-            continue
-        with open_h5(root / pose_stage / subject / f"{name}.h5") as f:
-            kp = f["keypoints_3d"][:].astype(np.float64)
-            refined = f["refined"][:] if "refined" in f else np.zeros(kp.shape[:2], bool)
-            frames = f["frames"][:]
-        with open_h5(root / "complete" / subject / f"{name}.h5") as f:
-            filled = f["filled"][:]
-        with open_h5(root / "detect" / subject / f"{name}.h5") as f:
-            rig = read_rig(dict(f.attrs), str(f.filename))
-        prov = np.full(kp.shape[:2], Provenance.TRIANGULATED, dtype=np.uint8)
-        prov[filled] = Provenance.COMPLETED
-        prov[refined] = Provenance.REFINED
-        sequences.append(ExportSequence(subject=subject, action=u["action"], sequence=name, frames=frames[keep],
-                                        keypoints_3d=kp[keep], provenance=prov[keep], quality=quality[keep],
-                                        rig=rig))
+    sequences = read_sequences(root, sel["units"], pose_stage)
     if not sequences:
         raise RuntimeError(f"the filter kept no pose in {root}; loosen the filter thresholds")
     sd.root.mkdir(parents=True, exist_ok=True)
@@ -97,3 +77,39 @@ def run(cfg: DictConfig) -> dict:
                                                                if k != "poses"))
     sd.write_manifest(counts, units=sel["units"])
     return counts
+
+
+def read_sequences(root: Path, units: list[dict], pose_stage: str) -> list[ExportSequence]:
+    """The selected poses of every filter unit (``subject``, ``action``, ``sequence``) with quality, provenance and rig.
+
+    Args:
+        root: the build directory.
+        units: the filter manifest's units.
+        pose_stage: the stage whose ``keypoints_3d`` are exported (``refine`` or ``complete``).
+
+    Returns:
+        One :class:`~build_h3wb.export.ExportSequence` per unit with at least one selected pose.
+    """
+    sequences = []
+    for u in units:
+        subject, name = u["subject"], u["sequence"]
+        with open_h5(root / "filter" / subject / f"{name}.h5") as f:
+            keep = f["selected"][:]
+            quality = f["quality"][:]
+        if not keep.any():
+            continue
+        with open_h5(root / pose_stage / subject / f"{name}.h5") as f:
+            kp = f["keypoints_3d"][:].astype(np.float64)
+            refined = f["refined"][:] if "refined" in f else np.zeros(kp.shape[:2], bool)
+            frames = f["frames"][:]
+        with open_h5(root / "complete" / subject / f"{name}.h5") as f:
+            filled = f["filled"][:]
+        with open_h5(root / "detect" / subject / f"{name}.h5") as f:
+            rig = read_rig(dict(f.attrs), str(f.filename))
+        prov = np.full(kp.shape[:2], Provenance.TRIANGULATED, dtype=np.uint8)
+        prov[filled] = Provenance.COMPLETED
+        prov[refined] = Provenance.REFINED
+        sequences.append(ExportSequence(subject=subject, action=u["action"], sequence=name, frames=frames[keep],
+                                        keypoints_3d=kp[keep], provenance=prov[keep], quality=quality[keep],
+                                        rig=rig))
+    return sequences
