@@ -245,8 +245,8 @@ def train_task(
     cfg = dataclasses.replace(base, i2d=test.task == "I2Dto3D")
     val = (test.kp2d, test.kp3d) if test.masks is None else (test.kp2d, test.kp3d, test.masks)
     log.info("lifter %s: training on %d samples (width %d, %d blocks, %d epochs, batch %d) on %s; validation = "
-             "the %d test samples, for monitoring only", test.task, len(train_2d), cfg.width, cfg.num_blocks,
-             cfg.epochs, cfg.batch_size, device, len(test.ids))
+             "the %d samples it is scored on, for monitoring only", test.task, len(train_2d), cfg.width,
+             cfg.num_blocks, cfg.epochs, cfg.batch_size, device, len(test.ids))
     t = time.perf_counter()
     model, stats, history = train_lifter(train_2d, train_3d, cfg, device=device, seed=seed, val=val,
                                          progress=progress)
