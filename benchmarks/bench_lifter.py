@@ -1,9 +1,9 @@
 """The residual lifter baseline (Martinez et al. 2017) on an exported build's H3WB 2D->3D and I2D->3D tasks.
 
-A thin wrapper around :mod:`build_h3wb.benchmark.baseline` (the code ``python -m build_h3wb stage=lifter`` runs): trains
-on ``2Dto3D_train.json`` and scores with :func:`build_h3wb.benchmark.metrics.score_all`: 2D->3D on
-``2Dto3D_test_2d.json`` / ``2Dto3D_test_3d.json``; I2D->3D on ``I2Dto3D_test_2d.json`` hidden with the stored
-``I2Dto3D_test_masks.npz`` / ``I2Dto3D_test_3d.json``, with a model trained on freshly masked inputs every epoch.
+A thin wrapper around :mod:`build_h3wb.leaderboard.baseline` (the code ``python -m build_h3wb stage=lifter`` runs):
+trains on ``2Dto3D_train.json`` and scores with :func:`build_h3wb.leaderboard.metrics.score_all`: 2D->3D on
+``2Dto3D_test_2d.json`` / ``2Dto3D_test_3d.json``; I2D->3D on the masked ``I2Dto3D_test_2d.json`` (confidence 0 =
+hidden) / ``I2Dto3D_test_3d.json``, with a model trained on freshly masked inputs every epoch.
 The learning curves plot the test error after every epoch for monitoring only: the last epoch's model is scored,
 nothing is selected on the test set. A mean-pose row (the training set's mean root-relative pose for every sample)
 gives the trivial reference.
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from build_h3wb.benchmark.baseline import (
+from build_h3wb.leaderboard.baseline import (
     lifter_config,
     load_test,
     load_train,
@@ -34,8 +34,8 @@ from build_h3wb.benchmark.baseline import (
     missing_files,
     train_task,
 )
-from build_h3wb.benchmark.lifter import plot_learning_curve, save_lifter
-from build_h3wb.benchmark.metrics import OFFICIAL_KEYS, UNOFFICIAL_KEYS, score_all
+from build_h3wb.leaderboard.lifter import plot_learning_curve, save_lifter
+from build_h3wb.leaderboard.metrics import OFFICIAL_KEYS, UNOFFICIAL_KEYS, score_all
 
 log = logging.getLogger("bench_lifter")
 DEFAULT_EPOCHS = 12

@@ -361,11 +361,14 @@ class BenchmarkConfig:
         predictions: JSON in the official layout, ``{"<id>": [[x, y, z], ...]}``, or HDF5 (``ids``, ``keypoints_3d``).
         task: ``2Dto3D``, ``I2Dto3D`` or ``RGBto3D``.
         method: the row name in ``benchmark/scores.md``.
+        cross_validation: 0 scores the test split; N in 1..5 scores fold N of the training file (the official
+            ``cvN`` mode; ``build_h3wb.leaderboard.scoring.cv_fold``).
     """
 
     predictions: str = ""
     task: str = "2Dto3D"
     method: str = "predictions"
+    cross_validation: int = 0
 
 
 @dataclass
@@ -413,7 +416,7 @@ class PicturesConfig:
 
 @dataclass
 class LifterStageConfig:
-    """The residual lifting baseline (``stage=lifter``; see ``build_h3wb.benchmark.lifter``), trained on the export.
+    """The residual lifting baseline (``stage=lifter``; see ``build_h3wb.leaderboard.lifter``), trained on the export.
 
     Attributes:
         tasks: which lifters to train and score: ``2Dto3D`` and/or ``I2Dto3D``.
@@ -425,6 +428,9 @@ class LifterStageConfig:
         device: ``auto`` (GPU when there is one), ``cpu`` or a torch device such as ``cuda:1``.
         seed: training seed (initialisation, batch order, training masks).
         method: the row name in ``benchmark/scores.md`` (the task is a column).
+        cross_validation: 0 trains on the training file and tests on the test split; N in 1..5 trains on the other
+            four folds of the training file and tests on fold N; -1 runs all five folds and reports the mean and
+            standard deviation of every metric (``lifter/cv_summary.{json,md}``).
     """
 
     tasks: list[str] = field(default_factory=lambda: ["2Dto3D", "I2Dto3D"])
@@ -436,6 +442,7 @@ class LifterStageConfig:
     device: str = "auto"
     seed: int = 0
     method: str = "residual lifter"
+    cross_validation: int = 0
 
 
 @dataclass

@@ -1,11 +1,17 @@
-"""Accuracy of built 3D poses against ground truth: per-keypoint errors, and running per-part statistics.
+"""Accuracy of built 3D poses against ground truth: running per-part statistics of the per-keypoint errors.
 
-Error variants (all in millimetres, over the keypoints that were built, i.e. not NaN):
+The errors and their centrings come from the one metrics module, :func:`build_h3wb.leaderboard.metrics.
+keypoint_errors` (all in millimetres; its NaN policy: a keypoint that was not built, or whose centre was not, has
+no error, and means are over the keypoints with one):
+
 - ``absolute``: world position error, what triangulation gets right or wrong;
 - ``root_relative``: both poses centred on their own mid-hip (joints left_hip, right_hip), as H3WB's leaderboard
   scores whole body, body (with feet), face and hands;
-- ``face_aligned``: the face centred on the nose; ``hands_aligned``: each hand centred on its own root (wrist),
-  both hands pooled.
+- ``face_aligned``: the face centred on the nose; ``hands_aligned``: each hand centred on its own root (wrist); its
+  mean is the leaderboard's ``(MPJPE_left + MPJPE_right) / 2``, its median and p95 pool both hands.
+
+On the same arrays the means of :class:`ErrorStats` are the leaderboard scorer's numbers
+(:func:`build_h3wb.leaderboard.metrics.score_all`), with NaN too.
 """
 
 from __future__ import annotations
@@ -13,41 +19,12 @@ from __future__ import annotations
 import numpy as np
 
 from build_h3wb import skeleton
+from build_h3wb.leaderboard.metrics import keypoint_errors
+
+__all__ = ["ErrorStats", "format_table", "keypoint_errors"]
 
 HIST_MAX_MM = 2000.0
 HIST_BIN_MM = 0.25
-
-
-def keypoint_errors(pred: np.ndarray, gt: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-keypoint errors of every variant.
-
-    Args:
-        pred: (T, J, 3) built keypoints, millimetres, NaN where missing.
-        gt: (T, J, 3) ground truth, millimetres.
-
-    Returns:
-        variant -> (T, J) error in mm, NaN where the keypoint (or the variant's centre) is missing. The face and
-        hands variants are NaN outside their part.
-    """
-    if pred.shape != gt.shape or pred.shape[-2:] != (skeleton.NUM_KEYPOINTS, 3):
-        raise ValueError(f"expected pred and gt of equal shape (T, {skeleton.NUM_KEYPOINTS}, 3), got "
-                         f"{pred.shape} and {gt.shape}")
-    out = {"absolute": np.linalg.norm(pred - gt, axis=-1)}
-    rp = pred - skeleton.root(pred)[:, None]
-    rg = gt - skeleton.root(gt)[:, None]
-    out["root_relative"] = np.linalg.norm(rp - rg, axis=-1)
-    face = np.full(pred.shape[:2], np.nan)
-    fs = skeleton.PARTS["face"]
-    nose = skeleton.NOSE
-    face[:, fs] = np.linalg.norm((pred[:, fs] - pred[:, nose, None]) - (gt[:, fs] - gt[:, nose, None]), axis=-1)
-    out["face_aligned"] = face
-    hands = np.full(pred.shape[:2], np.nan)
-    for side in ("left_hand", "right_hand"):
-        sl = skeleton.PARTS[side]
-        r = sl.start
-        hands[:, sl] = np.linalg.norm((pred[:, sl] - pred[:, r, None]) - (gt[:, sl] - gt[:, r, None]), axis=-1)
-    out["hands_aligned"] = hands
-    return out
 
 
 class ErrorStats:
@@ -60,9 +37,14 @@ class ErrorStats:
         "hands_aligned": ("hands",),
     }
 
+    #: Per-hand sums behind the ``hands_aligned`` mean (left and right averaged, as the leaderboard).
+    HANDS = ("left_hand", "right_hand")
+
     def __init__(self) -> None:
         nbins = int(HIST_MAX_MM / HIST_BIN_MM) + 1
         self.sum = {(v, p): 0.0 for v, ps in self.VARIANT_PARTS.items() for p in ps}
+        self.hand_sum = dict.fromkeys(self.HANDS, 0.0)
+        self.hand_count = dict.fromkeys(self.HANDS, 0)
         self.count = dict.fromkeys(self.sum, 0)
         self.hist = {k: np.zeros(nbins, dtype=np.int64) for k in self.sum}
         self.built = dict.fromkeys(skeleton.REPORT_PARTS, 0)
@@ -82,6 +64,19 @@ class ErrorStats:
             self.count[(v, p)] += e.size
             idx = np.minimum((e / HIST_BIN_MM).astype(np.int64), len(self.hist[(v, p)]) - 1)
             self.hist[(v, p)] += np.bincount(idx, minlength=len(self.hist[(v, p)]))
+        for hand in self.HANDS:
+            e = errs["hands_aligned"][:, skeleton.PARTS[hand]]
+            e = e[np.isfinite(e)]
+            self.hand_sum[hand] += float(e.sum())
+            self.hand_count[hand] += e.size
+
+    def mean(self, variant: str, part: str) -> float:
+        """Mean error in mm (NaN if none); ``hands_aligned`` averages the two hands' means, as the leaderboard."""
+        if variant == "hands_aligned":
+            means = [self.hand_sum[h] / self.hand_count[h] for h in self.HANDS if self.hand_count[h]]
+            return float(np.mean(means)) if means else float("nan")
+        n = self.count[(variant, part)]
+        return self.sum[(variant, part)] / n if n else float("nan")
 
     def _quantile(self, key: tuple[str, str], q: float) -> float:
         h = self.hist[key]
@@ -94,10 +89,10 @@ class ErrorStats:
     def table(self) -> dict:
         """Variant -> part -> {mean, median, p95 (mm), n}, plus ``coverage``: part -> share of keypoints built."""
         out: dict = {}
-        for (v, p), s in self.sum.items():
+        for v, p in self.sum:
             n = self.count[(v, p)]
             out.setdefault(v, {})[p] = {
-                "mean_mm": round(s / n, 2) if n else None,
+                "mean_mm": round(self.mean(v, p), 2) if n else None,
                 "median_mm": round(self._quantile((v, p), 0.5), 2) if n else None,
                 "p95_mm": round(self._quantile((v, p), 0.95), 2) if n else None,
                 "n": n,

@@ -139,3 +139,24 @@ def flip_left_right(kp: np.ndarray) -> np.ndarray:
     return kp[..., FLIP_INDEX, :]
 
 
+
+
+def left_right_sides() -> tuple[list[int], list[int]]:
+    """The keypoints of the subject's left and of the right side, from the flip pairs (centre keypoints in neither).
+
+    Body, feet and hands are sided by their names; a face pair's lower index is the subject's right (iBUG-68:
+    the jaw, brows and eyes are numbered from the subject's right).
+
+    Returns:
+        ``(left, right)``: ascending 0-based indices, ``right[i]`` is not necessarily ``FLIP_INDEX[left[i]]``.
+    """
+    left, right = [], []
+    face = PARTS["face"]
+    for j, mate in enumerate(FLIP_INDEX.tolist()):
+        if mate == j:
+            continue
+        if face.start <= j < face.stop:
+            (right if j < mate else left).append(j)
+        else:
+            (left if NAMES[j].startswith("left") else right).append(j)
+    return left, right

@@ -1,9 +1,11 @@
-"""Stage ``export``: the selected poses as one HDF5 file, the official H3WB JSON files and a VideoPose3D npz.
+"""Stage ``export``: the selected poses as one HDF5 file, the official H3WB JSON files and two VideoPose3D npz.
 
-Reads ``filter/`` (selection and quality), the final poses (``refine``, else ``complete``), ``triangulate`` and
-``complete`` (for the per-keypoint provenance) and the rig stored with the detections. Writes ``export/h3wb.h5``,
-``export/json/*.json`` (layout in ``build_h3wb.export``) with the fixed I2D test masks
-``export/json/I2Dto3D_test_masks.npz``, and ``export/h3wb_videopose3d.npz``; the benchmark split
+Reads ``filter/`` (selection and quality), the poses it assessed (``build.poses``, default ``refine``) and
+``complete`` (for the per-keypoint provenance) and the rig stored with the detections. Projects every pose once
+(``build_h3wb.export.sequence_views``) and writes ``export/h3wb.h5``, ``export/json/*.json`` (layout in
+``build_h3wb.export``; the I2D test input masked, its boolean masks in ``export/json/I2Dto3D_test_masks.npz``),
+``export/h3wb_videopose3d.npz`` (the official H3WB npz layout, pickled) and ``export/h3wb_flat.npz`` (the same
+poses, every subject, without pickles); the benchmark split
 is configurable (default: train S1, S5, S6, S7; test S8). With ``export.images=true`` and a source with pixels
 (Human3.6M, a rig), the exported frames of every view are cut out of the videos to ``export/images/`` at the
 ``image_path`` the JSON files name (``S1/Images/Walking 1.54138969/frame_0005.jpg``); present images are kept.
@@ -12,21 +14,22 @@ is configurable (default: train S1, S5, S6, S7; test S8). With ``export.images=t
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
 
 from build_h3wb.artifacts import BuildDirError, StageDir, open_h5
-from build_h3wb.benchmark.masking import i2d_masks, save_masks
 from build_h3wb.build import Build, read_rig
 from build_h3wb.export import (
     ExportSequence,
     Provenance,
-    load_h3wb_json,
+    sequence_views,
+    write_flat_npz,
     write_h3wb_json,
     write_hdf5,
     write_images,
-    write_videopose3d_npz,
+    write_official_npz,
 )
 from build_h3wb.stages.common import make_source
 
@@ -52,8 +55,48 @@ def run(cfg: DictConfig) -> dict:
                                    "poses": pose_stage}, overwrite=cfg.build.overwrite,
                   upstream={"filter": sel["config_hash"]})
     sd.check_compatible()
+    sequences = read_sequences(root, sel["units"], pose_stage)
+    if not sequences:
+        raise RuntimeError(f"the filter kept no pose in {root}; loosen the filter thresholds")
+    sd.root.mkdir(parents=True, exist_ok=True)
+    views = sequence_views(sequences, float(ecfg.bbox_margin))  # every pose projected once, for every writer
+    counts = {"hdf5": write_hdf5(sd.root / "h3wb.h5", sequences, split, views=views)}
+    counts["json"] = write_h3wb_json(sd.root / "json", sequences, split, rgb_test_seed=int(ecfg.rgb_test_seed),
+                                     decimals=int(ecfg.decimals) if ecfg.decimals >= 0 else None,
+                                     i2d_mask_seed=int(ecfg.i2d_mask_seed), views=views)
+    counts["i2d_test_masks"] = counts["json"]["samples"]["I2Dto3D_test_2d.json"]
+    counts["videopose3d"] = write_official_npz(sd.root / "h3wb_videopose3d.npz", sequences, split, views=views)
+    counts["flat_npz"] = write_flat_npz(sd.root / "h3wb_flat.npz", sequences, views=views)
+    del views
+    if ecfg.images:
+        counts["images"] = write_images(make_source(cfg), sequences, sd.root / "images", int(ecfg.jpeg_quality))
+        if counts["images"]["no_pixels"]:
+            log.warning("export.images=true, but the %s source has no pixels: no images cut", cfg.data._target_)
+        else:
+            log.info("export: %d images written to %s (%d already there, %d views failed)",
+                     counts["images"]["written"], sd.root / "images", counts["images"]["present"],
+                     len(counts["images"]["failed_views"]))
+    n = counts["hdf5"]["poses"]
+    log.info("export: %d poses (%d images) to %s: h3wb.h5, json/ (%s), h3wb_videopose3d.npz, h3wb_flat.npz", n,
+             n * len(sequences[0].rig), sd.root, ", ".join(f"{k} {v}" for k, v in counts["hdf5"].items()
+                                                               if k != "poses"))
+    sd.write_manifest(counts, units=sel["units"])
+    return counts
+
+
+def read_sequences(root: Path, units: list[dict], pose_stage: str) -> list[ExportSequence]:
+    """The selected poses of every filter unit (``subject``, ``action``, ``sequence``) with quality, provenance and rig.
+
+    Args:
+        root: the build directory.
+        units: the filter manifest's units.
+        pose_stage: the stage whose ``keypoints_3d`` are exported (``refine`` or ``complete``).
+
+    Returns:
+        One :class:`~build_h3wb.export.ExportSequence` per unit with at least one selected pose.
+    """
     sequences = []
-    for u in sel["units"]:
+    for u in units:
         subject, name = u["subject"], u["sequence"]
         with open_h5(root / "filter" / subject / f"{name}.h5") as f:
             keep = f["selected"][:]
@@ -74,29 +117,4 @@ def run(cfg: DictConfig) -> dict:
         sequences.append(ExportSequence(subject=subject, action=u["action"], sequence=name, frames=frames[keep],
                                         keypoints_3d=kp[keep], provenance=prov[keep], quality=quality[keep],
                                         rig=rig))
-    if not sequences:
-        raise RuntimeError(f"the filter kept no pose in {root}; loosen the filter thresholds")
-    sd.root.mkdir(parents=True, exist_ok=True)
-    counts = {"hdf5": write_hdf5(sd.root / "h3wb.h5", sequences, split, bbox_margin=float(ecfg.bbox_margin))}
-    counts["json"] = write_h3wb_json(sd.root / "json", sequences, split, bbox_margin=float(ecfg.bbox_margin),
-                                     rgb_test_seed=int(ecfg.rgb_test_seed),
-                                     decimals=int(ecfg.decimals) if ecfg.decimals >= 0 else None)
-    counts["videopose3d"] = write_videopose3d_npz(sd.root / "h3wb_videopose3d.npz", sequences)
-    n_i2d = len(load_h3wb_json(sd.root / "json" / "I2Dto3D_test_2d.json")["ids"])
-    save_masks(sd.root / "json" / "I2Dto3D_test_masks.npz", i2d_masks(n_i2d, int(ecfg.i2d_mask_seed)),
-               int(ecfg.i2d_mask_seed))
-    counts["i2d_test_masks"] = n_i2d
-    if ecfg.images:
-        counts["images"] = write_images(make_source(cfg), sequences, sd.root / "images", int(ecfg.jpeg_quality))
-        if counts["images"]["no_pixels"]:
-            log.warning("export.images=true, but the %s source has no pixels: no images cut", cfg.data._target_)
-        else:
-            log.info("export: %d images written to %s (%d already there, %d views failed)",
-                     counts["images"]["written"], sd.root / "images", counts["images"]["present"],
-                     len(counts["images"]["failed_views"]))
-    n = counts["hdf5"]["poses"]
-    log.info("export: %d poses (%d images) to %s: h3wb.h5, json/ (%s), h3wb_videopose3d.npz", n,
-             n * len(sequences[0].rig), sd.root, ", ".join(f"{k} {v}" for k, v in counts["hdf5"].items()
-                                                               if k != "poses"))
-    sd.write_manifest(counts, units=sel["units"])
-    return counts
+    return sequences

@@ -233,7 +233,7 @@ def _build_fps(root: Path, subject: str, sequence: str, camera: str, frames: np.
 
 def _photo(cfg: DictConfig, root: Path) -> dict:
     """``pictures.image``: the photograph through the detector and the I2D lifter, in four panels."""
-    from build_h3wb.benchmark.lifter import load_lifter
+    from build_h3wb.leaderboard.lifter import load_lifter
 
     pcfg = cfg.pictures
     path = Path(str(pcfg.image)).expanduser()

@@ -212,8 +212,8 @@ def lift_detection(
 
     Args:
         kp: (J, 3) ``[x, y, score]`` pixels, NaN where missing.
-        model: a :class:`~build_h3wb.benchmark.lifter.ResidualLifter` (an I2D one when keypoints are hidden).
-        stats: its :class:`~build_h3wb.benchmark.lifter.LifterStats`.
+        model: a :class:`~build_h3wb.leaderboard.lifter.ResidualLifter` (an I2D one when keypoints are hidden).
+        stats: its :class:`~build_h3wb.leaderboard.lifter.LifterStats`.
         min_score: keypoints scoring below this are hidden.
 
     Returns:
@@ -221,7 +221,7 @@ def lift_detection(
         mid-hip and divided by the body scale (``centre_and_scale_2d``; hidden ones 0), in body-scale units, y down;
         (J, 3) the lifted pose, mm, camera axes (x right, y down, z forward), mid-hip at the origin.
     """
-    from build_h3wb.benchmark.lifter import centre_and_scale_2d, predict
+    from build_h3wb.leaderboard.lifter import centre_and_scale_2d, predict
 
     J = skeleton.NUM_KEYPOINTS
     if kp.shape != (J, 3):

@@ -381,7 +381,7 @@ def test_a_video_source_is_not_decoded_for_detections_from_files(tmp_path, monke
 @pytest.fixture(scope="module")
 def small_lifter(tmp_path_factory):
     """A small I2D lifter trained on the synthetic capture's poses (as tests/test_pictures_more.py does)."""
-    from build_h3wb.benchmark.lifter import LifterConfig, save_lifter, train_lifter
+    from build_h3wb.leaderboard.lifter import LifterConfig, save_lifter, train_lifter
 
     d = tmp_path_factory.mktemp("lifter")
     src = SyntheticSource(subjects=["S1"], actions=["Walking", "Posing"], duration_s=4)

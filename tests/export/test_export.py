@@ -9,18 +9,23 @@ import pytest
 from build_h3wb import export, skeleton
 from build_h3wb.export import (
     H3WB_FILES,
+    I2D_MASKS_FILE,
     ExportSequence,
     Provenance,
     image_relpath,
     keypoint_bbox,
+    load_flat_npz,
     load_h3wb_json,
-    load_videopose3d_npz,
     read_hdf5,
+    sequence_views,
+    write_flat_npz,
     write_h3wb_json,
     write_hdf5,
-    write_videopose3d_npz,
 )
+from build_h3wb.export import h3wb_json as h3wb_json_module
+from build_h3wb.export import views as views_module
 from build_h3wb.geometry.cameras import h36m_rig
+from build_h3wb.leaderboard.masking import load_masks
 from build_h3wb.synthetic.motion import generate_motion
 
 J = skeleton.NUM_KEYPOINTS
@@ -134,7 +139,7 @@ def test_duplicate_sequence_and_bad_split_rejected(tmp_path, sequences):
     with pytest.raises(ValueError, match="given twice"):
         write_h3wb_json(tmp_path, [sequences[0], sequences[0]], SPLIT)
     for writer in (lambda: write_h3wb_json(tmp_path, [], SPLIT), lambda: write_hdf5(tmp_path / "x.h5", [], SPLIT),
-                   lambda: write_videopose3d_npz(tmp_path / "x.npz", [])):
+                   lambda: write_flat_npz(tmp_path / "x.npz", [])):
         with pytest.raises(ValueError, match="no sequences"):
             writer()
     with pytest.raises(ValueError, match="split values"):
@@ -148,7 +153,7 @@ def test_duplicate_sequence_and_bad_split_rejected(tmp_path, sequences):
 
 def test_json_files_and_counts(json_dir, sequences):
     out, counts = json_dir
-    assert sorted(p.name for p in out.iterdir()) == sorted(H3WB_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*H3WB_FILES, I2D_MASKS_FILE])
     n_train = sum(s.num_frames for s in sequences if SPLIT.get(s.subject) == "train")
     n_test = sum(s.num_frames for s in sequences if SPLIT.get(s.subject) == "test")
     assert counts["poses"] == {"train": n_train, "test": n_test}
@@ -169,6 +174,7 @@ def test_json_train_geometry_and_order(json_dir, sequences):
     d = load_h3wb_json(out / "2Dto3D_train.json")
     assert d["ids"].tolist() == list(range(len(d["ids"])))
     assert (out / "RGBto3D_train.json").read_bytes() == (out / "2Dto3D_train.json").read_bytes()
+    assert (out / "RGBto3D_train.json").stat().st_ino == (out / "2Dto3D_train.json").stat().st_ino  # one write
     raw = json.loads((out / "2Dto3D_train.json").read_text())
     assert list(raw["0"]) == ["image_path", "bbox", "keypoints_2d", "keypoints_3d"]
     assert list(raw["0"]["keypoints_2d"]) == [str(j) for j in range(J)]
@@ -215,14 +221,24 @@ def test_json_test_sets_disjoint_and_alternating(json_dir, sequences):
     assert all(str((i // 4) * 8 + i % 4) in raw2 for i in range(len(raw2)))
     assert all(str((i // 4) * 8 + i % 4 + 4) in rawi for i in range(len(rawi)))
     g2, gi = load_h3wb_json(out / "2Dto3D_test_3d.json"), load_h3wb_json(out / "I2Dto3D_test_3d.json")
-    assert g2["ids"].tolist() == ids2 and gi["ids"].tolist() == idsi and g2["keypoints_2d"] is None
+    assert g2["ids"].tolist() == ids2 and gi["ids"].tolist() == idsi
+    # ground truth carries the complete 2D too (the official admin loader reads it)
+    np.testing.assert_array_equal(g2["keypoints_2d"], d2["keypoints_2d"])
+    # the I2D input is the masked ground-truth 2D: hidden keypoints at 0 with confidence 0
+    masks, _ = load_masks(out / I2D_MASKS_FILE)
+    assert masks.shape == (len(idsi), J) and masks.any() and not masks.all()
+    np.testing.assert_array_equal(di["confidence_2d"], (~masks).astype(float))
+    np.testing.assert_array_equal(di["keypoints_2d"][masks], 0.0)
+    np.testing.assert_array_equal(di["keypoints_2d"][~masks], gi["keypoints_2d"][~masks])
+    assert d2["confidence_2d"] is None
     # RGB test: every test sample, same geometry; ground truth lines up
     img, gt = load_h3wb_json(out / "RGBto3D_test_img.json"), load_h3wb_json(out / "RGBto3D_test_3d.json")
     assert img["keypoints_2d"] is None and img["keypoints_3d"] is None
     assert img["ids"].tolist() == gt["ids"].tolist() == list(range(4 * n_test))
+    assert gt["image_path"] == img["image_path"] and np.array_equal(gt["bbox"], img["bbox"])
     assert sorted(ids2 + idsi) == img["ids"].tolist()
     table = pose_lookup(sequences)
-    all_2d = np.concatenate([d2["keypoints_2d"], di["keypoints_2d"]])
+    all_2d = np.concatenate([g2["keypoints_2d"], gi["keypoints_2d"]])
     all_3d = np.concatenate([g2["keypoints_3d"], gi["keypoints_3d"]])
     order = np.argsort(ids2 + idsi)
     qualities = []
@@ -377,15 +393,15 @@ def test_pose_behind_camera_is_an_error(tmp_path, sequences):
 # npz
 
 
-def test_videopose3d_npz(tmp_path, sequences):
-    path = tmp_path / "data_3d_h3wb.npz"
-    counts = write_videopose3d_npz(path, sequences)
+def test_flat_npz(tmp_path, sequences):
+    path = tmp_path / "h3wb_flat.npz"
+    counts = write_flat_npz(path, sequences)
     assert counts == {"poses": sum(s.num_frames for s in sequences), "sequences": len(sequences)}
     with np.load(path, allow_pickle=False) as z:
         assert "positions_3d/S1/Walking 1/global_3d" in z.files
         assert "positions_3d/S1/Walking 1/camera_3d/54138969" in z.files
         assert z["metadata"].dtype.kind == "U"
-    d = load_videopose3d_npz(path)
+    d = load_flat_npz(path)
     meta = d["metadata"]
     assert meta["num_keypoints"] == J and meta["sequences"]["S1"]["Walking 1"]["action"] == "Walking"
     for s in sequences:
@@ -415,8 +431,8 @@ class Boom(RuntimeError):
     pass
 
 
-def _fail_after(monkeypatch, name, n):
-    real = getattr(export, name)
+def _fail_after(monkeypatch, module, name, n):
+    real = getattr(module, name)
     calls = {"n": 0}
 
     def wrapped(*args, **kwargs):
@@ -425,11 +441,11 @@ def _fail_after(monkeypatch, name, n):
             raise Boom("interrupted")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(export, name, wrapped)
+    monkeypatch.setattr(module, name, wrapped)
 
 
 def test_json_interrupted_leaves_no_partial_file(tmp_path, sequences, monkeypatch):
-    _fail_after(monkeypatch, "_kp_text", 5)
+    _fail_after(monkeypatch, h3wb_json_module, "_format_sample", 5)
     with pytest.raises(Boom):
         write_h3wb_json(tmp_path, sequences, SPLIT)
     assert list(tmp_path.iterdir()) == []
@@ -437,7 +453,7 @@ def test_json_interrupted_leaves_no_partial_file(tmp_path, sequences, monkeypatc
 
 def test_json_interrupted_in_test_files_keeps_finished_files_whole(tmp_path, sequences, monkeypatch):
     n_train = 4 * sum(s.num_frames for s in sequences if SPLIT.get(s.subject) == "train")
-    _fail_after(monkeypatch, "_kp_text", 2 * n_train + 3)
+    _fail_after(monkeypatch, h3wb_json_module, "_format_sample", n_train + 3)
     with pytest.raises(Boom):
         write_h3wb_json(tmp_path, sequences, SPLIT)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["2Dto3D_train.json", "RGBto3D_train.json"]
@@ -445,11 +461,11 @@ def test_json_interrupted_in_test_files_keeps_finished_files_whole(tmp_path, seq
 
 
 def test_hdf5_and_npz_interrupted_leave_no_file(tmp_path, sequences, monkeypatch):
-    _fail_after(monkeypatch, "_views", 2)
+    _fail_after(monkeypatch, views_module, "views_of", 2)
     with pytest.raises(Boom):
         write_hdf5(tmp_path / "export.h5", sequences, SPLIT)
     with pytest.raises(Boom):
-        write_videopose3d_npz(tmp_path / "export.npz", sequences)
+        write_flat_npz(tmp_path / "export.npz", sequences)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -457,8 +473,63 @@ def test_existing_file_survives_failed_rewrite(tmp_path, sequences, monkeypatch)
     path = tmp_path / "export.h5"
     write_hdf5(path, sequences[:1], SPLIT)
     before = path.read_bytes()
-    _fail_after(monkeypatch, "_views", 1)
+    _fail_after(monkeypatch, views_module, "views_of", 1)
     with pytest.raises(Boom):
         write_hdf5(path, sequences, SPLIT)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["export.h5"]
+
+
+def test_shared_views_give_the_same_files(tmp_path, sequences):
+    views = sequence_views(sequences, 0.1)
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_h3wb_json(a, sequences, SPLIT, views=views)
+    write_h3wb_json(b, sequences, SPLIT)
+    for name in H3WB_FILES:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    with pytest.raises(ValueError, match="views holds 1 entries for"):
+        write_hdf5(tmp_path / "x.h5", sequences, SPLIT, views=views[:1])
+
+
+def test_link_falls_back_to_a_symlink_then_a_copy(tmp_path, monkeypatch):
+    src = tmp_path / "a.json"
+    src.write_text("{}")
+    assert export.link_or_copy(src, tmp_path / "b.json") == "hardlink"
+
+    def refuse(*args, **kwargs):
+        raise OSError("not on this file system")
+
+    monkeypatch.setattr(h3wb_json_module.os, "link", refuse)
+    assert export.link_or_copy(src, tmp_path / "c.json") == "symlink"
+    assert (tmp_path / "c.json").is_symlink() and (tmp_path / "c.json").read_text() == "{}"
+    monkeypatch.setattr(h3wb_json_module.os, "symlink", refuse)
+    assert export.link_or_copy(src, tmp_path / "d.json") == "copy"
+    assert not (tmp_path / "d.json").is_symlink() and (tmp_path / "d.json").read_text() == "{}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json", "c.json", "d.json"]
+
+
+def test_number_text_writes_what_repr_writes():
+    rng = np.random.default_rng(0)
+    values = np.concatenate([[0.0, -0.0, 0.004, -0.004, 0.005, 12.3, -12.3, 1e4, 99.995, 0.5, -0.5, 1.0, 123456.789],
+                             rng.normal(0.0, 3000.0, 500), rng.uniform(-1.0, 1.0, 200)])[None]
+    for d in (0, 1, 2, 3):
+        text = export.h3wb_json.number_text(values, d)
+        got = [bytes(t[t != 0]).decode() for t in text[0]]
+        assert got == [repr(float(np.round(v, d))) for v in values[0]], d
+    ints = export.h3wb_json.number_text(np.array([[0, 1, 7, 10, 1234]]), None)
+    assert [bytes(t[t != 0]).decode() for t in ints[0]] == ["0", "1", "7", "10", "1234"]
+
+
+def test_block_formatting_gives_the_per_sample_templates_bytes(tmp_path, sequences, monkeypatch):
+    def per_sample(self, specs, fields):
+        return ",".join(self.text(sid, i, t, c, fields, m) for sid, i, t, c, m in specs)
+
+    for decimals in (0, 2):
+        fast, slow = tmp_path / f"fast{decimals}", tmp_path / f"slow{decimals}"
+        write_h3wb_json(fast, sequences, SPLIT, decimals=decimals, rgb_test_seed=1)
+        with monkeypatch.context() as m:
+            m.setattr(h3wb_json_module._Samples, "block", per_sample)
+            write_h3wb_json(slow, sequences, SPLIT, decimals=decimals, rgb_test_seed=1)
+        for name in H3WB_FILES:
+            assert (fast / name).read_bytes() == (slow / name).read_bytes(), (decimals, name)
+        json.loads((fast / "I2Dto3D_test_2d.json").read_text())

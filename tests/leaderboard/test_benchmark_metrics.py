@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from build_h3wb import skeleton
-from build_h3wb.benchmark import masking, metrics, scoring
+from build_h3wb.leaderboard import masking, metrics, scoring
 
 J = skeleton.NUM_KEYPOINTS
 FACE = skeleton.REPORT_PARTS["face"]
@@ -158,15 +158,58 @@ def test_shape_errors(f):
         f(gt[:0], gt[:0])
 
 
-def test_nan_in_pred_is_counted():
+def test_nan_means_missing_and_only_finite_errors_are_averaged():
     gt = poses(4)
-    pred = gt.copy()
+    pred = gt + 2.0 * np.eye(3)[0]  # a 2 mm translation: no centred error
+    pred[:, 100] += [0.0, 3.0, 4.0]  # one keypoint 5 mm off after centring
     pred[1, 5] = np.nan
     pred[3, 7, 0] = np.nan
-    with pytest.raises(ValueError, match=r"pred contains NaN values: 4 values in 2 of 4 samples"):
-        metrics.mpjpe_whole(pred, gt)
+    errors = metrics.keypoint_errors(pred, gt)
+    assert np.isnan(errors["root_relative"][1, 5]) and np.isnan(errors["root_relative"][3, 7])
+    n_whole = 4 * J - 2
+    assert metrics.part_mean(errors["root_relative"], skeleton.REPORT_PARTS["whole"]) == (
+        pytest.approx(4 * 5.0 / n_whole), n_whole)
+    assert metrics.mpjpe_whole(pred, gt) == pytest.approx(4 * 5.0 / n_whole)
+    # a missing hip hides every mid-hip-centred error of that sample, a missing nose the aligned face
+    pred[0, skeleton.LEFT_HIP] = np.nan
+    pred[2, skeleton.NOSE] = np.nan
+    errors = metrics.keypoint_errors(pred, gt)
+    assert np.isnan(errors["root_relative"][0]).all() and np.isfinite(errors["absolute"][0, :5]).all()
+    assert np.isnan(errors["face_aligned"][2, FACE]).all() and np.isfinite(errors["face_aligned"][1, FACE]).all()
+    assert np.isnan(errors["face_aligned"][:, :FACE.start]).all()  # outside the part
+    with pytest.raises(ValueError, match=r"pred contains NaN values: 10 values in 4 of 4 samples"):
+        metrics.check_complete(pred, gt)
     with pytest.raises(ValueError, match=r"gt contains NaN"):
-        metrics.score_all(gt, pred)
+        metrics.check_complete(gt, pred)
+    metrics.check_complete(gt, gt)
+
+
+def test_evaluate_and_the_leaderboard_scorer_agree_with_and_without_nan():
+    from build_h3wb.evaluation import ErrorStats
+
+    rng = np.random.default_rng(5)
+    gt = poses(6, seed=8)
+    pred = gt + rng.normal(0.0, 15.0, gt.shape)
+    for missing in (0.0, 0.2):
+        p = pred.copy()
+        p[rng.random(p.shape[:2]) < missing] = np.nan  # whole keypoints missing, hands unevenly
+        p[0, LH] = np.nan  # one sample without its left hand: left and right hands differ in count
+        stats = ErrorStats()
+        stats.add(p[:4], gt[:4])
+        stats.add(p[4:], gt[4:])  # streamed in two sequences
+        scored = metrics.score_all(p, gt)
+        pairs = {"whole": ("root_relative", "whole"), "body": ("root_relative", "body"),
+                 "face": ("root_relative", "face"), "hands": ("root_relative", "hands"),
+                 "face_aligned": ("face_aligned", "face"), "hands_aligned": ("hands_aligned", "hands")}
+        for key, (variant, part) in pairs.items():
+            assert stats.mean(variant, part) == pytest.approx(scored[key], rel=1e-12), (missing, key)
+            assert stats.table()[variant][part]["mean_mm"] == pytest.approx(scored[key], abs=0.005)
+        # the official formula on the complete rows (test_score centres the difference; same thing)
+        if missing == 0.0:
+            full = slice(1, None)
+            d = pred[full] - gt[full]
+            d = d - (d[:, [skeleton.LEFT_HIP]] + d[:, [skeleton.RIGHT_HIP]]) / 2
+            assert metrics.mpjpe_whole(pred[full], gt[full]) == pytest.approx(np.linalg.norm(d, axis=-1).mean())
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -280,15 +323,49 @@ def test_simple_json_and_hdf5_predictions(gt_file, tmp_path):
         assert {k: res[k] for k in expect} == pytest.approx(expect)
 
 
-def test_ids_mismatch_errors(gt_file, tmp_path):
+def test_missing_ids_are_an_error_and_extra_ids_are_ignored(gt_file, tmp_path, caplog):
     path, ids, kp = gt_file
     pred_path = tmp_path / "pred.json"
     pred_path.write_text(json.dumps({str(i): p.tolist() for i, p in zip(ids[1:] + [99], kp)}))
-    with pytest.raises(ValueError, match=r"1 missing \(e\.g\. \['0'\]\), 1 extra \(e\.g\. \['99'\]\)"):
+    with pytest.raises(ValueError, match=r"1 of the 8 ids of .* have no prediction \(e\.g\. \['0'\]\)"):
         scoring.score_predictions(pred_path, path, "2Dto3D")
     pred_path.write_text(json.dumps({str(i): p.tolist() for i, p in zip(ids[:-2], kp)}))
-    with pytest.raises(ValueError, match=r"2 missing .*'10', '11'.*0 extra"):
+    with pytest.raises(ValueError, match=r"2 of the 8 ids .*'10', '11'"):
         scoring.score_predictions(pred_path, path, "2Dto3D")
+    # a superset (e.g. both test sets in one file) is scored on the ground truth's ids
+    pred = kp + offsets(len(ids))
+    both = {str(i): p.tolist() for i, p in zip(ids, pred)} | {str(i): [[1e6] * 3] * J for i in (4, 5, 6, 7, 99)}
+    pred_path.write_text(json.dumps(both))
+    with caplog.at_level("INFO", logger="build_h3wb.leaderboard.scoring"):
+        res = scoring.score_predictions(pred_path, path, "2Dto3D")
+    assert res["whole"] == pytest.approx(metrics.score_all(pred, kp)["whole"]) and res["ignored_ids"] == 5
+    assert "5 predictions are not in 2Dto3D_test_3d.json" in caplog.text
+
+
+def test_cross_validation_folds_keep_whole_poses(tmp_path):
+    assert scoring.cv_fold(80000, 1).tolist() == list(range(16000))  # H3WB: the official folds
+    assert scoring.cv_fold(80000, 5)[[0, -1]].tolist() == [64000, 79999]
+    for n in (40, 44, 57, 1000, 1236):
+        folds = [scoring.cv_fold(n, f) for f in range(1, 6)]
+        assert len({len(f) for f in folds}) == 1 and len(folds[0]) % 4 == 0 and len(folds[0]) > 0
+        assert all(f[0] % 4 == 0 for f in folds)  # starts a pose
+        assert len(np.unique(np.concatenate(folds))) == 5 * len(folds[0]) <= n
+    with pytest.raises(ValueError, match="fold must be 1..5"):
+        scoring.cv_fold(100, 6)
+    with pytest.raises(ValueError, match="too few"):
+        scoring.cv_fold(16, 1)
+    # cvN scores fold N of the training file; predictions of the whole file are a superset
+    kp = poses(48, seed=3)
+    train = tmp_path / "2Dto3D_train.json"
+    train.write_text(json.dumps(official_json(kp, range(48))))
+    pred = kp + offsets(48)
+    pred_path = tmp_path / "pred_cv2.json"
+    pred_path.write_text(json.dumps({str(i): p.tolist() for i, p in enumerate(pred)}))
+    fold = scoring.cv_fold(48, 2)
+    assert fold.tolist() == list(range(8, 16))
+    res = scoring.score_predictions(pred_path, tmp_path, "2Dto3D", cross_validation=2)
+    assert res["num_samples"] == 8 and res["cross_validation"] == 2 and res["ground_truth"] == str(train)
+    assert res["whole"] == pytest.approx(metrics.score_all(pred[fold], kp[fold])["whole"])
 
 
 def test_bad_inputs(gt_file, tmp_path):
@@ -308,7 +385,7 @@ def test_bad_inputs(gt_file, tmp_path):
     bad = kp.copy()
     bad[2, 3] = np.nan
     pred_path.write_text(json.dumps({str(i): p.tolist() for i, p in zip(ids, bad)}))  # json writes NaN
-    with pytest.raises(ValueError, match="pred contains NaN values: 3 values in 1 of 8 samples"):
+    with pytest.raises(ValueError, match="pred contains NaN values: 3 values in 1 of 8 samples.*complete poses"):
         scoring.score_predictions(pred_path, path, "2Dto3D")
     h5 = tmp_path / "bad.h5"
     with h5py.File(h5, "w") as f:

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from build_h3wb import skeleton
-from build_h3wb.benchmark.lifter import (
+from build_h3wb.geometry.cameras import h36m_rig
+from build_h3wb.leaderboard.lifter import (
     LifterConfig,
     LifterStats,
     ResidualLifter,
@@ -16,9 +17,8 @@ from build_h3wb.benchmark.lifter import (
     save_lifter,
     train_lifter,
 )
-from build_h3wb.benchmark.masking import i2d_masks
-from build_h3wb.benchmark.metrics import mpjpe_whole
-from build_h3wb.geometry.cameras import h36m_rig
+from build_h3wb.leaderboard.masking import i2d_masks
+from build_h3wb.leaderboard.metrics import mpjpe_whole
 from build_h3wb.synthetic.motion import generate_motion
 
 J = skeleton.NUM_KEYPOINTS
@@ -94,6 +94,7 @@ def test_centre_and_scale_ignores_hidden_keypoints(data):
     assert np.all(b[h] == 0)
 
 
+@pytest.mark.slow
 def test_train_shapes_and_history(data, trained):
     _, (tx, ty) = data
     cfg, model, stats, history = trained
@@ -106,6 +107,7 @@ def test_train_shapes_and_history(data, trained):
     np.testing.assert_allclose(skeleton.root(pred), 0.0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_lifting_beats_mean_pose(data, trained):
     (x, y), (tx, ty) = data
     _, model, stats, history = trained
@@ -115,6 +117,7 @@ def test_lifting_beats_mean_pose(data, trained):
     assert history["val_mpjpe"][-1] == pytest.approx(err, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_i2d_lifting_beats_mean_pose(data, trained_i2d):
     (x, y), (tx, ty) = data
     _, model, stats, _ = trained_i2d
@@ -124,6 +127,7 @@ def test_i2d_lifting_beats_mean_pose(data, trained_i2d):
     assert err < 0.7 * baseline, (err, baseline)
 
 
+@pytest.mark.slow
 def test_masked_inputs_are_zeroed_and_mask_matters(data, trained_i2d):
     _, (tx, _) = data
     _, model, stats, _ = trained_i2d
@@ -147,6 +151,7 @@ def test_masked_inputs_are_zeroed_and_mask_matters(data, trained_i2d):
     assert not torch.allclose(a, b)
 
 
+@pytest.mark.slow
 def test_2d_lifter_refuses_masks(data, trained):
     _, (tx, _) = data
     _, model, stats, _ = trained
@@ -154,6 +159,7 @@ def test_2d_lifter_refuses_masks(data, trained):
         predict(model, stats, tx, i2d_masks(len(tx), seed=0))
 
 
+@pytest.mark.slow
 def test_save_load_round_trip(tmp_path, data, trained):
     _, (tx, _) = data
     cfg, model, stats, history = trained
@@ -175,6 +181,7 @@ def test_load_rejects_other_files(tmp_path):
         load_lifter(path)
 
 
+@pytest.mark.slow
 def test_learning_curve_png(tmp_path, trained):
     *_, history = trained
     path = tmp_path / "curve.png"
@@ -182,6 +189,7 @@ def test_learning_curve_png(tmp_path, trained):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_bad_shapes_raise(data, trained):
     (x, y), _ = data
     _, model, stats, _ = trained

@@ -12,19 +12,20 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
 from build_h3wb import skeleton
-from build_h3wb.benchmark.baseline import (
+from build_h3wb.config import register_configs
+from build_h3wb.export import load_h3wb_json
+from build_h3wb.leaderboard.baseline import (
     check_tasks,
     lifter_config,
     load_test,
     mean_pose,
     missing_files,
     required_files,
+    split_fold,
 )
-from build_h3wb.benchmark.lifter import load_lifter, predict
-from build_h3wb.benchmark.metrics import OFFICIAL_KEYS, UNOFFICIAL_KEYS, mpjpe_whole
-from build_h3wb.benchmark.scoring import add_scores, load_predictions, save_predictions
-from build_h3wb.config import register_configs
-from build_h3wb.export import load_h3wb_json
+from build_h3wb.leaderboard.lifter import load_lifter, predict
+from build_h3wb.leaderboard.metrics import OFFICIAL_KEYS, UNOFFICIAL_KEYS, mpjpe_whole
+from build_h3wb.leaderboard.scoring import add_scores, cv_fold, load_predictions, save_predictions
 
 SMALL = ["data.subjects=[S1,S8]", "data.actions=[Walking,Phoning,Greeting]", "data.duration_s=12",
          "complete.model.epochs=3", "complete.model.width=128", "complete.baseline_eval_poses=100"]
@@ -44,6 +45,7 @@ def lifted(tmp_path_factory):
     return d, manifest, out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_writes_model_curve_predictions_and_manifest(lifted):
     d, manifest, log = lifted
     for task in TASKS:
@@ -68,6 +70,7 @@ def test_writes_model_curve_predictions_and_manifest(lifted):
         assert c["scores"]["whole"] < c["mean_pose"]["whole"]
 
 
+@pytest.mark.slow
 def test_scores_table_has_a_finite_row_per_task(lifted):
     d, _, _ = lifted
     table = json.loads((d / "benchmark" / "scores.json").read_text())
@@ -81,6 +84,7 @@ def test_scores_table_has_a_finite_row_per_task(lifted):
     assert len((d / "benchmark" / "scores.csv").read_text().splitlines()) == 1 + len(TASKS)
 
 
+@pytest.mark.slow
 def test_lifter_beats_the_mean_pose(lifted):
     d, _, _ = lifted
     js = d / "export" / "json"
@@ -96,6 +100,7 @@ def test_lifter_beats_the_mean_pose(lifted):
         assert err < factor * mean_err, (task, err, mean_err)  # mean pose: about 230 mm here
 
 
+@pytest.mark.slow
 def test_saved_models_reproduce_the_predictions(lifted):
     d, _, _ = lifted
     for task in TASKS:
@@ -106,6 +111,7 @@ def test_saved_models_reproduce_the_predictions(lifted):
         np.testing.assert_allclose(predict(model, stats, test.kp2d, test.masks), saved, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_tasks_and_changed_config_stops(lifted):
     d, first, _ = lifted
     model_pt = d / "lifter" / "2Dto3D" / "model.pt"
@@ -124,6 +130,7 @@ def test_rerun_skips_finished_tasks_and_changed_config_stops(lifted):
     assert model_pt.stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
 def test_missing_export_and_bad_tasks_are_clear_errors(lifted, tmp_path):
     out = run_cli(tmp_path, "stage=lifter", check=False)
     msg = out.stdout + out.stderr
@@ -149,7 +156,8 @@ def test_baseline_helpers(tmp_path):
     assert lifter_config(3).width == 1024 and lifter_config(3, large=True).width == 2048
     assert lifter_config(3, width=64, large=True).width == 64 and lifter_config(3, lr_decay=0.5).lr_decay == 0.5
     assert required_files(["2Dto3D"]) == ["2Dto3D_train.json", "2Dto3D_test_2d.json", "2Dto3D_test_3d.json"]
-    assert "I2Dto3D_test_masks.npz" in missing_files(tmp_path, ["I2Dto3D"])
+    assert "I2Dto3D_test_2d.json" in missing_files(tmp_path, ["I2Dto3D"])
+    assert "I2Dto3D_test_masks.npz" not in required_files(["I2Dto3D"])  # the masked JSON is the input
     for bad in ([], ["RGBto3D"], ["2Dto3D", "2Dto3D"]):
         with pytest.raises(ValueError, match="distinct tasks"):
             check_tasks(bad)
@@ -176,3 +184,45 @@ def test_predictions_round_trip_and_table_rows(tmp_path, suffix):
     table = add_scores(tmp_path, "a (2Dto3D)", {"whole": 2.0})
     assert table == {"a (2Dto3D)": {"whole": 2.0}}
     assert "| a (2Dto3D) | 2.0 |" in (tmp_path / "scores.md").read_text()
+
+
+@pytest.mark.slow
+def test_five_fold_cross_validation_reports_mean_and_std(lifted):
+    d, _, _ = lifted
+    out = run_cli(d, "stage=lifter", *SMALL, *LIFT[1:], "lifter.epochs=4", "lifter.tasks=[2Dto3D,I2Dto3D]",
+                  "lifter.cross_validation=-1", "build.overwrite=true")
+    log = out.stdout + out.stderr
+    js = d / "export" / "json"
+    n_train = len(load_h3wb_json(js / "2Dto3D_train.json")["ids"])
+    summary = json.loads((d / "lifter" / "cv_summary.json").read_text())
+    assert summary["train_samples"] == n_train
+    table = json.loads((d / "benchmark" / "scores.json").read_text())
+    for task in TASKS:
+        folds = summary["tasks"][task]["whole"]["folds"]
+        assert len(folds) == 5 and all(math.isfinite(v) and v > 0 for v in folds)
+        assert summary["tasks"][task]["whole"]["mean"] == pytest.approx(np.mean(folds))
+        assert summary["tasks"][task]["whole"]["std"] == pytest.approx(np.std(folds))
+        for fold in range(1, 6):
+            ids, _ = load_predictions(d / "lifter" / f"cv{fold}" / task / "predictions.h5")
+            assert ids.tolist() == [str(i) for i in cv_fold(n_train, fold)]  # whole poses: multiples of 4
+            row = table[f"residual lifter ({task}, cv{fold})"]
+            assert row["cross_validation"] == fold and row["whole"] == pytest.approx(folds[fold - 1])
+            assert json.loads((d / "lifter" / f"cv{fold}" / task / "result.json").read_text())["train_samples"] \
+                == n_train - len(ids)
+    assert "5-fold cross-validation" in (d / "lifter" / "cv_summary.md").read_text()
+    assert "lifter cross-validation" in log
+
+
+def test_split_fold_holds_out_whole_poses_and_masks_i2d(tmp_path):
+    n = 60
+    ids = np.arange(n)
+    kp2d = np.random.default_rng(0).uniform(0, 1000, (n, J, 2))
+    kp3d = np.random.default_rng(1).normal(0, 500, (n, J, 3))
+    tr2, tr3, test = split_fold(ids, kp2d, kp3d, "I2Dto3D", 2, mask_seed=3)
+    assert test.ids.tolist() == list(range(12, 24)) and len(tr2) == len(tr3) == n - 12
+    assert not np.isin(test.ids, np.setdiff1d(ids, test.ids)).any()
+    assert test.masks.shape == (12, J) and test.masks.any()
+    np.testing.assert_array_equal(test.kp2d[test.masks], 0.0)
+    np.testing.assert_array_equal(test.kp2d[~test.masks], kp2d[12:24][~test.masks])
+    _, _, plain = split_fold(ids, kp2d, kp3d, "2Dto3D", 5)
+    assert plain.masks is None and plain.ids.tolist() == list(range(48, 60))

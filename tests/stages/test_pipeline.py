@@ -15,6 +15,7 @@ SMALL = ["data.subjects=[S1,S8]", "data.actions=[Walking,Phoning,Greeting]", "da
 
 
 cli = run_cli
+pytestmark = pytest.mark.slow  # one stage=all build, with the completion network's training
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,9 @@ def test_filter_counts_and_export_files(built):
     assert all(p.startswith("S8/Images/") for p in load_h3wb_json(
         d / "export" / "json" / "RGBto3D_test_img.json")["image_path"])
     assert len(test2d["ids"]) > 0
-    assert (d / "export" / "h3wb_videopose3d.npz").exists()
+    assert (d / "export" / "h3wb_videopose3d.npz").exists() and (d / "export" / "h3wb_flat.npz").exists()
+    assert (d / "export" / "json" / "RGBto3D_train.json").stat().st_ino == \
+        (d / "export" / "json" / "2Dto3D_train.json").stat().st_ino
     summary = (d / "evaluate" / "summary.md").read_text()
     assert "after triangulate" in summary and "after refine" in summary and "selected (dataset)" in summary
     assert (d / "evaluate" / "statistics.png").read_bytes()[:4] == b"\x89PNG"
@@ -113,13 +116,20 @@ def test_benchmark_scores_prediction_files(built, tmp_path):
     assert scores["shifted (2Dto3D)"]["whole"] == pytest.approx(10.0 / skeleton.NUM_KEYPOINTS)
     assert scores["shifted (2Dto3D)"]["body"] == pytest.approx(0.0, abs=1e-9)
     assert "| shifted (2Dto3D) |" in (d / "benchmark" / "scores.md").read_text()
-    from build_h3wb.benchmark.masking import load_masks
+    from build_h3wb.leaderboard.masking import load_masks
 
     masks, _ = load_masks(d / "export" / "json" / "I2Dto3D_test_masks.npz")
     n_i2d = len(load_h3wb_json(d / "export" / "json" / "I2Dto3D_test_2d.json")["ids"])
     assert masks.shape == (n_i2d, skeleton.NUM_KEYPOINTS) and masks.any()
     out = cli(d, "stage=benchmark", *SMALL, check=False)
     assert out.returncode != 0 and "benchmark.predictions is empty" in out.stdout + out.stderr
+    # cross-validation fold 2 of the training file; the whole file as predictions is a superset
+    train = d / "export" / "json" / "2Dto3D_train.json"
+    out = cli(d, "stage=benchmark", *SMALL, f"benchmark.predictions={train}", "benchmark.method=oracle",
+              "benchmark.cross_validation=2")
+    row = json.loads((d / "benchmark" / "scores.json").read_text())["oracle (2Dto3D, cv2)"]
+    assert row["whole"] == pytest.approx(0.0, abs=1e-9) and row["num_samples"] % 4 == 0
+    assert row["ignored_ids"] == len(load_h3wb_json(train)["ids"]) - row["num_samples"]
 
 
 def test_pictures_overlays_land_on_the_keypoints(built):

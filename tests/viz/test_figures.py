@@ -13,12 +13,12 @@ from matplotlib.image import imread
 from omegaconf import OmegaConf
 
 from build_h3wb import skeleton
-from build_h3wb.benchmark.lifter import LifterConfig, load_lifter, save_lifter, train_lifter
 from build_h3wb.build import read_rig
 from build_h3wb.config import register_configs
 from build_h3wb.detectors.base import check_detections
 from build_h3wb.detectors.mediapipe import MediaPipeHolisticDetector
 from build_h3wb.geometry.cameras import h36m_rig, save_rig
+from build_h3wb.leaderboard.lifter import LifterConfig, load_lifter, save_lifter, train_lifter
 from build_h3wb.sources.base import FrameBatch, Sequence
 from build_h3wb.sources.synthetic import SyntheticSource
 from build_h3wb.stages import run_stage

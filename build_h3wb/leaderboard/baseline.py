@@ -2,9 +2,11 @@
 
 Shared by ``stage=lifter`` (:mod:`build_h3wb.stages.lifter`) and ``benchmarks/bench_lifter.py``. The lifters train on
 ``2Dto3D_train.json`` (2D and 3D keypoints of the training subjects). The 2D->3D task is tested on
-``2Dto3D_test_2d.json`` / ``2Dto3D_test_3d.json``; the I2D->3D task on ``I2Dto3D_test_2d.json`` hidden with the stored
-``I2Dto3D_test_masks.npz`` (row i = i-th sample in ascending id order) / ``I2Dto3D_test_3d.json``, with a lifter that
-saw freshly masked inputs every epoch. The per-epoch validation error is measured on the test split for monitoring
+``2Dto3D_test_2d.json`` / ``2Dto3D_test_3d.json``; the I2D->3D task on the masked ``I2Dto3D_test_2d.json`` (a
+keypoint of confidence 0 is hidden: exactly what the file gives every method) / ``I2Dto3D_test_3d.json``, with a
+lifter that saw freshly masked inputs every epoch. Cross-validation (:func:`split_fold`) trains on four folds of the
+training file and tests on the fifth (:func:`build_h3wb.leaderboard.scoring.cv_fold`), I2D inputs of the held-out
+fold masked with a fixed seed. The per-epoch validation error is measured on the test split for monitoring
 only: the last epoch's model is kept, nothing is selected on the test set. :func:`mean_pose` (the training set's mean
 root-relative pose for every sample) is the trivial reference a lifter has to beat.
 """
@@ -23,16 +25,16 @@ import numpy as np
 import torch
 
 from build_h3wb import skeleton
-from build_h3wb.benchmark.lifter import LifterConfig, LifterStats, ResidualLifter, predict, train_lifter
-from build_h3wb.benchmark.masking import load_masks
 from build_h3wb.export import load_h3wb_json
+from build_h3wb.leaderboard.lifter import LifterConfig, LifterStats, ResidualLifter, predict, train_lifter
+from build_h3wb.leaderboard.masking import i2d_masks
+from build_h3wb.leaderboard.scoring import cv_fold
 
 log = logging.getLogger(__name__)
 
 #: The tasks a 2D-to-3D lifter answers (RGB-to-3D needs images).
 LIFTER_TASKS: tuple[str, ...] = ("2Dto3D", "I2Dto3D")
 TRAIN_FILE = "2Dto3D_train.json"
-MASKS_FILE = "I2Dto3D_test_masks.npz"
 
 
 @dataclass
@@ -42,7 +44,7 @@ class TestSplit:
     Attributes:
         task: ``2Dto3D`` or ``I2Dto3D``.
         ids: (N,) int64 sample ids, ascending.
-        kp2d: (N, J, 2) pixels, every keypoint present (I2D hides some with ``masks``).
+        kp2d: (N, J, 2) pixels (I2D: a hidden keypoint is 0, as the file gives it).
         kp3d: (N, J, 3) ground truth, mm, camera axes.
         masks: (N, J) bool, True = hidden from the method (I2D), or None (2D->3D).
     """
@@ -98,8 +100,6 @@ def required_files(tasks: Sequence[str]) -> list[str]:
     names = [TRAIN_FILE]
     for task in check_tasks(tasks):
         names += [f"{task}_test_2d.json", f"{task}_test_3d.json"]
-        if task == "I2Dto3D":
-            names.append(MASKS_FILE)
     return names
 
 
@@ -129,28 +129,65 @@ def load_pair(folder: str | os.PathLike, name_2d: str, name_3d: str) -> tuple[np
     return d2["ids"], d2["keypoints_2d"], d3["keypoints_3d"]
 
 
-def load_train(folder: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """The training pairs of ``<folder>/2Dto3D_train.json``: (N, J, 2) pixels and (N, J, 3) mm camera axes."""
+def load_train(folder: str | os.PathLike, with_ids: bool = False) -> tuple[np.ndarray, ...]:
+    """The training pairs of ``<folder>/2Dto3D_train.json``: (N, J, 2) pixels and (N, J, 3) mm camera axes.
+
+    With ``with_ids`` the (N,) int64 ids come first.
+    """
     t = time.perf_counter()
-    _, kp2d, kp3d = load_pair(folder, TRAIN_FILE, TRAIN_FILE)
+    ids, kp2d, kp3d = load_pair(folder, TRAIN_FILE, TRAIN_FILE)
     log.info("lifter: loaded %d training samples from %s in %.1f s", len(kp2d), Path(folder) / TRAIN_FILE,
              time.perf_counter() - t)
-    return kp2d, kp3d
+    return (ids, kp2d, kp3d) if with_ids else (kp2d, kp3d)
 
 
 def load_test(folder: str | os.PathLike, task: str) -> TestSplit:
-    """The test split of ``task`` from an ``export/json`` folder (I2D: with the stored masks)."""
+    """The test split of ``task`` from an ``export/json`` folder (I2D: the masks are the keypoints of confidence 0).
+
+    Raises:
+        ValueError: a file lacks a field, the files' ids differ, or the I2D input has no confidences (an export
+            from before the masked I2D input: export again).
+    """
     check_tasks([task])
     folder = Path(folder)
     ids, kp2d, kp3d = load_pair(folder, f"{task}_test_2d.json", f"{task}_test_3d.json")
     masks = None
     if task == "I2Dto3D":
-        masks, seed = load_masks(folder / MASKS_FILE)
-        if masks.shape[0] != len(ids):
-            raise ValueError(f"{folder / MASKS_FILE} holds {masks.shape[0]} rows for {len(ids)} samples of "
-                             f"{task}_test_2d.json; export again")
-        log.info("lifter: I2D test masks: seed %d, %.1f%% of keypoints hidden", seed, 100 * masks.mean())
+        confidence = load_h3wb_json(folder / f"{task}_test_2d.json")["confidence_2d"]
+        if confidence is None:
+            raise ValueError(f"{folder / 'I2Dto3D_test_2d.json'}: keypoints carry no 'confidence' (the masked I2D "
+                             "input); export again")
+        masks = confidence == 0  # (N, J) True = hidden
+        log.info("lifter: I2D test input: %.1f%% of keypoints hidden (confidence 0)", 100 * masks.mean())
     return TestSplit(task=task, ids=ids, kp2d=kp2d, kp3d=kp3d, masks=masks)
+
+
+def split_fold(
+    ids: np.ndarray, kp2d: np.ndarray, kp3d: np.ndarray, task: str, fold: int, mask_seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, TestSplit]:
+    """Cross-validation fold ``fold`` (1..5) of the training pairs: training arrays and the held-out split.
+
+    Args:
+        ids: (N,) int64 ids of the training file, ``0 .. N-1``.
+        kp2d: (N, J, 2) pixels.
+        kp3d: (N, J, 3) mm camera axes.
+        task: ``2Dto3D`` or ``I2Dto3D`` (the held-out 2D then masked with ``i2d_masks(L, mask_seed)``, hidden = 0).
+        fold: 1..5 (:func:`~build_h3wb.leaderboard.scoring.cv_fold`: whole poses, multiples of 4 samples).
+        mask_seed: seed of the held-out I2D masks.
+
+    Returns:
+        ``train_2d`` (N - L, J, 2), ``train_3d`` (N - L, J, 3) of the other folds and the held-out :class:`TestSplit`.
+    """
+    check_tasks([task])
+    held = cv_fold(len(ids), fold)  # (L,) ids = rows of the training file
+    if not np.array_equal(ids, np.arange(len(ids))):
+        raise ValueError("cross-validation needs the ids 0 .. N-1 of a training file")
+    rest = np.setdiff1d(np.arange(len(ids)), held)
+    masks, val_2d = None, kp2d[held]
+    if task == "I2Dto3D":
+        masks = i2d_masks(len(held), mask_seed)  # (L, J)
+        val_2d = np.where(masks[..., None], 0.0, val_2d)
+    return kp2d[rest], kp3d[rest], TestSplit(task=task, ids=ids[held], kp2d=val_2d, kp3d=kp3d[held], masks=masks)
 
 
 def mean_pose(train_3d: np.ndarray) -> np.ndarray:
@@ -208,8 +245,8 @@ def train_task(
     cfg = dataclasses.replace(base, i2d=test.task == "I2Dto3D")
     val = (test.kp2d, test.kp3d) if test.masks is None else (test.kp2d, test.kp3d, test.masks)
     log.info("lifter %s: training on %d samples (width %d, %d blocks, %d epochs, batch %d) on %s; validation = "
-             "the %d test samples, for monitoring only", test.task, len(train_2d), cfg.width, cfg.num_blocks,
-             cfg.epochs, cfg.batch_size, device, len(test.ids))
+             "the %d samples it is scored on, for monitoring only", test.task, len(train_2d), cfg.width,
+             cfg.num_blocks, cfg.epochs, cfg.batch_size, device, len(test.ids))
     t = time.perf_counter()
     model, stats, history = train_lifter(train_2d, train_3d, cfg, device=device, seed=seed, val=val,
                                          progress=progress)

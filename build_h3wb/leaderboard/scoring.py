@@ -4,7 +4,7 @@ Predictions are read by :func:`load_predictions` from JSON (the official layout 
 {"0": {"x", "y", "z"}, ...}}}`` or the simpler ``{"<id>": [[x, y, z], ...]}``) or HDF5 (datasets ``ids`` (N,) and
 ``keypoints_3d`` (N, J, 3)), millimetres in the ground truth's frame (H3WB: the world pose rotated into the camera's
 axes). :func:`score_predictions` matches them by sample id to a ground-truth file such as ``2Dto3D_test_3d.json``
-and applies :func:`build_h3wb.benchmark.metrics.score_all`.
+and applies :func:`build_h3wb.leaderboard.metrics.score_all`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import numpy as np
 
 from build_h3wb import skeleton
 from build_h3wb.artifacts import atomic_h5, atomic_path, write_json
-from build_h3wb.benchmark.metrics import OFFICIAL_KEYS, UNOFFICIAL_KEYS, score_all
 from build_h3wb.export import H3WB_FILES, load_h3wb_json
+from build_h3wb.leaderboard.metrics import OFFICIAL_KEYS, UNOFFICIAL_KEYS, check_complete, score_all
 
 log = logging.getLogger(__name__)
 
@@ -148,55 +148,116 @@ def save_predictions(
         f.create_dataset("keypoints_3d", data=kp3d.astype(np.float32), compression="gzip")
 
 
-def _gt_file(gt_path: Path, task: str) -> Path:
-    """The ground-truth file of ``task``: ``gt_path`` itself or ``<gt_path>/<task>_test_3d.json``."""
+#: Folds of the official cross-validation (``cvN`` in a predictions file name, N = 1..5).
+NUM_FOLDS = 5
+
+
+def cv_fold(num_samples: int, fold: int, views: int = 4, folds: int = NUM_FOLDS) -> np.ndarray:
+    """Ids of one cross-validation fold of a training file with ids ``0 .. num_samples - 1``.
+
+    As the official ``data_loader(cross_validation=N)``, fold N (1-based) is the N-th block of consecutive ids, but
+    the block length is rounded down to a multiple of ``views`` (``views * (num_samples // views // folds)``), so a
+    fold never splits the views of one pose (ids ``views k .. views k + views - 1``). Where ``num_samples // folds``
+    is already a multiple of ``views`` (H3WB: 80,000 samples, 16,000 per fold) the folds are the official ones. The
+    ids past ``folds`` full blocks are in no fold (trained on in every fold).
+
+    Args:
+        num_samples: samples in the training file.
+        fold: 1 .. ``folds``.
+        views: cameras per pose (ids of one pose are consecutive).
+        folds: number of folds.
+
+    Returns:
+        (L,) int64 ascending ids, ``L`` a multiple of ``views``.
+    """
+    if not 1 <= int(fold) <= folds:
+        raise ValueError(f"cross-validation fold must be 1..{folds}, got {fold}")
+    length = views * (int(num_samples) // views // folds)
+    if length == 0:
+        raise ValueError(f"{num_samples} training samples are too few for {folds} folds of whole poses "
+                         f"({views} views each)")
+    return np.arange(length * (fold - 1), length * fold, dtype=np.int64)
+
+
+def _gt_file(gt_path: Path, task: str, cross_validation: int = 0) -> Path:
+    """The ground-truth file of ``task``: ``gt_path`` itself, or one in the folder ``gt_path``.
+
+    In a folder: ``<task>_test_3d.json`` (``cross_validation`` 0), else the training file (``2Dto3D_train.json``;
+    ``RGBto3D_train.json`` for RGB).
+    """
     if gt_path.is_dir():
+        if cross_validation:
+            return gt_path / ("RGBto3D_train.json" if task == "RGBto3D" else "2Dto3D_train.json")
         return gt_path / f"{task}_test_3d.json"
-    if gt_path.name in H3WB_FILES and not gt_path.name.startswith(f"{task}_"):
+    if gt_path.name in H3WB_FILES and not cross_validation and not gt_path.name.startswith(f"{task}_"):
         raise ValueError(f"ground truth {gt_path} belongs to another task than {task!r}; "
                          f"expected {task}_test_3d.json")
     return gt_path
 
 
-def score_predictions(pred_path: str | os.PathLike, gt_path: str | os.PathLike, task: str) -> dict[str, Any]:
+def score_predictions(
+    pred_path: str | os.PathLike, gt_path: str | os.PathLike, task: str, cross_validation: int = 0
+) -> dict[str, Any]:
     """Score a predictions file against a ground-truth file, matching samples by id.
+
+    As the official ``test_score``, only the ids the task needs are looked up: a file holding more (e.g. both test
+    sets, or the whole training file in cross-validation) is scored on the ground truth's ids, with a log line
+    saying how many were ignored. Predictions and ground truth must be complete (finite) on those ids.
 
     Args:
         pred_path: predictions (:func:`load_predictions`).
         gt_path: ground-truth JSON with ``keypoints_3d`` (read with :func:`build_h3wb.export.load_h3wb_json`),
-            or a folder holding ``<task>_test_3d.json``.
+            or a folder holding ``<task>_test_3d.json`` (and the training files).
         task: one of :data:`TASKS`.
+        cross_validation: 0 scores the test split; N in 1..5 scores fold N of the training file (:func:`cv_fold`),
+            the official ``cvN`` mode.
 
     Returns:
-        :func:`~build_h3wb.benchmark.metrics.score_all` (mm) plus ``task``, ``num_samples`` and the files scored.
+        :func:`~build_h3wb.leaderboard.metrics.score_all` (mm) plus ``task``, ``num_samples``,
+        ``cross_validation``, ``ignored_ids`` and the files scored.
 
     Raises:
-        ValueError: unknown task, ground truth without 3D keypoints, or predictions whose ids are not exactly the
-            ground truth's (the message counts and names a few missing and extra ids).
+        ValueError: unknown task or fold, ground truth without 3D keypoints, predictions lacking some of the
+            ground truth's ids (the message counts and names a few), or non-finite values.
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {list(TASKS)}")
-    pred_path, gt_file = Path(pred_path), _gt_file(Path(gt_path), task)
+    pred_path, gt_file = Path(pred_path), _gt_file(Path(gt_path), task, int(cross_validation))
     gt = load_h3wb_json(gt_file)
     if gt["keypoints_3d"] is None:
         raise ValueError(f"{gt_file}: holds no 'keypoints_3d'; pass a ground-truth file such as {task}_test_3d.json")
-    gt_ids = np.array([_norm_id(i) for i in gt["ids"]], dtype=str)
+    gt_kp = gt["keypoints_3d"]
+    if cross_validation:
+        fold = cv_fold(len(gt["ids"]), int(cross_validation))
+        if not np.array_equal(gt["ids"], np.arange(len(gt["ids"]))):
+            raise ValueError(f"{gt_file}: cross-validation needs the ids 0 .. N-1 of a training file")
+        gt_kp = gt_kp[fold]
+        gt_ids = np.array([str(i) for i in fold], dtype=str)
+    else:
+        gt_ids = np.array([_norm_id(i) for i in gt["ids"]], dtype=str)
     ids, kp3d = load_predictions(pred_path)
     missing = np.setdiff1d(gt_ids, ids)
-    extra = np.setdiff1d(ids, gt_ids)
-    if missing.size or extra.size:
+    if missing.size:
         raise ValueError(
-            f"{pred_path}: sample ids do not match {gt_file}: {missing.size} missing (e.g. {missing[:5].tolist()}), "
-            f"{extra.size} extra (e.g. {extra[:5].tolist()}); expected exactly the {gt_ids.size} ground-truth ids"
+            f"{pred_path}: {missing.size} of the {gt_ids.size} ids of {gt_file}"
+            f"{f' fold {cross_validation}' if cross_validation else ''} have no prediction "
+            f"(e.g. {missing[:5].tolist()}); the file holds {ids.size} ids"
         )
+    extra = ids.size - gt_ids.size
+    if extra:
+        log.info("%s: %d predictions are not in %s%s and are ignored (scored: the %d ground-truth ids)", pred_path,
+                 extra, gt_file.name, f" fold {cross_validation}" if cross_validation else "", gt_ids.size)
     order = {sid: i for i, sid in enumerate(ids)}
     pred = kp3d[[order[sid] for sid in gt_ids]]  # (N, J, 3) in ground-truth order
     try:
-        scores: dict[str, Any] = score_all(pred, gt["keypoints_3d"])
+        check_complete(pred, gt_kp)
+        scores: dict[str, Any] = score_all(pred, gt_kp)
     except ValueError as err:
         raise ValueError(f"{pred_path}: {err}") from err
-    log.info("%s on %s: whole %.2f mm over %d samples", pred_path, task, scores["whole"], gt_ids.size)
-    scores.update(task=task, num_samples=int(gt_ids.size), predictions=str(pred_path), ground_truth=str(gt_file))
+    log.info("%s on %s%s: whole %.2f mm over %d samples", pred_path, task,
+             f" (cross-validation fold {cross_validation})" if cross_validation else "", scores["whole"], gt_ids.size)
+    scores.update(task=task, num_samples=int(gt_ids.size), cross_validation=int(cross_validation),
+                  ignored_ids=int(extra), predictions=str(pred_path), ground_truth=str(gt_file))
     return scores
 
 

@@ -9,7 +9,7 @@ body and feet keypoints from that centre), then standardised per coordinate with
 (N, J, 3) mm in camera axes: made root-relative (mid-hip at the origin), then standardised per coordinate with
 training-set mean/std. For I2D the mask (J,) bool (True = hidden) is a second input: hidden keypoints are zeroed
 after normalisation; masks are drawn afresh every epoch during training (the H3WB rule of
-:mod:`build_h3wb.benchmark.masking`). The statistics travel with the model (:class:`LifterStats`).
+:mod:`build_h3wb.leaderboard.masking`). The statistics travel with the model (:class:`LifterStats`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,9 +28,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from build_h3wb import skeleton
-from build_h3wb.artifacts import atomic_path
-from build_h3wb.benchmark.masking import i2d_masks
 from build_h3wb.checkpoints import load_weights_only, save_weights_only
+from build_h3wb.leaderboard.masking import i2d_masks
 
 log = logging.getLogger(__name__)
 
@@ -462,30 +460,24 @@ def plot_learning_curve(history: dict[str, list[float]], path: str | os.PathLike
         path: destination ``.png``.
         title: figure title.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from build_h3wb.viz.figures import new_figure, save_figure
 
     epochs = history.get("epoch", [])
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    try:
-        ax.plot(epochs, history.get("train_mpjpe", []), "o-", label="train (running, dropout on)")
-        if history.get("val_mpjpe"):
-            ax.plot(epochs, history["val_mpjpe"], "s-", label="validation")
-            best = int(np.argmin(history["val_mpjpe"]))
-            ax.annotate(f"{history['val_mpjpe'][best]:.1f} mm", (epochs[best], history["val_mpjpe"][best]),
-                        textcoords="offset points", xytext=(0, 8), ha="center")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("MPJPE, mid-hip centred (mm)")
-        vals = [v for k in ("train_mpjpe", "val_mpjpe") for v in history.get(k, []) if math.isfinite(v)]
-        if vals and max(vals) / max(min(vals), _EPS) > 5:
-            ax.set_yscale("log")
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-        ax.set_title(title or "residual lifter learning curve")
-        fig.tight_layout()
-        with atomic_path(Path(path)) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
+    fig = new_figure((6, 4), dpi=100)
+    ax = fig.subplots()
+    ax.plot(epochs, history.get("train_mpjpe", []), "o-", label="train (running, dropout on)")
+    if history.get("val_mpjpe"):
+        ax.plot(epochs, history["val_mpjpe"], "s-", label="validation")
+        best = int(np.argmin(history["val_mpjpe"]))
+        ax.annotate(f"{history['val_mpjpe'][best]:.1f} mm", (epochs[best], history["val_mpjpe"][best]),
+                    textcoords="offset points", xytext=(0, 8), ha="center")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("MPJPE, mid-hip centred (mm)")
+    vals = [v for k in ("train_mpjpe", "val_mpjpe") for v in history.get(k, []) if math.isfinite(v)]
+    if vals and max(vals) / max(min(vals), _EPS) > 5:
+        ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    ax.set_title(title or "residual lifter learning curve")
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -1,0 +1,151 @@
+"""The per-view quantities of exported poses, computed once per sequence and shared by every writer.
+
+Projections (all from the final world pose ``X``, millimetres, through :class:`~build_h3wb.geometry.cameras.Camera`):
+plain pinhole ``K (R X + t) / z`` (what H3WB publishes as 2D), the same with lens distortion (where the keypoint
+lies in the video frame), the camera frame ``R X + t`` (mm), and H3WB's 3D ``R X`` (world pose rotated into the
+camera's axes, not translated, mm). Bounding boxes ``[x_min, y_min, x_max, y_max]`` are integer pixels around both
+the pinhole and the distorted projections, widened by ``bbox_margin`` times the larger side of the keypoints' box
+on every side and clipped to the image ``[0, W - 1] x [0, H - 1]`` (:func:`keypoint_bbox`).
+
+:func:`sequence_views` computes them for every sequence once (about 43 kB of float64 per pose with 4 cameras);
+the HDF5, JSON and npz writers take that list, so an export projects each pose once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from build_h3wb.export.sequences import ExportSequence
+from build_h3wb.geometry.cameras import Rig
+
+log = logging.getLogger(__name__)
+
+#: One dict of :func:`view_arrays` per sequence, in the order of the sequences.
+Views = list[dict[str, np.ndarray]]
+
+
+def image_relpath(subject: str, sequence: str, camera: str, frame: int) -> str:
+    """H3WB image path of one video frame: ``<subject>/Images/<sequence>.<camera>/frame_<frame:04d>.jpg``.
+
+    Frames count from 0 as OpenCV reads the video (the official extraction script names them with
+    ``str(count).zfill(4)``), e.g. ``image_relpath("S1", "Walking 1", "54138969", 5)`` is
+    ``"S1/Images/Walking 1.54138969/frame_0005.jpg"``.
+    """
+    frame = int(frame)
+    if frame < 0:
+        raise ValueError(f"frame must be >= 0, got {frame}")
+    return f"{subject}/Images/{sequence}.{camera}/frame_{frame:04d}.jpg"
+
+
+def keypoint_bbox(uv: np.ndarray, image_size: tuple[int, int], margin: float = 0.1) -> np.ndarray:
+    """Integer bounding boxes of keypoints with a margin, clipped to the image.
+
+    Args:
+        uv: (..., K, 2) finite pixel coordinates.
+        image_size: (W, H) pixels.
+        margin: fraction of the larger side of the keypoints' box added on every side.
+
+    Returns:
+        (..., 4) int32 ``[x_min, y_min, x_max, y_max]``: floor of the widened minimum and ceiling of the widened
+        maximum, clipped to ``[0, W - 1] x [0, H - 1]``.
+    """
+    uv = np.asarray(uv, dtype=np.float64)
+    if uv.ndim < 2 or uv.shape[-1] != 2:
+        raise ValueError(f"uv must have shape (..., K, 2), got {uv.shape}")
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    lo, hi = uv.min(axis=-2), uv.max(axis=-2)  # (..., 2)
+    pad = margin * (hi - lo).max(axis=-1, keepdims=True)  # (..., 1)
+    w, h = image_size
+    top = np.array([w - 1, h - 1], dtype=np.float64)
+    lo = np.clip(np.floor(lo - pad), 0, top)
+    hi = np.clip(np.ceil(hi + pad), 0, top)
+    return np.concatenate([lo, hi], axis=-1).astype(np.int32)
+
+
+def view_arrays(keypoints_3d: np.ndarray, rig: Rig, bbox_margin: float = 0.1) -> dict[str, np.ndarray]:
+    """Per-view quantities of world poses.
+
+    Args:
+        keypoints_3d: (T, J, 3) world millimetres.
+        rig: C cameras.
+        bbox_margin: see :func:`keypoint_bbox`.
+
+    Returns:
+        ``keypoints_2d`` (T, C, J, 2) pinhole pixels ``K (R X + t) / z``; ``keypoints_2d_distorted`` (T, C, J, 2)
+        pixels with lens distortion; ``keypoints_3d_camera`` (T, C, J, 3) mm ``R X + t``; ``keypoints_3d_rotated``
+        (T, C, J, 3) mm ``R X`` (H3WB's 3D); ``bbox`` (T, C, 4) int32 around both projections. Points at or behind
+        a camera give NaN projections (and boxes from the remaining points).
+    """
+    X = np.asarray(keypoints_3d, dtype=np.float64)
+    if X.ndim != 3 or X.shape[-1] != 3:
+        raise ValueError(f"keypoints_3d must have shape (T, J, 3), got {X.shape}")
+    uv = np.stack([cam.project(X, distort_points=False) for cam in rig], axis=1)  # (T, C, J, 2)
+    uv_d = np.stack([cam.project(X, distort_points=True) for cam in rig], axis=1)  # (T, C, J, 2)
+    cam3d = np.stack([cam.world_to_camera(X) for cam in rig], axis=1)  # (T, C, J, 3)
+    rotated = np.stack([X @ cam.R.T for cam in rig], axis=1)  # (T, C, J, 3) R X, no translation
+    both = np.concatenate([uv, uv_d], axis=-2)  # (T, C, 2J, 2)
+    bbox = np.stack([_nan_safe_bbox(both[:, c], cam.image_size, bbox_margin) for c, cam in enumerate(rig)], axis=1)
+    return {
+        "keypoints_2d": uv,
+        "keypoints_2d_distorted": uv_d,
+        "keypoints_3d_camera": cam3d,
+        "keypoints_3d_rotated": rotated,
+        "bbox": bbox,
+    }
+
+
+def _nan_safe_bbox(uv: np.ndarray, image_size: tuple[int, int], margin: float) -> np.ndarray:
+    """:func:`keypoint_bbox` ignoring NaN points; (T, K, 2) -> (T, 4), a zero box where no point is finite."""
+    ok = np.isfinite(uv).all(axis=-1)  # (T, K)
+    if ok.all():
+        return keypoint_bbox(uv, image_size, margin)
+    out = np.zeros(uv.shape[:-2] + (4,), dtype=np.int32)
+    for i in np.nonzero(ok.any(axis=-1))[0]:
+        out[i] = keypoint_bbox(uv[i][ok[i]], image_size, margin)
+    return out
+
+
+def views_of(seq: ExportSequence, bbox_margin: float = 0.1) -> dict[str, np.ndarray]:
+    """:func:`view_arrays` of a sequence, with an error naming the frames and cameras that cannot see the pose."""
+    views = view_arrays(seq.keypoints_3d, seq.rig, bbox_margin)
+    bad = ~np.isfinite(views["keypoints_2d"]).all(axis=(2, 3))  # (T, C)
+    if bad.any():
+        t, c = np.nonzero(bad)
+        raise ValueError(
+            f"sequence {seq.subject}/{seq.sequence}: keypoints at or behind camera {seq.rig.names[c[0]]} "
+            f"in frame {int(seq.frames[t[0]])} ({int(bad.sum())} views in all); they cannot be exported"
+        )
+    return views
+
+
+
+def sequence_views(sequences: Sequence[ExportSequence], bbox_margin: float = 0.1) -> Views:
+    """:func:`views_of` every sequence, once: the list every writer of the export package takes.
+
+    Args:
+        sequences: the recordings.
+        bbox_margin: see :func:`keypoint_bbox`.
+
+    Returns:
+        One dict of :func:`view_arrays` per sequence, same order.
+
+    Raises:
+        ValueError: a pose lies at or behind a camera (the message names the sequence, camera and frame).
+    """
+    return [views_of(seq, bbox_margin) for seq in sequences]
+
+
+def check_views(views: Views, sequences: Sequence[ExportSequence]) -> None:
+    """Check that ``views`` (from :func:`sequence_views`) belongs to ``sequences``: one entry per sequence, shapes."""
+    if len(views) != len(sequences):
+        raise ValueError(f"views holds {len(views)} entries for {len(sequences)} sequences; compute it with "
+                         "sequence_views(sequences)")
+    for seq, v in zip(sequences, views):
+        want = (seq.num_frames, len(seq.rig))
+        if v["keypoints_2d"].shape[:2] != want:
+            raise ValueError(f"views of {seq.subject}/{seq.sequence} have shape {v['keypoints_2d'].shape[:2]}, "
+                             f"expected (T, C) = {want}")
