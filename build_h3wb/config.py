@@ -163,6 +163,7 @@ class MediaPipeDetectorConfig:
     min_detection_confidence: float = 0.5
     refine_face_landmarks: bool = False
     static_image_mode: bool = True  # strided frames are far apart: detect each frame on its own
+    max_people: int = 1  # > 1: paint over each person found and detect again (candidates for the subject choice)
 
 
 @dataclass

@@ -44,7 +44,6 @@ MOCAP_TO_WHOLEBODY = {
     27: "right_wrist", 6: "left_hip", 1: "right_hip", 7: "left_knee", 2: "right_knee", 8: "left_ankle",
     3: "right_ankle",
 }  # fmt: skip
-SIZE_TOLERANCE_PX = 4  # a video this close to the calibration's size is used with a warning (S7's 1002 vs 1000)
 
 
 def check_h36m_selection(subjects: SequenceT[str], actions: SequenceT[str]) -> None:
@@ -123,7 +122,6 @@ class H36MSource(VideoViews):
         self.stride, self.start, self.stop = int(stride), int(start), int(stop)
         self.mocap, self.exclude = bool(mocap), list(exclude)
         self._rigs: dict[str, Rig] = {}
-        self._readers: dict[tuple[str, str], FrameReader] = {}
         self._mocap: dict[str, np.ndarray | None] = {}
 
     def describe(self) -> dict[str, Any]:
@@ -170,26 +168,15 @@ class H36MSource(VideoViews):
             self._rigs[subject] = rig
         return self._rigs[subject]
 
-    def rig(self, seq: Sequence) -> Rig:
+    def _calibrated_rig(self, seq: Sequence) -> Rig:
         """The subject's calibrated cameras."""
         return self.rig_for(seq.subject)
 
-    def _reader(self, seq: Sequence, view: str) -> FrameReader:
-        key = (seq.key, view)
-        if key not in self._readers:
-            path = find_view(self.root / seq.subject / "Videos", f"{seq.name}.{view}")
-            if path is None:
-                raise VideoError(f"{self.root / seq.subject / 'Videos'}: no video '{seq.name}.{view}.mp4'")
-            reader = FrameReader(path)
-            expected = self.rig(seq)[view].image_size
-            if tuple(reader.size) != tuple(expected):
-                if max(abs(a - b) for a, b in zip(reader.size, expected)) > SIZE_TOLERANCE_PX:
-                    raise VideoError(f"{path}: video is {reader.size[0]}x{reader.size[1]} but camera {view}'s "
-                                     f"calibration is for {expected[0]}x{expected[1]} (resized video?)")
-                log.warning("%s: video is %dx%d, the calibration says %dx%d; using the calibration as is", path,
-                            *reader.size, *expected)
-            self._readers = {key: reader}  # one open description at a time
-        return self._readers[key]
+    def _open(self, seq: Sequence, view: str) -> FrameReader:
+        path = find_view(self.root / seq.subject / "Videos", f"{seq.name}.{view}")
+        if path is None:
+            raise VideoError(f"{self.root / seq.subject / 'Videos'}: no video '{seq.name}.{view}.mp4'")
+        return FrameReader(path)
 
     def ground_truth(self, seq: Sequence, frames: np.ndarray) -> np.ndarray | None:
         """(T, J, 3) world mm of the 12 shared body joints from the mocap (NaN elsewhere), or None without mocap."""
