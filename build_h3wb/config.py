@@ -177,6 +177,7 @@ class SubjectChoiceConfig:
     centre_weight: float = 1.0
     score_weight: float = 0.5
     margin: float = 0.5  # a choice is reported ambiguous when another costs less than this many points
+    track_gate_mm: float = 500.0  # the subject's 3D body centre moves at most this far between selected frames
 
 
 @dataclass
