@@ -135,7 +135,7 @@ def test_bad_input_is_clear(tree, tmp_path):
     small = tmp_path / "S1" / "Videos"
     small.mkdir(parents=True)
     write_video(small / "Walking 1.54138969.mp4", 5, (500, 800))
-    with pytest.raises(VideoError, match="500x800, camera '54138969'.s calibration is for 1000x1002"):
+    with pytest.raises(VideoError, match="500x800, the calibration of camera '54138969' is for 1000x1002"):
         H36MSource(str(tmp_path), subjects=["S1"]).view_frames(Sequence("S1", "Walking", "Walking 1"), "54138969")
 
 

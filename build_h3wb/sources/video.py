@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -158,7 +159,7 @@ def fit_camera_to_video(camera: Camera, size: tuple[int, int], where: str | os.P
     w, h = (int(v) for v in size)
     if (w, h) == (W, H):
         return camera
-    sizes = f"the video is {w}x{h}, camera {camera.name!r}'s calibration is for {W}x{H}"
+    sizes = f"the video is {w}x{h}, the calibration of camera {camera.name!r} is for {W}x{H}"
 
     def padded(scale: float) -> bool:
         return abs(w - scale * W) <= PAD_CROP_SHARE * scale * W and abs(h - scale * H) <= PAD_CROP_SHARE * scale * H
@@ -167,8 +168,10 @@ def fit_camera_to_video(camera: Camera, size: tuple[int, int], where: str | os.P
         log.warning("%s: %s; taken as padding or cropping at the right and bottom (calibrated intrinsics kept)",
                     where, sizes)
         return dataclasses.replace(camera, image_size=(w, h))
-    # a uniform scale: the ratio of one side, checked on the other (which may be padded)
-    scales = sorted((w / W, h / H), key=lambda s: abs(w - s * W) + abs(h - s * H))
+    # a uniform scale: a simple fraction (a half, two thirds, ...) if it fits, else the ratio of one side checked on
+    # the other (which may be padded)
+    ratio = Fraction(0.5 * (w / W + h / H)).limit_denominator(8)
+    scales = [float(ratio), *sorted((w / W, h / H), key=lambda s: abs(w - s * W) + abs(h - s * H))]
     for scale in scales:
         if padded(scale):
             K = camera.K.copy()
