@@ -50,6 +50,7 @@ class SyntheticDataConfig:
     video_fps: float = 50.0  # frame rate of the simulated video (Human3.6M: 50)
     stride: int = 5  # keep every stride-th video frame (H3WB: 5, a 10 fps grid)
     seed: int = 0
+    rig: str = ""  # a calibration file (any format data=rig reads) to use instead of Human3.6M's cameras
 
 
 @dataclass
@@ -134,6 +135,10 @@ class SimulatedDetectorConfig:
     swap_prob: float = 0.01  # left/right swap of the whole body in one view
     hand_swap_prob: float = 0.02  # left/right swap of the two hands in one view
     edge_margin_px: float = 2.0  # keypoints this close to the image border are lost (out of frame)
+    limb_fault_prob: float = 0.3  # in unusual poses (raised/crossed arm, lunge) a limb is found wrong in several views
+    limb_fault_view_prob: float = 0.75  # ...in each view with this probability...
+    limb_fault_px: list[float] = field(default_factory=lambda: [15.0, 60.0])  # ...this far off at its end
+    pixel_scale: float = 1.0  # multiplies every pixel quantity above (a person larger in the image than in H36M)
 
 
 @dataclass
@@ -205,8 +210,17 @@ class TriangulateConfig:
 
     min_score: float = 0.3
     opposing_angle_deg: float = 140.0
+    min_ray_angle_deg: float = 10.0  # robust: two rays must cross at the point at >= this and <= 180 - this
     robust: bool = True
-    outlier_threshold_px: float = 15.0
+    outlier_threshold_px: float = 15.0  # agreement threshold when person_threshold is 0
+    person_threshold: float = 0.03  # agreement threshold: this share of the person's box diagonal in each view...
+    min_threshold_px: float = 6.0  # ...but at least this many pixels
+    fix_swaps: bool = True  # swap a view's left/right labels back (body, hands, face) where that makes it agree
+    sequence_check: bool = True  # re-solve or drop keypoints that break a bone length or jump
+    bone_tolerance: float = 0.2  # a bone is off beyond this share of the subject's median length...
+    bone_tolerance_mm: float = 25.0  # ...or this many mm, whichever is larger
+    max_speed_mm_s: float = 10000.0  # faster than this, away from both neighbouring frames, is a jump
+    sync_max_shift: int = 3  # per camera, residuals are also measured with its detections shifted this many frames
     undistort_iterations: int = 5
     chunk_frames: int = 250  # frames triangulated at once (memory stays flat with sequence length)
 

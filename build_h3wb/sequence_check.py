@@ -1,0 +1,390 @@
+"""Checks of a triangulated sequence that need the keypoint layout or time, around :func:`triangulation.triangulate`.
+
+The per-point rule in :mod:`build_h3wb.triangulation` sees one keypoint at a time. What it cannot see, these
+functions do, on one person's sequence (T frames, C views, J keypoints):
+
+- :func:`person_size_px`: the person's size in every image (the diagonal of the body keypoints' box, a running
+  median over frames), from which the stage makes the per-view agreement thresholds, so they scale with the rig
+  and the distance to the person instead of being a fixed pixel count.
+- :func:`fix_left_right_swaps`: a view whose whole body, hands or face is labelled left/right swapped is not
+  useless, only mislabelled. Against a first triangulation, each view's lateral keypoints (those with a left/right
+  twin) are compared as labelled and swapped back; where clearly more of them agree swapped, the view's labels of
+  that part are swapped back in that frame, and the frame is triangulated again.
+- :func:`check_sequence`: each bone between two rigid keypoints keeps its length for one subject, and at video rate
+  a keypoint cannot jump. Keypoints on bones far off the sequence's median length, or that jump away and back, are
+  re-solved from every other set of views (choosing the set whose point fits the neighbouring bones and frames
+  best, within a looser agreement threshold), or dropped when none fits; both are counted.
+- :func:`camera_agreement`: per camera, its residual against the point triangulated from the other views, and the
+  same with its detections shifted by a few frames; a camera whose residual falls clearly at a shift is out of
+  sync (or its frames are numbered differently).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from build_h3wb import skeleton
+from build_h3wb.cameras import Rig
+from build_h3wb.triangulation import bits_to_mask, triangulate, view_set_hypotheses
+
+#: Parts whose labels can be swapped independently (MediaPipe's face mesh, for one, is found apart from the body).
+SWAP_GROUPS: dict[str, np.ndarray] = {
+    "body": np.arange(skeleton.REPORT_PARTS["body"].start, skeleton.REPORT_PARTS["body"].stop),
+    "hands": np.arange(skeleton.PARTS["hands"].start, skeleton.PARTS["hands"].stop),
+    "face": np.arange(skeleton.PARTS["face"].start, skeleton.PARTS["face"].stop),
+}
+_BODY = SWAP_GROUPS["body"]
+
+
+def person_size_px(uv: np.ndarray, score: np.ndarray, rig: Rig, min_score: float = 0.3, window: int = 9) -> np.ndarray:
+    """The person's size in every image: the diagonal of the box around the body (+feet) keypoints.
+
+    Args:
+        uv: (T, C, J, 2) detections in pixels, NaN where missing.
+        score: (T, C, J) confidence.
+        rig: the C cameras (a view without a body falls back to 40% of its image diagonal).
+        min_score: keypoints below this are ignored.
+        window: frames of the running median (odd; a single outlier cannot stretch the box).
+
+    Returns:
+        (T, C) pixels, finite and positive.
+    """
+    T, C = uv.shape[:2]
+    with np.errstate(invalid="ignore"):
+        ok = (score[:, :, _BODY] >= min_score) & np.isfinite(uv[:, :, _BODY, 0])  # (T, C, Jb)
+    u = np.where(ok, uv[:, :, _BODY, 0], np.nan)
+    v = np.where(ok, uv[:, :, _BODY, 1], np.nan)
+    enough = ok.sum(-1) >= 4
+    with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
+        sup.filter(RuntimeWarning)
+        diag = np.hypot(np.nanmax(u, -1) - np.nanmin(u, -1), np.nanmax(v, -1) - np.nanmin(v, -1))
+        diag = np.where(enough, diag, np.nan)  # (T, C)
+        h = window // 2
+        padded = np.pad(diag, ((h, h), (0, 0)), constant_values=np.nan)
+        win = np.lib.stride_tricks.sliding_window_view(padded, window, axis=0)  # (T, C, window)
+        size = np.nanmedian(win, -1)
+        per_view = np.nanmedian(diag, 0)  # (C,)
+    fallback = np.array([0.4 * np.hypot(*cam.image_size) for cam in rig])
+    per_view = np.where(np.isfinite(per_view), per_view, fallback)
+    size = np.where(np.isfinite(size), size, per_view)
+    return np.maximum(size, 1.0)
+
+
+def agreement_threshold_px(size_px: np.ndarray, share: float, min_px: float) -> np.ndarray:
+    """(T, C) person sizes -> (T, C) agreement thresholds: ``share`` of the size, at least ``min_px``."""
+    return np.maximum(share * size_px, min_px)
+
+
+def _project(rig: Rig, X: np.ndarray) -> np.ndarray:
+    """(..., 3) world mm -> (C, ..., 2) pixels in every camera."""
+    return np.stack([cam.project(X) for cam in rig])
+
+
+def fix_left_right_swaps(
+    uv: np.ndarray, score: np.ndarray, rig: Rig, X: np.ndarray, threshold_px: np.ndarray, min_score: float = 0.3,
+    min_agree: int = 3,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Swap back the labels of a part in a view where, swapped, clearly more of its keypoints agree.
+
+    Args:
+        uv: (T, C, J, 2) detections in pixels, NaN where missing.
+        score: (T, C, J) confidence.
+        rig: the C cameras.
+        X: (T, J, 3) world mm, a first triangulation (NaN where missing).
+        threshold_px: (T, C) agreement threshold per frame and view.
+        min_score: keypoints below this do not vote.
+        min_agree: at least this many lateral keypoints must agree swapped, and more than twice as many as agree
+            as labelled.
+
+    Returns:
+        uv and score with the swaps undone (new arrays), and swapped (T, C, G) bool per part of
+        :data:`SWAP_GROUPS` (in its order).
+    """
+    T, C, J = score.shape
+    proj = np.moveaxis(_project(rig, X), 0, 1)  # (T, C, J, 2)
+    flip = skeleton.FLIP_INDEX
+    with np.errstate(invalid="ignore"):
+        conf = score >= min_score  # (T, C, J)
+        r_as = np.linalg.norm(uv - proj, axis=-1)  # (T, C, J)
+        r_sw = np.linalg.norm(uv[:, :, flip] - proj, axis=-1)  # keypoint j read from its twin's label
+        agree_as = conf & (r_as <= threshold_px[..., None])
+        agree_sw = conf[:, :, flip] & (r_sw <= threshold_px[..., None])
+    out_uv, out_score = uv.copy(), score.copy()
+    swapped = np.zeros((T, C, len(SWAP_GROUPS)), dtype=bool)
+    for g, idx in enumerate(SWAP_GROUPS.values()):
+        lateral = idx[flip[idx] != idx]
+        n_as = agree_as[:, :, lateral].sum(-1)  # (T, C)
+        n_sw = agree_sw[:, :, lateral].sum(-1)
+        do = (n_sw >= min_agree) & (n_sw > 2 * n_as)
+        swapped[:, :, g] = do
+        t, c = np.nonzero(do)
+        if len(t):
+            out_uv[t[:, None], c[:, None], idx[None]] = uv[t[:, None], c[:, None], flip[idx][None]]
+            out_score[t[:, None], c[:, None], idx[None]] = score[t[:, None], c[:, None], flip[idx][None]]
+    return out_uv, out_score, swapped
+
+
+def bone_lengths(X: np.ndarray, bones: np.ndarray = skeleton.RIGID_BONES) -> np.ndarray:
+    """(T, J, 3) mm -> (T, B) bone lengths in mm (NaN where an end is missing)."""
+    return np.linalg.norm(X[:, bones[:, 0]] - X[:, bones[:, 1]], axis=-1)
+
+
+def _suspects(X: np.ndarray, med: np.ndarray, tol: np.ndarray, jump_mm: float) -> np.ndarray:
+    """(T, J) bool: keypoints blamed for a bone far off its median length, or that jump away and back."""
+    T, J = X.shape[:2]
+    bones = skeleton.RIGID_BONES
+    with np.errstate(invalid="ignore"):
+        bad = np.abs(bone_lengths(X, bones) - med) > tol  # (T, B); False where NaN
+    n_bad = np.zeros((T, J), dtype=np.int64)
+    np.add.at(n_bad, (slice(None), bones[:, 0]), bad)
+    np.add.at(n_bad, (slice(None), bones[:, 1]), bad)
+    a, b = n_bad[:, bones[:, 0]], n_bad[:, bones[:, 1]]  # (T, B)
+    out = np.zeros((T, J), dtype=bool)
+    # blame the end of a bad bone that has more bad bones (both when equal)
+    for end, mine, other in ((0, a, b), (1, b, a)):
+        hit = bad & (mine >= other)
+        t, k = np.nonzero(hit)
+        out[t, bones[k, end]] = True
+    if T >= 3 and jump_mm > 0:
+        with np.errstate(invalid="ignore"):
+            d_prev = np.linalg.norm(X[1:-1] - X[:-2], axis=-1)
+            d_next = np.linalg.norm(X[1:-1] - X[2:], axis=-1)
+            d_skip = np.linalg.norm(X[2:] - X[:-2], axis=-1)
+            spike = (d_prev > jump_mm) & (d_next > jump_mm) & (d_skip < jump_mm)
+        out[1:-1] |= spike
+    return out
+
+
+def check_sequence(
+    X: np.ndarray,
+    uv: np.ndarray,
+    score: np.ndarray,
+    rig: Rig,
+    threshold_px: np.ndarray,
+    *,
+    frame_dt_s: float,
+    bone_tolerance: float = 0.2,
+    bone_tolerance_mm: float = 25.0,
+    max_speed_mm_s: float = 10000.0,
+    relax: float = 1.5,
+    min_score: float = 0.3,
+    opposing_angle_deg: float = 140.0,
+    min_ray_angle_deg: float = 10.0,
+    rounds: int = 2,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Re-solve or drop keypoints that break a bone length or jump (see the module docstring).
+
+    Args:
+        X: (T, J, 3) world mm from :func:`triangulation.triangulate` on these detections; T consecutive frames.
+        uv: (T, C, J, 2) detections in pixels (after :func:`fix_left_right_swaps`), NaN where missing.
+        score: (T, C, J) confidence.
+        rig: the C cameras.
+        threshold_px: (T, C) agreement threshold per frame and view.
+        frame_dt_s: time between consecutive frames (the stride over the video's frame rate).
+        bone_tolerance: a bone is off when its length differs from the sequence's median by more than this share...
+        bone_tolerance_mm: ...or this many millimetres, whichever is larger (short finger bones).
+        max_speed_mm_s: a keypoint moving further than this speed allows, away from both neighbouring frames while
+            they agree, jumped.
+        relax: re-solved sets may disagree up to this multiple of the threshold.
+        min_score: views below this confidence are not used.
+        opposing_angle_deg: as in :func:`triangulation.triangulate`.
+        min_ray_angle_deg: as in :func:`triangulation.triangulate`.
+        rounds: how often suspects are looked for again after re-solving.
+
+    Returns:
+        X (T, J, 3) checked; status (T, J) int8: 0 unchanged, 1 re-solved from another set of views, 2 dropped;
+        views (T, J) int64 bitmask of the views of the re-solved points (0 elsewhere).
+    """
+    T, C, J = score.shape
+    if X.shape != (T, J, 3) or uv.shape != (T, C, J, 2) or threshold_px.shape != (T, C):
+        raise ValueError(f"expected X (T, J, 3), uv (T, C, J, 2), threshold (T, C) with (T, C, J) = {(T, C, J)}; "
+                         f"got {X.shape}, {uv.shape}, {threshold_px.shape}")
+    X = X.copy()
+    status = np.zeros((T, J), dtype=np.int8)
+    views = np.zeros((T, J), dtype=np.int64)
+    jump_mm = max_speed_mm_s * frame_dt_s
+    bones = skeleton.RIGID_BONES
+    with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
+        sup.filter(RuntimeWarning)
+        med = np.nanmedian(bone_lengths(X, bones), 0)  # (B,) the subject's lengths over these frames
+    tol = np.maximum(bone_tolerance * med, bone_tolerance_mm)
+    tried = np.zeros((T, J), dtype=bool)
+    for _ in range(rounds):
+        sus = _suspects(X, med, tol, jump_mm) & ~tried & np.isfinite(X[..., 0])
+        if not sus.any():
+            break
+        tried |= sus
+        t, j = np.nonzero(sus)
+        pts, sets, worst, usable = view_set_hypotheses(
+            uv[t, :, j], score[t, :, j], rig, threshold_px=threshold_px[t] * relax, min_score=min_score,
+            opposing_angle_deg=opposing_angle_deg, min_ray_angle_deg=min_ray_angle_deg,
+        )  # (M, S, 3), (S, C), (M, S), (M, S)
+        ok = usable & (worst <= 1.0)
+        cost = np.where(ok, worst**2, np.inf)  # (M, S)
+        fits = ok.copy()
+        # bones to neighbours that are not suspects
+        for k, (a, b) in enumerate(bones):
+            for mine, other in ((a, b), (b, a)):
+                sel = np.flatnonzero((j == mine) & ~sus[t, other] & np.isfinite(X[t, other, 0]))
+                if not len(sel) or not np.isfinite(med[k]):
+                    continue
+                length = np.linalg.norm(pts[sel] - X[t[sel], other][:, None], axis=-1)  # (m, S)
+                dev = np.abs(length - med[k]) / tol[k]
+                with np.errstate(invalid="ignore"):
+                    fits[sel] &= ~(dev > 1.0)
+                    cost[sel] += np.where(np.isfinite(dev), dev**2, 0.0)
+        # the neighbouring frames, where they are not suspects
+        for dt in (-1, 1):
+            tn = t + dt
+            inside = (tn >= 0) & (tn < T)
+            sel = np.flatnonzero(inside)
+            sel = sel[~sus[tn[sel], j[sel]] & np.isfinite(X[tn[sel], j[sel], 0])]
+            if not len(sel):
+                continue
+            d = np.linalg.norm(pts[sel] - X[tn[sel], j[sel]][:, None], axis=-1) / jump_mm  # (m, S)
+            with np.errstate(invalid="ignore"):
+                fits[sel] &= ~(d > 1.0)
+                cost[sel] += np.where(np.isfinite(d), d**2, 0.0)
+        cost = np.where(fits, cost, np.inf)
+        best = cost.argmin(1)
+        m = np.arange(len(t))
+        found = np.isfinite(cost[m, best])
+        # no set fits: drop the point only where it is clearly impossible (a bone to a trusted neighbour more than
+        # twice the tolerance off, or a jump), else keep it as it is
+        impossible = _clearly_wrong(X, t, j, sus, med, tol, jump_mm)
+        new = np.where(found[:, None], pts[m, best], np.where(impossible[:, None], np.nan, X[t, j]))
+        changed = found & (np.linalg.norm(new - X[t, j], axis=-1) > 1e-6)
+        dropped = ~found & impossible
+        X[t, j] = new
+        status[t[changed], j[changed]] = 1
+        status[t[dropped], j[dropped]] = 2
+        found = changed
+        bits = (sets[best] * (1 << np.arange(C))).sum(1)
+        views[t[changed & found], j[changed & found]] = bits[changed & found]
+    return X, status, views
+
+
+def _clearly_wrong(X: np.ndarray, t: np.ndarray, j: np.ndarray, sus: np.ndarray, med: np.ndarray, tol: np.ndarray,
+                   jump_mm: float) -> np.ndarray:
+    """(M,) bool: the suspects (t, j) that are clearly impossible.
+
+    A bone to a neighbour that is not a suspect is more than twice the tolerance off, or the point sits more than
+    twice the jump distance from both neighbouring frames while these agree.
+    """
+    T = X.shape[0]
+    out = np.zeros(len(t), dtype=bool)
+    for k, (a, b) in enumerate(skeleton.RIGID_BONES):
+        for mine, other in ((a, b), (b, a)):
+            sel = np.flatnonzero((j == mine) & ~sus[t, other])
+            if len(sel) and np.isfinite(med[k]):
+                length = np.linalg.norm(X[t[sel], mine] - X[t[sel], other], axis=-1)
+                with np.errstate(invalid="ignore"):
+                    out[sel] |= np.abs(length - med[k]) > 2 * tol[k]
+    inner = (t > 0) & (t < T - 1)
+    sel = np.flatnonzero(inner)
+    if len(sel) and jump_mm > 0:
+        p, q, n = X[t[sel] - 1, j[sel]], X[t[sel], j[sel]], X[t[sel] + 1, j[sel]]
+        with np.errstate(invalid="ignore"):
+            out[sel] |= ((np.linalg.norm(q - p, axis=-1) > 2 * jump_mm) & (np.linalg.norm(q - n, axis=-1) > 2 * jump_mm)
+                         & (np.linalg.norm(n - p, axis=-1) < jump_mm))
+    return out
+
+
+def resolve_with_views(uv: np.ndarray, score: np.ndarray, rig: Rig, views: np.ndarray, min_score: float = 0.3):
+    """Plain triangulation of N points from given sets of views (the re-solved points' final numbers).
+
+    Args:
+        uv: (N, C, 2) pixels.
+        score: (N, C) confidence.
+        rig: the cameras.
+        views: (N,) bitmask of the views to use.
+        min_score: as in :func:`triangulation.triangulate`.
+
+    Returns:
+        The :class:`triangulation.Triangulation` of the points.
+    """
+    mask = bits_to_mask(views, len(rig))
+    return triangulate(uv, np.where(mask, score, 0.0), rig, min_score=min_score, robust=False,
+                       opposing_angle_deg=180.0)
+
+
+def camera_agreement(
+    uv: np.ndarray, score: np.ndarray, rig: Rig, views: np.ndarray, max_shift: int = 3, min_score: float = 0.3,
+    bins: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per camera, how far its body detections lie from the point the other views make, at several frame shifts.
+
+    Args:
+        uv: (T, C, J, 2) detections in pixels (as triangulated, swaps undone).
+        score: (T, C, J) confidence.
+        rig: the C cameras.
+        views: (T, J) bitmask of the views the triangulation used.
+        max_shift: detections of frame ``t + s`` are compared with the others' point of frame ``t``, for
+            ``s`` in ``-max_shift..max_shift``.
+        min_score: keypoints below this are not compared.
+        bins: histogram bin edges in pixels (default 0-1000 px in 0.25 px steps).
+
+    Returns:
+        (C, 2 * max_shift + 1, len(bins) - 1) int64 histogram of residuals in pixels (sum these over chunks and
+        sequences, then read medians with :func:`histogram_median`).
+    """
+    T, C, J = score.shape
+    bins = np.arange(0.0, 1000.25, 0.25) if bins is None else bins
+    shifts = np.arange(-max_shift, max_shift + 1)
+    hist = np.zeros((C, len(shifts), len(bins) - 1), dtype=np.int64)
+    used = bits_to_mask(views[:, _BODY], C)  # (T, Jb, C)
+    flat_uv = np.moveaxis(uv[:, :, _BODY], 1, 2).reshape(-1, C, 2)  # (T*Jb, C, 2)
+    flat_score = np.moveaxis(score[:, :, _BODY], 1, 2).reshape(-1, C)
+    for c, cam in enumerate(rig):
+        others = used.reshape(-1, C).copy()
+        others[:, c] = False
+        res = triangulate(flat_uv, np.where(others, flat_score, 0.0), rig, min_score=min_score, robust=False,
+                          opposing_angle_deg=180.0)
+        Xo = res.points.reshape(T, len(_BODY), 3)
+        proj = cam.project(Xo)  # (T, Jb, 2)
+        for k, s in enumerate(shifts):
+            a, b = max(0, -s), min(T, T - s)  # frames t with t + s inside
+            if b <= a:
+                continue
+            obs = uv[a + s : b + s, c][:, _BODY]  # (t, Jb, 2)
+            with np.errstate(invalid="ignore"):
+                ok = score[a + s : b + s, c][:, _BODY] >= min_score
+                r = np.linalg.norm(obs - proj[a:b], axis=-1)[ok & np.isfinite(proj[a:b, :, 0])]
+            hist[c, k] += np.histogram(np.minimum(r, bins[-1] - 1e-9), bins)[0]
+    return hist
+
+
+def histogram_median(hist: np.ndarray, bins: np.ndarray | None = None) -> np.ndarray:
+    """(..., K) histogram counts -> (...) median (bin centre; NaN where empty)."""
+    bins = np.arange(0.0, 1000.25, 0.25) if bins is None else bins
+    cum = np.cumsum(hist, -1)
+    total = cum[..., -1:]
+    idx = (cum < 0.5 * total).sum(-1)
+    centres = 0.5 * (bins[1:] + bins[:-1])
+    return np.where(total[..., 0] > 0, centres[np.minimum(idx, len(centres) - 1)], np.nan)
+
+
+def sync_report(hist: np.ndarray, names: tuple[str, ...], max_shift: int, gain: float = 0.8) -> dict:
+    """Per camera: median residual (px) at no shift, the best shift and its median, and whether it is suspect.
+
+    Args:
+        hist: (C, 2 * max_shift + 1, K) from :func:`camera_agreement` (summed).
+        names: camera names.
+        max_shift: as given to :func:`camera_agreement`.
+        gain: a shift is reported when its median residual is below this share of the unshifted one.
+
+    Returns:
+        ``{camera: {"median_px", "best_shift_frames", "best_shift_median_px", "out_of_sync"}}``.
+    """
+    med = histogram_median(hist)  # (C, shifts)
+    out = {}
+    for c, name in enumerate(names):
+        m0 = med[c, max_shift]
+        k = int(np.nanargmin(med[c])) if np.isfinite(med[c]).any() else max_shift
+        shift = k - max_shift
+        suspect = bool(shift != 0 and np.isfinite(m0) and med[c, k] < gain * m0)
+        out[name] = {"median_px": None if not np.isfinite(m0) else round(float(m0), 2),
+                     "best_shift_frames": shift if suspect else 0,
+                     "best_shift_median_px": None if not np.isfinite(med[c, k]) else round(float(med[c, k]), 2),
+                     "out_of_sync": suspect}
+    return out
