@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 ACTION_ALIASES = {"TakingPhoto": "Photo", "WalkingDog": "WalkDog", "WalkingTogether": "WalkTogether"}
 NUM_MOCAP_JOINTS = 32
 # Human3.6M mocap joint index -> COCO-WholeBody keypoint name (the joints both layouts have)
+VIDEO_FPS = 50.0  # Human3.6M's videos
 MOCAP_TO_WHOLEBODY = {
     17: "left_shoulder", 25: "right_shoulder", 18: "left_elbow", 26: "right_elbow", 19: "left_wrist",
     27: "right_wrist", 6: "left_hip", 1: "right_hip", 7: "left_knee", 2: "right_knee", 8: "left_ankle",
@@ -126,9 +127,9 @@ class H36MSource(VideoViews):
 
     def describe(self) -> dict[str, Any]:
         """Settings that determine the detections."""
-        return {"source": self.name, "root": str(self.root.resolve()), "subjects": self.subjects,
-                "actions": self.actions, "cameras": self.cameras, "stride": self.stride, "start": self.start,
-                "stop": self.stop, "exclude": self.exclude}
+        return {"source": self.name, "root": str(self.root.resolve()), "video_fps": VIDEO_FPS,
+                "subjects": self.subjects, "actions": self.actions, "cameras": self.cameras, "stride": self.stride,
+                "start": self.start, "stop": self.stop, "exclude": self.exclude}
 
     def sequences(self) -> list[Sequence]:
         """Every sequence of the selected subjects and actions that has at least one video, sorted by name."""

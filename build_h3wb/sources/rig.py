@@ -78,7 +78,7 @@ class RigSource(VideoViews):
         configuration instead of keeping detections assembled with the old cameras.
         """
         return {"source": self.name, "root": str(self.root.resolve()), "calibration": str(self.calibration.resolve()),
-                "calibration_hash": config_hash(self._load_rig().to_dict()),
+                "calibration_hash": config_hash(self._load_rig().to_dict()), "video_fps": self._video_fps(),
                 "calibration_format": self.calibration_format, "units": self.units, "subject": self.subject,
                 "sequences": self.selected, "cameras": self.cameras, "stride": self.stride, "start": self.start,
                 "stop": self.stop}
@@ -121,6 +121,18 @@ class RigSource(VideoViews):
         self._folders = found
         return [Sequence(subject=self.subject, action=re.sub(r"[\s_-]*\d+$", "", name) or name, name=name)
                 for name in found]
+
+    def _video_fps(self) -> float:
+        """The frame rate the first readable video reports (0.0 for image folders only)."""
+        for seq in self.sequences():
+            for cam in self._load_rig().names:
+                try:
+                    fps = self._open(seq, cam).fps
+                except VideoError:
+                    continue
+                if fps > 0:
+                    return round(float(fps), 3)
+        return 0.0
 
     def _calibrated_rig(self, seq: Sequence) -> Rig:
         """The calibration's cameras (one rig for every sequence)."""
