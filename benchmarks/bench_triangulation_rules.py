@@ -105,6 +105,7 @@ def measures(X: np.ndarray, gt: np.ndarray, seq_of_frame: np.ndarray) -> dict:
     out["bone_cv_median"] = round(float(np.nanmedian(np.nanmedian(np.stack(cvs), 0))), 4)
     out["frames_bone_off_30pct"] = round(float(np.concatenate(off).mean()), 4)
     out["body_complete_frames"] = round(float(np.isfinite(X[:, skeleton.REPORT_PARTS["body"], 0]).all(1).mean()), 4)
+    out["complete_poses"] = round(float(np.isfinite(X[..., 0]).all(1).mean()), 4)
     return out
 
 
@@ -134,8 +135,8 @@ def main() -> None:
             "outlier_threshold_px": 15.0, "undistort_iterations": 5}
     full = {"person_threshold": 0.03, "min_threshold_px": 6.0, "fix_swaps": True, "sequence_check": True,
             "bone_tolerance": 0.2, "bone_tolerance_mm": 25.0, "max_speed_mm_s": 10000.0, "sync_max_shift": 0,
-            "frame_dt_s": src.stride / src.video_fps}
-    per_point = dict(full, fix_swaps=False, sequence_check=False)
+            "smooth_sigma_s": 0.02, "frame_dt_s": src.stride / src.video_fps}
+    per_point = dict(full, fix_swaps=False, sequence_check=False, smooth_sigma_s=0.0)
     variants = {
         "plain DLT": None,
         "rule before issue 13 (15 px, best pair)": "before",
@@ -145,6 +146,7 @@ def main() -> None:
         "  - ray-angle conditioning": (dict(base, min_ray_angle_deg=0.0), per_point),
         "  + left/right swaps fixed": (base, dict(per_point, fix_swaps=True)),
         "  + sequence check (no swap fix)": (base, dict(per_point, sequence_check=True)),
+        "  + swaps + sequence check, no smoothing": (base, dict(full, smooth_sigma_s=0.0)),
         "new rule, all steps (stage=triangulate)": (base, full),
     }
     gts, frames_seq, kps = [], [], []
@@ -182,7 +184,8 @@ def main() -> None:
         print(f"{name:44s} body {b['mean_mm']:6.1f} / {b['median_mm']:5.1f} / {b['p95_mm']:6.1f}"
               f" built {100 * b['built']:5.1f}%  hands {h['mean_mm']:6.1f} / {h['p95_mm']:6.1f}"
               f" built {100 * m['hands']['built']:5.1f}%  bone CV {m['bone_cv_median']:.3f}"
-              f" off {100 * m['frames_bone_off_30pct']:4.1f}%  body complete {100 * m['body_complete_frames']:5.1f}%",
+              f" off {100 * m['frames_bone_off_30pct']:4.1f}%  body complete {100 * m['body_complete_frames']:5.1f}%"
+              f"  complete poses {100 * m['complete_poses']:5.1f}%",
               flush=True)
     if args.json:
         with open(args.json, "w") as f:

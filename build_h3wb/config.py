@@ -221,6 +221,7 @@ class TriangulateConfig:
     bone_tolerance_mm: float = 25.0  # ...or this many mm, whichever is larger
     max_speed_mm_s: float = 10000.0  # faster than this, away from both neighbouring frames, is a jump
     sync_max_shift: int = 3  # per camera, residuals are also measured with its detections shifted this many frames
+    smooth_sigma_s: float = 0.02  # Gaussian over neighbouring frames, in seconds (no-op at 10 fps; 0: off)
     undistort_iterations: int = 5
     chunk_frames: int = 250  # frames triangulated at once (memory stays flat with sequence length)
 

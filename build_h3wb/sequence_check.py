@@ -7,13 +7,21 @@ functions do, on one person's sequence (T frames, C views, J keypoints):
   median over frames), from which the stage makes the per-view agreement thresholds, so they scale with the rig
   and the distance to the person instead of being a fixed pixel count.
 - :func:`fix_left_right_swaps`: a view whose whole body, hands or face is labelled left/right swapped is not
-  useless, only mislabelled. Against a first triangulation, each view's lateral keypoints (those with a left/right
-  twin) are compared as labelled and swapped back; where clearly more of them agree swapped, the view's labels of
-  that part are swapped back in that frame, and the frame is triangulated again.
-- :func:`check_sequence`: each bone between two rigid keypoints keeps its length for one subject, and at video rate
-  a keypoint cannot jump. Keypoints on bones far off the sequence's median length, or that jump away and back, are
+  useless, only mislabelled. For the body, every combination of views swapped back is triangulated (16 for four
+  views) and the one with the most agreeing observations of the lateral keypoints (those with a left/right twin)
+  wins; a combination and its complement agree equally (the mirrored body), so the one swapping fewer views wins,
+  and where that ties too (two views against two, as happens when a detector labels the people it sees from behind
+  as if from the front) the one continuing the neighbouring frames' body. Hands and face are then checked per view
+  against a first triangulation: where clearly more lateral keypoints agree swapped, they are swapped back. The
+  frame is then triangulated again.
+- :func:`check_sequence`: each bone between two rigid keypoints keeps its length for one subject (bones of at least
+  10 cm: limbs, shoulders, hips, torso; finger bones vary with the noise as much as with an error), and at video
+  rate a keypoint cannot jump. Keypoints on bones far off the sequence's median length, or that jump away and back, are
   re-solved from every other set of views (choosing the set whose point fits the neighbouring bones and frames
   best, within a looser agreement threshold), or dropped when none fits; both are counted.
+- :func:`smooth_in_time`: a Gaussian of fixed duration (20 ms by default) over neighbouring frames; human motion
+  has little above 8 Hz, so at 60 fps it averages detector noise away, while at Human3.6M's 10 fps grid (frames
+  100 ms apart) it leaves every point as it is.
 - :func:`camera_agreement`: per camera, its residual against the point triangulated from the other views, and the
   same with its detections shifted by a few frames; a camera whose residual falls clearly at a shift is out of
   sync (or its frames are numbered differently).
@@ -80,44 +88,90 @@ def _project(rig: Rig, X: np.ndarray) -> np.ndarray:
     return np.stack([cam.project(X) for cam in rig])
 
 
+def _body_swaps(uv: np.ndarray, score: np.ndarray, rig: Rig, threshold_px: np.ndarray, min_score: float,
+                ) -> np.ndarray:
+    """(T, C) bool: which views' body labels to swap back in each frame (see the module docstring)."""
+    T, C, J = score.shape
+    flip = skeleton.FLIP_INDEX
+    body = SWAP_GROUPS["body"]
+    lat = body[flip[body] != body]  # (L,) lateral body keypoints
+    L = len(lat)
+    combos = bits_to_mask(np.arange(2**C), C)  # (K, C)
+    K = len(combos)
+    agree = np.zeros((K, T), dtype=np.int64)
+    pts = np.empty((K, T, L, 3))
+    thr = np.repeat(threshold_px, L, axis=0)  # (T*L, C)
+    for k, sw in enumerate(combos):
+        u = np.where(sw[None, :, None, None], uv[:, :, flip[lat]], uv[:, :, lat])  # (T, C, L, 2)
+        sc = np.where(sw[None, :, None], score[:, :, flip[lat]], score[:, :, lat])
+        res = triangulate(np.moveaxis(u, 1, 2).reshape(T * L, C, 2), np.moveaxis(sc, 1, 2).reshape(T * L, C), rig,
+                          min_score=min_score, outlier_threshold_px=thr)
+        agree[k] = res.num_views.reshape(T, L).astype(np.int64).sum(1)
+        pts[k] = res.points.reshape(T, L, 3)
+    n_swaps = combos.sum(1)  # (K,)
+    best = agree == agree.max(0, keepdims=True)  # (K, T)
+    fewest = np.where(best, n_swaps[:, None], C + 1).min(0)  # (T,)
+    cand = best & (n_swaps[:, None] == fewest)  # (K, T): usually one; two where two views stand against two
+    choice = np.where(cand.sum(0) == 1, cand.argmax(0), -1)  # (T,) -1: to be decided by the neighbours
+    if (choice < 0).any():
+        anchors = np.flatnonzero(choice >= 0)
+        if not len(anchors):
+            choice[:] = 0
+        else:
+            def nearest(t: int, ref: np.ndarray) -> int:
+                ks = np.flatnonzero(cand[:, t])
+                d = [np.nanmean(np.linalg.norm(pts[k, t] - ref, axis=-1)) for k in ks]
+                d = [np.inf if not np.isfinite(x) else x for x in d]
+                return int(ks[int(np.argmin(d))])
+
+            for t in range(anchors[0] + 1, T):  # forward from the first anchor
+                if choice[t] < 0:
+                    choice[t] = nearest(t, pts[choice[t - 1], t - 1])
+            for t in range(anchors[0] - 1, -1, -1):  # backward before it
+                choice[t] = nearest(t, pts[choice[t + 1], t + 1])
+    return combos[choice]  # (T, C)
+
+
 def fix_left_right_swaps(
     uv: np.ndarray, score: np.ndarray, rig: Rig, X: np.ndarray, threshold_px: np.ndarray, min_score: float = 0.3,
     min_agree: int = 3,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Swap back the labels of a part in a view where, swapped, clearly more of its keypoints agree.
+    """Swap back the left/right labels of a part in a view where that makes it agree (see the module docstring).
 
     Args:
-        uv: (T, C, J, 2) detections in pixels, NaN where missing.
+        uv: (T, C, J, 2) detections in pixels, NaN where missing; T consecutive frames.
         score: (T, C, J) confidence.
         rig: the C cameras.
-        X: (T, J, 3) world mm, a first triangulation (NaN where missing).
+        X: (T, J, 3) world mm, a first triangulation (NaN where missing), for the hands and the face.
         threshold_px: (T, C) agreement threshold per frame and view.
         min_score: keypoints below this do not vote.
-        min_agree: at least this many lateral keypoints must agree swapped, and more than twice as many as agree
-            as labelled.
+        min_agree: hands and face: at least this many lateral keypoints must agree swapped, and more than twice as
+            many as agree as labelled.
 
     Returns:
         uv and score with the swaps undone (new arrays), and swapped (T, C, G) bool per part of
         :data:`SWAP_GROUPS` (in its order).
     """
     T, C, J = score.shape
-    proj = np.moveaxis(_project(rig, X), 0, 1)  # (T, C, J, 2)
     flip = skeleton.FLIP_INDEX
+    out_uv, out_score = uv.copy(), score.copy()
+    swapped = np.zeros((T, C, len(SWAP_GROUPS)), dtype=bool)
+    if C <= 6:
+        swapped[:, :, 0] = _body_swaps(uv, score, rig, threshold_px, min_score)
+    proj = np.moveaxis(_project(rig, X), 0, 1)  # (T, C, J, 2)
     with np.errstate(invalid="ignore"):
         conf = score >= min_score  # (T, C, J)
         r_as = np.linalg.norm(uv - proj, axis=-1)  # (T, C, J)
         r_sw = np.linalg.norm(uv[:, :, flip] - proj, axis=-1)  # keypoint j read from its twin's label
         agree_as = conf & (r_as <= threshold_px[..., None])
         agree_sw = conf[:, :, flip] & (r_sw <= threshold_px[..., None])
-    out_uv, out_score = uv.copy(), score.copy()
-    swapped = np.zeros((T, C, len(SWAP_GROUPS)), dtype=bool)
     for g, idx in enumerate(SWAP_GROUPS.values()):
-        lateral = idx[flip[idx] != idx]
-        n_as = agree_as[:, :, lateral].sum(-1)  # (T, C)
-        n_sw = agree_sw[:, :, lateral].sum(-1)
-        do = (n_sw >= min_agree) & (n_sw > 2 * n_as)
-        swapped[:, :, g] = do
-        t, c = np.nonzero(do)
+        if g > 0 or C > 6:
+            lateral = idx[flip[idx] != idx]
+            n_as = agree_as[:, :, lateral].sum(-1)  # (T, C)
+            n_sw = agree_sw[:, :, lateral].sum(-1)
+            swapped[:, :, g] = (n_sw >= min_agree) & (n_sw > 2 * n_as)
+        t, c = np.nonzero(swapped[:, :, g])
         if len(t):
             out_uv[t[:, None], c[:, None], idx[None]] = uv[t[:, None], c[:, None], flip[idx][None]]
             out_score[t[:, None], c[:, None], idx[None]] = score[t[:, None], c[:, None], flip[idx][None]]
@@ -134,7 +188,7 @@ def _suspects(X: np.ndarray, med: np.ndarray, tol: np.ndarray, jump_mm: float) -
     T, J = X.shape[:2]
     bones = skeleton.RIGID_BONES
     with np.errstate(invalid="ignore"):
-        bad = np.abs(bone_lengths(X, bones) - med) > tol  # (T, B); False where NaN
+        bad = np.abs(bone_lengths(X, bones) - med) > tol  # (T, B); False where NaN (and for short bones)
     n_bad = np.zeros((T, J), dtype=np.int64)
     np.add.at(n_bad, (slice(None), bones[:, 0]), bad)
     np.add.at(n_bad, (slice(None), bones[:, 1]), bad)
@@ -167,6 +221,7 @@ def check_sequence(
     bone_tolerance_mm: float = 25.0,
     max_speed_mm_s: float = 10000.0,
     relax: float = 1.5,
+    min_bone_mm: float = 100.0,
     min_score: float = 0.3,
     opposing_angle_deg: float = 140.0,
     min_ray_angle_deg: float = 10.0,
@@ -186,6 +241,7 @@ def check_sequence(
         max_speed_mm_s: a keypoint moving further than this speed allows, away from both neighbouring frames while
             they agree, jumped.
         relax: re-solved sets may disagree up to this multiple of the threshold.
+        min_bone_mm: bones shorter than this (median) are not judged (fingers, eye to ear).
         min_score: views below this confidence are not used.
         opposing_angle_deg: as in :func:`triangulation.triangulate`.
         min_ray_angle_deg: as in :func:`triangulation.triangulate`.
@@ -207,6 +263,8 @@ def check_sequence(
     with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
         sup.filter(RuntimeWarning)
         med = np.nanmedian(bone_lengths(X, bones), 0)  # (B,) the subject's lengths over these frames
+    # short bones (fingers, eyes to ears) vary with the detection noise as much as with an error: not judged
+    med = np.where(med >= min_bone_mm, med, np.nan)
     tol = np.maximum(bone_tolerance * med, bone_tolerance_mm)
     tried = np.zeros((T, J), dtype=bool)
     for _ in range(rounds):
@@ -288,6 +346,61 @@ def _clearly_wrong(X: np.ndarray, t: np.ndarray, j: np.ndarray, sus: np.ndarray,
             out[sel] |= ((np.linalg.norm(q - p, axis=-1) > 2 * jump_mm) & (np.linalg.norm(q - n, axis=-1) > 2 * jump_mm)
                          & (np.linalg.norm(n - p, axis=-1) < jump_mm))
     return out
+
+
+def smooth_in_time(X: np.ndarray, frame_dt_s: float, sigma_s: float = 0.02) -> np.ndarray:
+    """Average each keypoint over neighbouring frames with Gaussian weights of ``sigma_s`` seconds.
+
+    Missing points (NaN) stay missing and do not count; the weights of the points present are renormalised.
+
+    Args:
+        X: (T, J, 3) world mm, T consecutive frames ``frame_dt_s`` apart.
+        frame_dt_s: seconds between frames.
+        sigma_s: the Gaussian's standard deviation in seconds (0: no smoothing).
+
+    Returns:
+        (T, J, 3) smoothed.
+    """
+    if sigma_s <= 0 or frame_dt_s <= 0:
+        return X.copy()
+    sig = sigma_s / frame_dt_s  # frames
+    h = int(np.ceil(3 * sig))
+    w = np.exp(-0.5 * (np.arange(-h, h + 1) / sig) ** 2)
+    if h == 0 or w[h - 1] < 1e-3:  # the next frame would hardly count: nothing to smooth at this rate
+        return X.copy()
+    ok = np.isfinite(X[..., 0])
+    Xz = np.where(ok[..., None], X, 0.0)
+    num = np.zeros_like(Xz)
+    den = np.zeros(X.shape[:2])
+    T = X.shape[0]
+    for k, wk in zip(range(-h, h + 1), w):
+        a, b = max(0, -k), min(T, T - k)  # frames t with t + k inside
+        num[a:b] += wk * Xz[a + k : b + k]
+        den[a:b] += wk * ok[a + k : b + k]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok[..., None], num / den[..., None], np.nan)
+
+
+def reprojection_error_px(X: np.ndarray, uv: np.ndarray, views: np.ndarray, rig: Rig) -> np.ndarray:
+    """Mean pixel distance between the points and the detections of the views used.
+
+    Args:
+        X: (N, 3) world mm.
+        uv: (N, C, 2) pixels.
+        views: (N,) bitmask of the views used.
+        rig: the C cameras.
+
+    Returns:
+        (N,) float32, NaN where no view is used or the point is missing.
+    """
+    used = bits_to_mask(views, len(rig))
+    err = np.zeros(len(X))
+    for c, cam in enumerate(rig):
+        d = np.linalg.norm(cam.project(X) - uv[:, c], axis=-1)
+        err += np.where(used[:, c], np.nan_to_num(d), 0.0)
+    n = used.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((n > 0) & np.isfinite(X[:, 0]), err / n, np.nan).astype(np.float32)
 
 
 def resolve_with_views(uv: np.ndarray, score: np.ndarray, rig: Rig, views: np.ndarray, min_score: float = 0.3):

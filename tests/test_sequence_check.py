@@ -103,3 +103,18 @@ def test_camera_out_of_sync_is_reported():
     report = sync_report(camera_agreement(late, score, RIG, views, max_shift=3), RIG.names, 3)
     assert report[RIG.names[3]]["out_of_sync"] and report[RIG.names[3]]["best_shift_frames"] == 2
     assert not any(report[n]["out_of_sync"] for n in RIG.names[:3])
+
+
+def test_smoothing_is_a_fixed_duration():
+    from build_h3wb.sequence_check import smooth_in_time
+    rng = np.random.default_rng(0)
+    t = np.arange(120) / 60.0
+    truth = np.stack([np.sin(2 * np.pi * 1.0 * t) * 300, np.zeros_like(t), np.zeros_like(t)], -1)[:, None]  # (T, 1, 3)
+    noisy = truth + rng.normal(0, 10, truth.shape)
+    noisy[50] = np.nan
+    sm = smooth_in_time(noisy, 1 / 60, 0.02)
+    assert np.isnan(sm[50]).all() and np.isfinite(sm[51]).all()
+    ok = np.isfinite(noisy[:, 0, 0])
+    assert np.abs(sm - truth)[ok].std() < 0.7 * np.abs(noisy - truth)[ok].std()
+    # at 10 fps the same 20 ms leaves the points as they are
+    assert np.array_equal(smooth_in_time(noisy[::6], 0.1, 0.02), noisy[::6], equal_nan=True)

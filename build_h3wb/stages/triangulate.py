@@ -43,7 +43,9 @@ from build_h3wb.sequence_check import (
     check_sequence,
     fix_left_right_swaps,
     person_size_px,
+    reprojection_error_px,
     resolve_with_views,
+    smooth_in_time,
     sync_report,
 )
 from build_h3wb.stages.common import build_dir, progress
@@ -75,6 +77,7 @@ def run(cfg: DictConfig) -> dict:
         "bone_tolerance_mm": float(tcfg.bone_tolerance_mm),
         "max_speed_mm_s": float(tcfg.max_speed_mm_s),
         "sync_max_shift": int(tcfg.sync_max_shift),
+        "smooth_sigma_s": float(tcfg.smooth_sigma_s),
         "frame_dt_s": _frame_dt(det),
     }
     sd = StageDir(root, "triangulate", {"params": params, "rules": rules, "detect_hash": det["config_hash"],
@@ -167,6 +170,13 @@ def _triangulate_chunk(kp: np.ndarray, rig, params: dict, rules: dict) -> dict:
         out["num_views"][ti, ji] = 0
         out["reprojection_error"][ti, ji] = np.nan
         out["rejected"][ti, ji] = 0
+    if rules["smooth_sigma_s"] > 0 and rules["sequence_check"]:
+        smoothed = smooth_in_time(out["points"], rules["frame_dt_s"], rules["smooth_sigma_s"])
+        if not np.array_equal(smoothed, out["points"], equal_nan=True):
+            out["points"] = smoothed
+            out["reprojection_error"] = reprojection_error_px(
+                smoothed.reshape(t * J, 3), np.moveaxis(uv, 1, 2).reshape(t * J, C, 2), out["views"].reshape(-1),
+                rig).reshape(t, J)
     out["camera_hist"] = camera_agreement(uv, score, rig, out["views"], rules["sync_max_shift"],
                                           params["min_score"])
     return out
