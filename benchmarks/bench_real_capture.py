@@ -98,7 +98,7 @@ def rule_measures(X: np.ndarray, seq: dict) -> dict:
     """The measures of one set of triangulated poses, the reference bones being its own median."""
     ref = qm.subject_reference([qm.bone_lengths(X)])
     m = qm.sequence_measures(X, seq["frames"], ref, seq["kp"], seq["rig"])
-    body = skeleton.REPORT_PARTS["body"]
+    body = skeleton.PARTS["body"]  # the 17 COCO body keypoints (MediaPipe has no small toes)
     m["body_frames_complete"] = round(float(np.isfinite(X[:, body]).all((1, 2)).mean()), 4)
     return m
 
@@ -125,29 +125,28 @@ def compare_rules(seq: dict) -> dict:
 
 
 def picture(overrides: list[str], root: Path, frame: int, target: Path | None) -> Path | None:
-    """``stage=pictures`` of one frame; copied (downscaled to at most 1600 px wide) to ``target``."""
+    """``stage=pictures`` of one frame; copied to ``target`` (at most 1600 px wide, 256 colours)."""
     res = build(overrides, "pictures")
     if res.returncode != 0:
         log.warning("stage=pictures failed:\n%s", res.stderr[-2000:])
         return None
-    png = root / "pictures" / SUBJECT / SEQUENCE / f"frame_{frame}_views.png"
+    png = root / "pictures" / SUBJECT / SEQUENCE / f"frame_{frame:04d}_views.png"
     if target is None or not png.exists():
         return png if png.exists() else None
-    import cv2  # noqa: PLC0415
+    from PIL import Image  # noqa: PLC0415 (matplotlib's dependency)
 
-    img = cv2.imread(str(png))
-    scale = min(1.0, 1600 / img.shape[1])
-    if scale < 1:
-        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    img = Image.open(png).convert("RGB")
+    if img.width > 1600:
+        img = img.resize((1600, round(img.height * 1600 / img.width)), Image.LANCZOS)
     target.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(target), img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    img.quantize(colors=256, method=Image.MEDIANCUT).save(target, optimize=True)  # small enough to commit
     return target
 
 
 def table(rows: dict) -> str:
     """Rule / stage name -> measures, as one markdown table."""
-    lines = ["| poses | body bone CV (median) | frames with a bone > 30% off | body frames complete | "
-             "body / hands reproj. px (median) | body / hands jitter mm | body / hands / face coverage |",
+    lines = ["| poses | body bone CV (median) | frames with a bone > 30% off | frames with all 17 body keypoints "
+             "| body / hands reproj. px (median) | body / hands jitter mm | body / hands / face coverage |",
              "|---|---|---|---|---|---|---|"]
     for name, m in rows.items():
         rep = m.get("reprojection_px", {}).get("median", m.get("reprojection_px_median", {}))
@@ -172,8 +171,8 @@ def main() -> None:
     root = (args.build or cache / "realcap_build").expanduser().resolve()
     capture, calibration = fetch(cache)
     overrides = ["data=rig", f"data.root={capture}", f"data.calibration={calibration}", "detector=mediapipe",
-                 "detector.max_people=2", f"build.dir={root}", f"pictures.subject={SUBJECT}",
-                 f"pictures.sequence={SEQUENCE}", f"pictures.frame={args.frame}"]
+                 "detector.max_people=2", f"build.dir={root}", "build.overwrite=true",
+                 f"pictures.subject={SUBJECT}", f"pictures.sequence={SEQUENCE}", f"pictures.frame={args.frame}"]
     t0 = time.perf_counter()
     res = build(overrides, "all")
     result: dict = {"stage_all": {"returncode": res.returncode, "seconds": round(time.perf_counter() - t0, 1)}}
