@@ -134,8 +134,9 @@ def main() -> None:
     base = {"min_score": 0.3, "opposing_angle_deg": 140.0, "min_ray_angle_deg": 10.0, "robust": True,
             "outlier_threshold_px": 15.0, "undistort_iterations": 5}
     full = {"person_threshold": 0.03, "min_threshold_px": 6.0, "fix_swaps": True, "sequence_check": True,
-            "bone_tolerance": 0.2, "bone_tolerance_mm": 25.0, "max_speed_mm_s": 10000.0, "sync_max_shift": 0,
-            "smooth_sigma_s": 0.02, "frame_dt_s": src.stride / src.video_fps}
+            "bone_tolerance": 0.2, "bone_tolerance_mm": 25.0, "max_speed_mm_s": 10000.0, "recover_relax": 2.0,
+            "sync_max_shift": 0,
+            "smooth_sigma_s": 0.03, "frame_dt_s": src.stride / src.video_fps}
     per_point = dict(full, fix_swaps=False, sequence_check=False, smooth_sigma_s=0.0)
     variants = {
         "plain DLT": None,

@@ -81,7 +81,7 @@ class RigDataConfig:
     _target_: str = "build_h3wb.sources.rig.RigSource"
     root: str = MISSING  # <root>/<sequence>/<camera>.mp4 (or <camera>/ image folders)
     calibration: str = MISSING  # rig .json, anipose/Pose2Sim .toml, or an EasyMocap intri.yml/extri.yml folder
-    calibration_format: str = "auto"  # auto | rig | anipose | easymocap
+    calibration_format: str = "auto"  # auto | rig | anipose | easymocap | qualisys
     units: str = ""  # translations' unit (mm | cm | m); empty: the format's default
     subject: str = "subject"
     sequences: list[str] = field(default_factory=list)  # empty: every sequence folder
@@ -220,8 +220,9 @@ class TriangulateConfig:
     bone_tolerance: float = 0.2  # a bone is off beyond this share of the subject's median length...
     bone_tolerance_mm: float = 25.0  # ...or this many mm, whichever is larger
     max_speed_mm_s: float = 10000.0  # faster than this, away from both neighbouring frames, is a jump
+    recover_relax: float = 2.0  # body keypoints left out are recovered within this x the threshold if bones agree
     sync_max_shift: int = 3  # per camera, residuals are also measured with its detections shifted this many frames
-    smooth_sigma_s: float = 0.02  # Gaussian over neighbouring frames, in seconds (no-op at 10 fps; 0: off)
+    smooth_sigma_s: float = 0.03  # Gaussian over neighbouring frames, in seconds (no-op at 10 fps; 0: off)
     undistort_iterations: int = 5
     chunk_frames: int = 250  # frames triangulated at once (memory stays flat with sequence length)
 

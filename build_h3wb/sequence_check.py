@@ -18,10 +18,12 @@ functions do, on one person's sequence (T frames, C views, J keypoints):
   10 cm: limbs, shoulders, hips, torso; finger bones vary with the noise as much as with an error), and at video
   rate a keypoint cannot jump. Keypoints on bones far off the sequence's median length, or that jump away and back, are
   re-solved from every other set of views (choosing the set whose point fits the neighbouring bones and frames
-  best, within a looser agreement threshold), or dropped when none fits; both are counted.
-- :func:`smooth_in_time`: a Gaussian of fixed duration (20 ms by default) over neighbouring frames; human motion
-  has little above 8 Hz, so at 60 fps it averages detector noise away, while at Human3.6M's 10 fps grid (frames
-  100 ms apart) it leaves every point as it is.
+  best, within a looser agreement threshold), or dropped when none fits and they are clearly impossible; body
+  keypoints the per-point rule left out although two views saw them are recovered the same way, within a still
+  looser threshold, where the neighbouring bones and frames confirm them. All three are counted.
+- :func:`smooth_in_time`: a Gaussian of fixed duration (30 ms by default, a low-pass at about 5 Hz) over
+  neighbouring frames; at 60 fps it averages detector noise away, while at Human3.6M's 10 fps grid (frames 100 ms
+  apart, where the next frame would weigh under 1%) it leaves every point as it is.
 - :func:`camera_agreement`: per camera, its residual against the point triangulated from the other views, and the
   same with its detections shifted by a few frames; a camera whose residual falls clearly at a shift is out of
   sync (or its frames are numbered differently).
@@ -221,6 +223,7 @@ def check_sequence(
     bone_tolerance_mm: float = 25.0,
     max_speed_mm_s: float = 10000.0,
     relax: float = 1.5,
+    recover_relax: float = 2.0,
     min_bone_mm: float = 100.0,
     min_score: float = 0.3,
     opposing_angle_deg: float = 140.0,
@@ -241,6 +244,9 @@ def check_sequence(
         max_speed_mm_s: a keypoint moving further than this speed allows, away from both neighbouring frames while
             they agree, jumped.
         relax: re-solved sets may disagree up to this multiple of the threshold.
+        recover_relax: body keypoints left out by the per-point rule although two or more views saw them are
+            recovered from the best set within this multiple of the threshold where it fits the neighbouring bones
+            and frames (0: off).
         min_bone_mm: bones shorter than this (median) are not judged (fingers, eye to ear).
         min_score: views below this confidence are not used.
         opposing_angle_deg: as in :func:`triangulation.triangulate`.
@@ -248,8 +254,9 @@ def check_sequence(
         rounds: how often suspects are looked for again after re-solving.
 
     Returns:
-        X (T, J, 3) checked; status (T, J) int8: 0 unchanged, 1 re-solved from another set of views, 2 dropped;
-        views (T, J) int64 bitmask of the views of the re-solved points (0 elsewhere).
+        X (T, J, 3) checked; status (T, J) int8: 0 unchanged, 1 re-solved from another set of views, 2 dropped,
+        3 recovered (was left out); views (T, J) int64 bitmask of the views of the re-solved and recovered points
+        (0 elsewhere).
     """
     T, C, J = score.shape
     if X.shape != (T, J, 3) or uv.shape != (T, C, J, 2) or threshold_px.shape != (T, C):
@@ -277,33 +284,7 @@ def check_sequence(
             uv[t, :, j], score[t, :, j], rig, threshold_px=threshold_px[t] * relax, min_score=min_score,
             opposing_angle_deg=opposing_angle_deg, min_ray_angle_deg=min_ray_angle_deg,
         )  # (M, S, 3), (S, C), (M, S), (M, S)
-        ok = usable & (worst <= 1.0)
-        cost = np.where(ok, worst**2, np.inf)  # (M, S)
-        fits = ok.copy()
-        # bones to neighbours that are not suspects
-        for k, (a, b) in enumerate(bones):
-            for mine, other in ((a, b), (b, a)):
-                sel = np.flatnonzero((j == mine) & ~sus[t, other] & np.isfinite(X[t, other, 0]))
-                if not len(sel) or not np.isfinite(med[k]):
-                    continue
-                length = np.linalg.norm(pts[sel] - X[t[sel], other][:, None], axis=-1)  # (m, S)
-                dev = np.abs(length - med[k]) / tol[k]
-                with np.errstate(invalid="ignore"):
-                    fits[sel] &= ~(dev > 1.0)
-                    cost[sel] += np.where(np.isfinite(dev), dev**2, 0.0)
-        # the neighbouring frames, where they are not suspects
-        for dt in (-1, 1):
-            tn = t + dt
-            inside = (tn >= 0) & (tn < T)
-            sel = np.flatnonzero(inside)
-            sel = sel[~sus[tn[sel], j[sel]] & np.isfinite(X[tn[sel], j[sel], 0])]
-            if not len(sel):
-                continue
-            d = np.linalg.norm(pts[sel] - X[tn[sel], j[sel]][:, None], axis=-1) / jump_mm  # (m, S)
-            with np.errstate(invalid="ignore"):
-                fits[sel] &= ~(d > 1.0)
-                cost[sel] += np.where(np.isfinite(d), d**2, 0.0)
-        cost = np.where(fits, cost, np.inf)
+        cost, _ = _hypothesis_cost(pts, worst, usable, t, j, X, sus, med, tol, jump_mm)
         best = cost.argmin(1)
         m = np.arange(len(t))
         found = np.isfinite(cost[m, best])
@@ -319,7 +300,66 @@ def check_sequence(
         found = changed
         bits = (sets[best] * (1 << np.arange(C))).sum(1)
         views[t[changed & found], j[changed & found]] = bits[changed & found]
+    if recover_relax > 0:
+        # body keypoints the per-point rule left out although two views saw them: the best set within a looser
+        # threshold, where it fits the neighbouring bones and frames (at least one of them must be there to judge)
+        with np.errstate(invalid="ignore"):
+            n_cand = ((score >= min_score) & np.isfinite(uv[..., 0])).sum(1)  # (T, J)
+        missing = ~np.isfinite(X[..., 0]) & (n_cand >= 2) & (status != 2)
+        missing[:, np.setdiff1d(np.arange(J), _BODY)] = False
+        t, j = np.nonzero(missing)
+        if len(t):
+            pts, sets, worst, usable = view_set_hypotheses(
+                uv[t, :, j], score[t, :, j], rig, threshold_px=threshold_px[t] * recover_relax, min_score=min_score,
+                opposing_angle_deg=opposing_angle_deg, min_ray_angle_deg=min_ray_angle_deg)
+            cost, checked = _hypothesis_cost(pts, worst, usable, t, j, X, missing, med, tol, jump_mm)
+            best = cost.argmin(1)
+            m = np.arange(len(t))
+            found = np.isfinite(cost[m, best]) & (checked > 0)
+            X[t[found], j[found]] = pts[m[found], best[found]]
+            status[t[found], j[found]] = 3
+            views[t[found], j[found]] = (sets[best[found]] * (1 << np.arange(C))).sum(1)
     return X, status, views
+
+
+def _hypothesis_cost(pts: np.ndarray, worst: np.ndarray, usable: np.ndarray, t: np.ndarray, j: np.ndarray,
+                     X: np.ndarray, sus: np.ndarray, med: np.ndarray, tol: np.ndarray, jump_mm: float,
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Cost of each view-set hypothesis of the points (t, j), and how many bones and neighbouring frames judged it.
+
+    Returns (M, S) costs (inf where a hypothesis does not fit) and (M,) counts. The cost adds the squared relative
+    residual, the squared bone deviations (in tolerances) to neighbours that are not suspects, and the squared
+    distances to the neighbouring frames (in jump distances); a hypothesis fits when every one of these is at most 1.
+    """
+    T = X.shape[0]
+    fits = usable & (worst <= 1.0)
+    cost = np.where(fits, worst**2, np.inf)  # (M, S)
+    checked = np.zeros(len(t), dtype=np.int64)
+    for k, (a, b) in enumerate(skeleton.RIGID_BONES):
+        if not np.isfinite(med[k]):
+            continue
+        for mine, other in ((a, b), (b, a)):
+            sel = np.flatnonzero((j == mine) & ~sus[t, other] & np.isfinite(X[t, other, 0]))
+            if not len(sel):
+                continue
+            length = np.linalg.norm(pts[sel] - X[t[sel], other][:, None], axis=-1)  # (m, S)
+            dev = np.abs(length - med[k]) / tol[k]
+            with np.errstate(invalid="ignore"):
+                fits[sel] &= ~(dev > 1.0)
+                cost[sel] += np.where(np.isfinite(dev), dev**2, 0.0)
+            checked[sel] += 1
+    for dt in (-1, 1):  # the neighbouring frames, where they are not suspects
+        tn = t + dt
+        sel = np.flatnonzero((tn >= 0) & (tn < T))
+        sel = sel[~sus[tn[sel], j[sel]] & np.isfinite(X[tn[sel], j[sel], 0])]
+        if not len(sel):
+            continue
+        d = np.linalg.norm(pts[sel] - X[tn[sel], j[sel]][:, None], axis=-1) / jump_mm  # (m, S)
+        with np.errstate(invalid="ignore"):
+            fits[sel] &= ~(d > 1.0)
+            cost[sel] += np.where(np.isfinite(d), d**2, 0.0)
+        checked[sel] += 1
+    return np.where(fits, cost, np.inf), checked
 
 
 def _clearly_wrong(X: np.ndarray, t: np.ndarray, j: np.ndarray, sus: np.ndarray, med: np.ndarray, tol: np.ndarray,
@@ -348,7 +388,7 @@ def _clearly_wrong(X: np.ndarray, t: np.ndarray, j: np.ndarray, sus: np.ndarray,
     return out
 
 
-def smooth_in_time(X: np.ndarray, frame_dt_s: float, sigma_s: float = 0.02) -> np.ndarray:
+def smooth_in_time(X: np.ndarray, frame_dt_s: float, sigma_s: float = 0.03) -> np.ndarray:
     """Average each keypoint over neighbouring frames with Gaussian weights of ``sigma_s`` seconds.
 
     Missing points (NaN) stay missing and do not count; the weights of the points present are renormalised.
@@ -366,7 +406,7 @@ def smooth_in_time(X: np.ndarray, frame_dt_s: float, sigma_s: float = 0.02) -> n
     sig = sigma_s / frame_dt_s  # frames
     h = int(np.ceil(3 * sig))
     w = np.exp(-0.5 * (np.arange(-h, h + 1) / sig) ** 2)
-    if h == 0 or w[h - 1] < 1e-3:  # the next frame would hardly count: nothing to smooth at this rate
+    if h == 0 or w[h - 1] < 1e-2:  # the next frame would hardly count: nothing to smooth at this rate
         return X.copy()
     ok = np.isfinite(X[..., 0])
     Xz = np.where(ok[..., None], X, 0.0)

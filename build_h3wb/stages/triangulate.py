@@ -8,7 +8,8 @@ Reads ``detect/`` and writes ``triangulate/<subject>/<sequence>.h5`` per sequenc
 - ``seen_any`` (T, J) bool: detected with enough confidence in at least one view;
 - ``swapped`` (T, C) uint8 bits of the parts whose left/right labels were swapped back in that view (bit g is the
   g-th of ``build_h3wb.sequence_check.SWAP_GROUPS``: body, hands, face);
-- ``sequence_check`` (T, J) int8: 0 as triangulated, 1 re-solved from another set of views, 2 dropped;
+- ``sequence_check`` (T, J) int8: 0 as triangulated, 1 re-solved from another set of views, 2 dropped, 3 recovered
+  (left out by the per-point rule, confirmed by the neighbouring bones and frames);
 - ``threshold_px`` (T, C) float32: the agreement threshold used per frame and view;
 - ``frames`` (T,) int64 and ``cameras`` (C,);
 and ``triangulate/summary.json`` with the counts the H3WB paper reports (complete poses, poses with every
@@ -76,6 +77,7 @@ def run(cfg: DictConfig) -> dict:
         "bone_tolerance": float(tcfg.bone_tolerance),
         "bone_tolerance_mm": float(tcfg.bone_tolerance_mm),
         "max_speed_mm_s": float(tcfg.max_speed_mm_s),
+        "recover_relax": float(tcfg.recover_relax),
         "sync_max_shift": int(tcfg.sync_max_shift),
         "smooth_sigma_s": float(tcfg.smooth_sigma_s),
         "frame_dt_s": _frame_dt(det),
@@ -152,10 +154,11 @@ def _triangulate_chunk(kp: np.ndarray, rig, params: dict, rules: dict) -> dict:
         X, status, views = check_sequence(
             out["points"], uv, score, rig, thr, frame_dt_s=rules["frame_dt_s"],
             bone_tolerance=rules["bone_tolerance"], bone_tolerance_mm=rules["bone_tolerance_mm"],
-            max_speed_mm_s=rules["max_speed_mm_s"], min_score=params["min_score"],
+            max_speed_mm_s=rules["max_speed_mm_s"], recover_relax=rules["recover_relax"],
+            min_score=params["min_score"],
             opposing_angle_deg=params["opposing_angle_deg"], min_ray_angle_deg=params["min_ray_angle_deg"])
         out["sequence_check"] = status
-        ti, ji = np.nonzero(status == 1)
+        ti, ji = np.nonzero((status == 1) | (status == 3))
         if len(ti):
             r = resolve_with_views(uv[ti, :, ji], score[ti, :, ji], rig, views[ti, ji], params["min_score"])
             out["points"][ti, ji] = r.points
@@ -243,6 +246,7 @@ class _Counts:
         self.swapped = {g: 0 for g in SWAP_GROUPS}
         self.resolved = 0
         self.dropped = 0
+        self.recovered = 0
         self.views_seen = 0
         self.sync: dict[str, dict] = {}
 
@@ -253,6 +257,7 @@ class _Counts:
         self.views_seen += swapped.size
         self.resolved += int((check == 1).sum())
         self.dropped += int((check == 2).sum())
+        self.recovered += int((check == 3).sum())
         ok = np.isfinite(kp3d[:, :, 0])  # (T, J)
         complete = ok.all(1)
         all_seen = seen.all(1)
@@ -285,6 +290,7 @@ class _Counts:
             "view_frames": self.views_seen,
             "keypoints_resolved_by_sequence_check": self.resolved,
             "keypoints_dropped_by_sequence_check": self.dropped,
+            "keypoints_recovered_by_sequence_check": self.recovered,
             "cameras": cams,
             "poses": self.poses,
             "complete_poses": self.complete,
@@ -307,8 +313,9 @@ def _log_summary(s: dict, J: int) -> None:
         log.info("  %-6s keypoints reconstructed %5.1f%%, poses with the part complete %5.1f%%", p, 100 * share,
                  100 * s["part_complete_poses_share"][p])
     log.info("  left/right labels swapped back in %s of %d view-frames; sequence check: %d keypoints re-solved, "
-             "%d dropped", ", ".join(f"{k} {v}" for k, v in s["views_with_swaps_fixed"].items()), s["view_frames"],
-             s["keypoints_resolved_by_sequence_check"], s["keypoints_dropped_by_sequence_check"])
+             "%d dropped, %d recovered", ", ".join(f"{k} {v}" for k, v in s["views_with_swaps_fixed"].items()),
+             s["view_frames"], s["keypoints_resolved_by_sequence_check"], s["keypoints_dropped_by_sequence_check"],
+             s["keypoints_recovered_by_sequence_check"])
     for cam, r in s["cameras"].items():
         log.info("  camera %s: median body residual against the other views %s px; out of sync in %d sequence(s)%s",
                  cam, r["median_px"], r["out_of_sync_sequences"],
