@@ -1,5 +1,8 @@
 """Import and export camera calibrations in other tools' formats: anipose / Pose2Sim TOML and EasyMocap YAML.
 
+Qualisys Track Manager ``.qca.txt`` exports (the calibration of Pose2Sim's demo captures) are imported too
+(:func:`load_qualisys`, read only; its conventions are in that function's docstring).
+
 Every loader returns a validated :class:`~build_h3wb.cameras.Rig` in millimetres with the ``opencv`` distortion
 model, keeps the cameras in the order of the file, and raises :class:`~build_h3wb.cameras.CalibrationError` naming
 the file, the camera and the key on bad input. All three formats share OpenCV's conventions, which are ours
@@ -738,7 +741,7 @@ def load_qualisys(path: str | os.PathLike, divide_distortion: bool = False, chec
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """The calibration format of ``path``: ``"rig"`` (.json), ``"anipose"`` (.toml) or ``"easymocap"``.
+    """The calibration format of ``path``: ``rig`` (.json), ``anipose`` (.toml), ``qualisys`` (.qca.txt), ``easymocap``.
 
     EasyMocap is a folder holding ``intri.yml`` (and ``extri.yml``), or a path to its ``intri*.yml``.
     """
@@ -758,7 +761,7 @@ def detect_format(path: str | os.PathLike) -> str:
         return "easymocap"
     raise CalibrationError(
         f"{path}: cannot tell the calibration format; expected a build_h3wb rig .json, an anipose/Pose2Sim .toml, "
-        "or an EasyMocap folder / intri.yml (or pass format=...)"
+        "an EasyMocap folder / intri.yml or a Qualisys .qca.txt (or pass format=...)"
     )
 
 
