@@ -78,7 +78,7 @@ class RigSource(VideoViews):
         configuration instead of keeping detections assembled with the old cameras.
         """
         return {"source": self.name, "root": str(self.root.resolve()), "calibration": str(self.calibration.resolve()),
-                "calibration_hash": config_hash(self._load_rig().to_dict()), "video_fps": self._video_fps(),
+                "calibration_hash": self._calibration_hash(), "video_fps": self._video_fps(),
                 "calibration_format": self.calibration_format, "units": self.units, "subject": self.subject,
                 "sequences": self.selected, "cameras": self.cameras, "stride": self.stride, "start": self.start,
                 "stop": self.stop}
@@ -122,8 +122,14 @@ class RigSource(VideoViews):
         return [Sequence(subject=self.subject, action=re.sub(r"[\s_-]*\d+$", "", name) or name, name=name)
                 for name in found]
 
+    def _calibration_hash(self) -> str | None:
+        """Hash of the loaded calibration (None while the file is missing: loading it then says so)."""
+        return config_hash(self._load_rig().to_dict()) if self.calibration.exists() else None
+
     def _video_fps(self) -> float:
-        """The frame rate the first readable video reports (0.0 for image folders only)."""
+        """The frame rate the first readable video reports (0.0 for image folders only, or no capture yet)."""
+        if not (self.root.is_dir() and self.calibration.exists()):
+            return 0.0
         for seq in self.sequences():
             for cam in self._load_rig().names:
                 try:
