@@ -118,3 +118,12 @@ def test_subject_consistency_counts_a_wrong_choice(rig, two_people):
     assert subject_consistency(cand, truth, rig)["cross_view_mismatches"] == 0
     with pytest.raises(ValueError, match="choice has shape"):
         subject_consistency(cand, truth[:2], rig)
+
+
+def test_epipolar_tolerance_can_scale_with_the_person(rig, rng):
+    t = np.arange(10) / 10.0
+    X = generate_motion("S1", "Walking", t, seed=0, center_xy_mm=(0, 500), half_extent_xy_mm=(700, 700))
+    cand = _project(rig, X, rng, noise=12.0)[:, :, None]  # a detector 12 px off per axis
+    fixed = pairwise_agreement(cand, rig)[0, 1, :, 0, 0]
+    scaled = pairwise_agreement(cand, rig, epipolar_share=0.1)[0, 1, :, 0, 0]  # the person is ~400 px: ~40 px
+    assert (scaled >= fixed).all() and scaled.mean() > fixed.mean() + 0.1

@@ -51,7 +51,13 @@ def essential_matrix(rig: Rig, a: int, b: int) -> np.ndarray:
 
 
 def pairwise_agreement(
-    candidates: np.ndarray, rig: Rig, *, min_score: float = 0.3, epipolar_px: float = 20.0, min_joints: int = 4
+    candidates: np.ndarray,
+    rig: Rig,
+    *,
+    min_score: float = 0.3,
+    epipolar_px: float = 20.0,
+    epipolar_share: float = 0.0,
+    min_joints: int = 4,
 ) -> np.ndarray:
     """Epipolar agreement of every pair of candidates in every pair of views.
 
@@ -59,7 +65,10 @@ def pairwise_agreement(
         candidates: (C, T, P, J, 3) ``[x, y, score]`` pixels, NaN where missing.
         rig: the C calibrated views.
         min_score: keypoints below this confidence are ignored.
-        epipolar_px: a keypoint pair agrees when its symmetric epipolar distance is below this many pixels.
+        epipolar_px: a keypoint pair agrees when its symmetric epipolar distance is below this many pixels...
+        epipolar_share: ...or below this share of the two candidates' mean body size (the diagonal of their body
+            keypoints' box), whichever is larger: a person 950 px tall in a 1920 px portrait view is detected less
+            precisely, in pixels, than one 450 px tall (0: the pixel threshold alone).
         min_joints: a pair of candidates needs this many body keypoints seen in both views to agree at all.
 
     Returns:
@@ -76,6 +85,11 @@ def pairwise_agreement(
     for c, cam in enumerate(rig):
         homog[c, ..., :2] = cam.undistort_pixels(np.nan_to_num(kp[c, ..., :2]))
     focal = np.mean([0.5 * (cam.K[0, 0] + cam.K[1, 1]) for cam in rig])
+    xy = np.where(valid[..., None], kp[..., :2], np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # absent candidates: NaN size
+        size = np.linalg.norm(np.nanmax(xy, -2) - np.nanmin(xy, -2), axis=-1)  # (C, T, P) body box diagonal, px
+    size = np.nan_to_num(size)
     out = np.zeros((C, C, T, P, P))
     for a in range(C):
         for b in range(a + 1, C):
@@ -89,7 +103,8 @@ def pairwise_agreement(
             dist = 0.5 * num * (inv_b[:, :, None] + inv_a[:, None]) * focal
             both = valid[a][:, :, None] & valid[b][:, None]  # (T, P, Q, Jb)
             n = both.sum(-1)
-            good = (both & (dist < epipolar_px)).sum(-1)
+            tol = np.maximum(epipolar_px, epipolar_share * 0.5 * (size[a][:, :, None] + size[b][:, None]))  # (T, P, Q)
+            good = (both & (dist < tol[..., None])).sum(-1)
             out[a, b] = np.where(n >= min_joints, good / np.maximum(n, 1), 0.0)
             out[b, a] = out[a, b].transpose(0, 2, 1)
     return out
@@ -101,6 +116,7 @@ def choose_subject(
     *,
     min_score: float = 0.3,
     epipolar_px: float = 20.0,
+    epipolar_share: float = 0.0,
     agreement_weight: float = 2.0,
     track_weight: float = 1.0,
     centre_weight: float = 1.0,
@@ -118,6 +134,7 @@ def choose_subject(
         rig: the C calibrated views.
         min_score: keypoints below this confidence are ignored.
         epipolar_px: pixel tolerance of the cross-view agreement (see :func:`pairwise_agreement`).
+        epipolar_share: tolerance as a share of the person's size in the image, if larger (same).
         agreement_weight: points per pair of views whose chosen candidates agree fully.
         track_weight: unused (the identity over time comes from the 3D tracks); kept for configurations.
         centre_weight: points for ``1 - d / (half the image diagonal)``, d the distance of the candidate's
@@ -161,7 +178,8 @@ def choose_subject(
     # view's candidates are all taken by other people, e.g. a view that sees only the bystander)
     unary = np.concatenate([np.where(present, unary, -np.inf), np.zeros((C, T, 1))], axis=-1)  # (C, T, P + 1)
     agree = np.zeros((C, C, T, P + 1, P + 1))
-    agree[..., :P, :P] = pairwise_agreement(candidates, rig, min_score=min_score, epipolar_px=epipolar_px)
+    agree[..., :P, :P] = pairwise_agreement(candidates, rig, min_score=min_score, epipolar_px=epipolar_px,
+                                            epipolar_share=epipolar_share)
 
     combos = np.array(list(itertools.product(range(P + 1), repeat=C)))  # (K, C)
     static = np.zeros((T, len(combos)))
