@@ -105,12 +105,15 @@ def _normal_basis(extrinsics: np.ndarray) -> np.ndarray:
 
 
 def _coefficients(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """View-major (C, N) coordinates and weights -> (C, 4, N) ``(w^2 (x^2 + y^2), w^2 x, w^2 y, w^2)``; 0 unused."""
+    """View-major (C, N) coordinates and weights -> (C, 4, N) ``(w^2 (x^2 + y^2), w^2 x, w^2 y, w^2)``; 0 unused.
+
+    Coordinates where the weight is 0 may be NaN (they are zeroed first); weights must be finite.
+    """
     out = np.empty((w.shape[0], 4) + w.shape[1:])
-    used = w > 0
-    w2 = np.where(used, w * w, 0.0)
-    x = np.where(used, x, 0.0)
-    y = np.where(used, y, 0.0)
+    w2 = w * w
+    unused = ~(w > 0)
+    if unused.any() and not (np.isfinite(x[unused]).all() and np.isfinite(y[unused]).all()):
+        x, y = np.where(unused, 0.0, x), np.where(unused, 0.0, y)
     np.multiply(w2, x, out=out[:, 1])
     np.multiply(w2, y, out=out[:, 2])
     out[:, 0] = out[:, 1] * x + out[:, 2] * y
@@ -242,6 +245,9 @@ class _Views:
             for c, cam in enumerate(rig):
                 self.x[c], self.y[c] = cam.undistort_uv(self.u[c], self.v[c], undistort_iterations)
         self.thr = np.ascontiguousarray(np.broadcast_to(thr.T, self.u.shape))
+        if not self.cand.all():  # non-candidates take no part: zero coordinates keep every sum finite
+            self.x[~self.cand] = 0.0
+            self.y[~self.cand] = 0.0
         self.coef = _coefficients(self.x, self.y, self.w)  # (C, 4, n)
 
     @property
