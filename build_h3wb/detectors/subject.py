@@ -13,7 +13,9 @@ Real captures have bystanders, reflections and false detections. Detectors retur
 Every combination is scored (at most ``max_combinations``; with many views only the best candidates per view take
 part).
 The best combination of a frame is one person; the best combination using none of its candidates is
-another, and so on (up to P people per frame). Each such person is triangulated (plain DLT of its body keypoints;
+another, and so on (up to P people per frame). (Once the subject's track is known, a view it left empty may take
+a candidate another hypothesis had, where that scores more: a view that detected only the subject must not lose
+it to the bystander's hypothesis.) Each such person is triangulated (plain DLT of its body keypoints;
 the centre is their median) and the people are linked over the frames into 3D tracks (nearest centre within
 ``track_gate_mm``). The subject is the track with the highest summed score over the sequence, so the choice never
 jumps to the other person between two frames (choosing frame by frame did, whenever the bystander scored higher,
@@ -36,6 +38,9 @@ import numpy as np
 
 from build_h3wb import skeleton
 from build_h3wb.cameras import Rig
+
+#: Bump when the choice's rule changes (stored in the detect configuration, so sequences are chosen again).
+CHOICE_VERSION = 2
 
 
 def _cross_matrix(t: np.ndarray) -> np.ndarray:
@@ -210,10 +215,18 @@ def choose_subject(
     if ids.size:
         totals = np.array([gain[track == i].sum() for i in ids])
         subject = ids[int(np.argmax(totals))]
+        place = (P + 1) ** np.arange(C - 1, -1, -1)  # combination index of a choice per view: choice @ place
         for t, h in zip(*np.nonzero(track == subject)):
-            best = combos[hyp[t, h]]
+            k = int(hyp[t, h])
+            best = combos[k].copy()
             total = static[t]
-            k = hyp[t, h]
+            for c in np.flatnonzero(best == P):  # a view left empty because its candidate went to another person:
+                for p in np.flatnonzero(present[c, t]):  # the subject may take it where that scores more
+                    trial = best.copy()
+                    trial[c] = p
+                    if total[trial @ place] > total[best @ place]:
+                        best = trial
+            k = int(best @ place)
             chosen = [int(p) if p < P else -1 for p in best]
             for c in range(C):  # another candidate in this view only, the other views' choices kept
                 rest = np.arange(C) != c
