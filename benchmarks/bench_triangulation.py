@@ -62,12 +62,19 @@ def wrong_limbs(uv: np.ndarray, rng: np.random.Generator, share: float = 0.2) ->
     return out
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
+CPU_TIMES: dict[str, float] = {}  # median CPU seconds of the last timed call per label (all threads of the process)
+
+
+def timed(fn, repeats: int, label: str = "") -> tuple[float, object]:
+    """Median wall time of ``repeats`` calls (and, under ``label``, their median process CPU time)."""
+    times, cpu, out = [], [], None
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = fn()
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    if label:
+        CPU_TIMES[label] = statistics.median(cpu)
     return statistics.median(times), out
 
 
@@ -107,12 +114,14 @@ def main() -> None:
                      "keypoints": n, "views": len(rig), "repeats": args.repeats}
 
     for name, robust in (("plain", False), ("robust", True)):
-        t, res = timed(lambda r=robust: triangulate(uv, score, rig, robust=r), args.repeats)
-        t2, res2 = timed(lambda r=robust: triangulate(uv_out, score, rig, robust=r), args.repeats)
+        t, res = timed(lambda r=robust: triangulate(uv, score, rig, robust=r), args.repeats, f"{name}_clean")
+        t2, res2 = timed(lambda r=robust: triangulate(uv_out, score, rig, robust=r), args.repeats, f"{name}_outliers")
         res3 = triangulate(uv_limbs, score, rig, robust=robust)
         results[f"build_h3wb_{name}"] = {
             "keypoints_per_s_noise_only": round(n / t),
             "keypoints_per_s_5pct_outliers": round(n / t2),
+            "keypoints_per_cpu_s_noise_only": round(n / CPU_TIMES[f"{name}_clean"]),
+            "keypoints_per_cpu_s_5pct_outliers": round(n / CPU_TIMES[f"{name}_outliers"]),
             "noise_only": error_stats(res.points, X),
             "with_5pct_outliers": error_stats(res2.points, X),
             "with_wrong_limbs": error_stats(res3.points, X),
@@ -149,6 +158,9 @@ def main() -> None:
     print(json.dumps(results, indent=1))
     print(f"\nplain {plain / 1e6:.2f} M keypoints/s (target >= 4); robust with 5% outliers {robust / 1e6:.2f} M "
           f"keypoints/s (target >= 2); robust p95 with 5% outliers / clean = {ratio:.3f} (target <= 1.10)")
+    print(f"per CPU second of this process (less sensitive to other jobs on a shared machine): plain "
+          f"{results['build_h3wb_plain']['keypoints_per_cpu_s_noise_only'] / 1e6:.2f} M, robust with 5% outliers "
+          f"{rb['keypoints_per_cpu_s_5pct_outliers'] / 1e6:.2f} M")
     if isinstance(results.get("aniposelib_triangulate"), dict):
         peer = results["aniposelib_triangulate"]["keypoints_per_s_noise_only"]
         print(f"aniposelib {peer / 1e6:.3f} M keypoints/s: build_h3wb plain is {plain / peer:.1f}x, robust "

@@ -281,23 +281,24 @@ class _Views:
             xc = R[0, 0] * X[0] + R[0, 1] * X[1] + R[0, 2] * X[2] + t[0]
             yc = R[1, 0] * X[0] + R[1, 1] * X[1] + R[1, 2] * X[2] + t[1]
             zc = R[2, 0] * X[0] + R[2, 1] * X[1] + R[2, 2] * X[2] + t[2]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                inv = np.where(zc > 1e-6, 1.0 / zc, np.nan)
-                dx = xc * inv - self.x[c].reshape(extra + (-1,))
-                dy = yc * inv - self.y[c].reshape(extra + (-1,))
-                out[c] = np.sqrt(dx * dx + dy * dy) * (self.focal[c] / self.thr[c].reshape(extra + (-1,)))
+            inv = 1.0 / np.where(zc > 1e-6, zc, np.nan)  # behind the camera: NaN
+            dx = xc * inv - self.x[c].reshape(extra + (-1,))
+            dy = yc * inv - self.y[c].reshape(extra + (-1,))
+            out[c] = np.sqrt(dx * dx + dy * dy) * (self.focal[c] / self.thr[c].reshape(extra + (-1,)))
         return out
 
     def rays_ok(self, X: np.ndarray, members: np.ndarray, min_angle_deg: float) -> np.ndarray:
         """(3, ...) points, (C, ...) views -> (...) bool: two rays cross at an angle in [a, 180 - a] degrees."""
-        d = [np.stack([X[k] - self.centers[c, k] for k in range(3)]) for c in range(self.C)]  # C x (3, ...)
-        n2 = [(dc * dc).sum(0) for dc in d]
+        d = [(X[0] - c[0], X[1] - c[1], X[2] - c[2]) for c in self.centers]  # C x 3 x (...) rays to the point
+        n2 = [dx * dx + dy * dy + dz * dz for dx, dy, dz in d]
         s2_min = max(np.sin(np.radians(min_angle_deg)) ** 2, 1e-18)
         ok = np.zeros(X.shape[1:], dtype=bool)
         for a, b in itertools.combinations(range(self.C), 2):
-            dot = (d[a] * d[b]).sum(0)
-            with np.errstate(invalid="ignore"):  # sin^2 = 1 - cos^2, without roots or divisions
-                ok |= members[a] & members[b] & (n2[a] * n2[b] - dot * dot >= s2_min * n2[a] * n2[b])
+            (ax, ay, az), (bx, by, bz) = d[a], d[b]
+            dot = ax * bx + ay * by + az * bz
+            nn = n2[a] * n2[b]
+            # sin^2 = 1 - cos^2 >= s2_min, without roots or divisions
+            ok |= members[a] & members[b] & (nn - dot * dot >= s2_min * nn)
         return ok
 
 
@@ -427,34 +428,41 @@ def triangulate(
     valid_sets = valid_view_sets(rig.opposing(opposing_angle_deg))  # (2**C,)
     subsets = subset_table(C, valid_sets) if C <= max_exhaustive_views else None
     out = _empty_result(N)
-    for s in range(0, N, block_size):
-        e = min(s + block_size, N)
-        vw = _Views(rig, uv[s:e], score[s:e], thr[s:e], min_score, undistort_iterations)
-        valid = valid_sets[_bits(vw.cand)]  # (n,)
-        X = vw.solve()  # (3, n)
-        X[:, ~valid] = np.nan
-        used = vw.cand & valid
-        if robust:
-            with np.errstate(invalid="ignore"):
-                bad = (used & (vw.relative(X) > 1.0)).any(0)
-            if min_ray_angle_deg > 0:
-                bad |= valid & ~vw.rays_ok(X, used, min_ray_angle_deg)
-            bad &= valid
-            if bad.any():
-                idx = np.flatnonzero(bad)
-                sub = vw.take(idx)
-                if subsets is not None:
-                    # one view fewer first (the largest sets left); the rest try every subset
-                    used[:, idx], X[:, idx], found = _leave_one_out(sub, valid_sets, min_ray_angle_deg)
-                    more = ~found & (sub.cand.sum(0) > 3)
-                    if more.any():
-                        rest = idx[more]
-                        used[:, rest], X[:, rest] = _largest_agreeing(sub.take(np.flatnonzero(more)), subsets,
-                                                                      min_ray_angle_deg)
-                else:
-                    used[:, idx], X[:, idx] = _drop_worst(sub, used[:, idx], valid_sets, min_ray_angle_deg)
-        _finish(out, slice(s, e), vw, X, used)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # NaN marks what is missing
+        for s in range(0, N, block_size):
+            e = min(s + block_size, N)
+            _robust_block(out, slice(s, e), _Views(rig, uv[s:e], score[s:e], thr[s:e], min_score,
+                                                   undistort_iterations),
+                          robust, valid_sets, subsets, min_ray_angle_deg)
     return out
+
+
+def _robust_block(out: Triangulation, sl: slice, vw: _Views, robust: bool, valid_sets: np.ndarray,
+                  subsets: np.ndarray | None, min_ray_angle_deg: float) -> None:
+    """:func:`triangulate` on one block of points."""
+    valid = valid_sets[_bits(vw.cand)]  # (n,)
+    X = vw.solve()  # (3, n)
+    X[:, ~valid] = np.nan
+    used = vw.cand & valid
+    if robust:
+        bad = (used & (vw.relative(X) > 1.0)).any(0)
+        if min_ray_angle_deg > 0:
+            bad |= valid & ~vw.rays_ok(X, used, min_ray_angle_deg)
+        bad &= valid
+        if bad.any():
+            idx = np.flatnonzero(bad)
+            sub = vw.take(idx)
+            if subsets is not None:
+                # one view fewer first (the largest sets left); the rest try every subset
+                used[:, idx], X[:, idx], found = _leave_one_out(sub, valid_sets, min_ray_angle_deg)
+                more = ~found & (sub.cand.sum(0) > 3)
+                if more.any():
+                    rest = idx[more]
+                    used[:, rest], X[:, rest] = _largest_agreeing(sub.take(np.flatnonzero(more)), subsets,
+                                                                  min_ray_angle_deg)
+            else:
+                used[:, idx], X[:, idx] = _drop_worst(sub, used[:, idx], valid_sets, min_ray_angle_deg)
+    _finish(out, sl, vw, X, used)
 
 
 def _check_shapes(uv: np.ndarray, score: np.ndarray, rig: Rig) -> tuple[int, int]:
@@ -556,9 +564,9 @@ def view_set_hypotheses(
     else:
         subsets = np.concatenate([np.ones((1, C), dtype=bool), ~np.eye(C, dtype=bool)])
         subsets = subsets[valid_sets[_bits(subsets.T)]]
-    vw = _Views(rig, uv, score, _threshold_array(threshold_px, N, C), min_score, undistort_iterations)
-    X, members, rel, usable = _evaluate_sets(vw, subsets, min_ray_angle_deg)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # NaN marks what is missing
+        vw = _Views(rig, uv, score, _threshold_array(threshold_px, N, C), min_score, undistort_iterations)
+        X, members, rel, usable = _evaluate_sets(vw, subsets, min_ray_angle_deg)
         worst = np.where(members, rel, 0.0).max(0)  # (S, N)
     X = np.where(usable, X, np.nan)
     return X.transpose(2, 1, 0), subsets, worst.T, usable.T
@@ -603,9 +611,9 @@ def triangulate_min_exclusion(
     out = _empty_result(N)
     for s in range(0, N, block_size):
         e = min(s + block_size, N)
-        vw = _Views(rig, uv[s:e], score[s:e], np.ones((e - s, C)), min_score, undistort_iterations)  # px
-        X, members, px, usable = _evaluate_sets(vw, subsets, 0.0)
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            vw = _Views(rig, uv[s:e], score[s:e], np.ones((e - s, C)), min_score, undistort_iterations)  # px
+            X, members, px, usable = _evaluate_sets(vw, subsets, 0.0)
             mean = np.where(members, px, 0.0).sum(0) / sizes  # (S, n)
             key = np.where(usable & (mean < threshold_px), sizes * 1e6 - np.minimum(mean, 1e5), -np.inf)
         best = key.argmax(0)
