@@ -17,9 +17,9 @@ The robust rule (``robust=True``), per point:
    person's size in that image (the diagonal of the body keypoints' box), so a 1920-pixel portrait camera close to
    the subject tolerates the larger pixel disagreement its detector shows, and a distant one is held tighter; a
    single number (the default 15 px) is used when nothing is known about the person.
-2. **The largest agreeing set of views wins.** All views are tried first; if one disagrees, every subset of the
-   views is solved (from the per-view shares, without re-reading the detections) and the largest subset whose
-   members all agree with its own solution is chosen; among subsets of that size the one with the lowest mean
+2. **The largest agreeing set of views wins.** All views are tried first; if one disagrees, the sets with one view
+   fewer, and where none of them agrees every smaller set, are solved (from the per-view shares, without
+   re-reading the detections), and the largest set whose members all agree with its own solution is chosen; among subsets of that size the one with the lowest mean
    squared residual (relative to the thresholds). A pair of views always "agrees" up to its one epipolar degree of
    freedom, so it is used only when no three views agree: two rays that happen to meet are no evidence against
    three views that agree a little less well. Rigs with more than ``max_exhaustive_views`` views drop the worst
@@ -29,8 +29,10 @@ The robust rule (``robust=True``), per point:
    the depth poorly); the older rule on the cameras' optical axes (``opposing_angle_deg``) is kept on top.
 
 Pose-level and sequence-level checks that need the keypoint layout or time live in
-:mod:`build_h3wb.sequence_check` (left/right swaps fixed per view, bone lengths and jumps, per-camera residuals and
-synchronisation); :func:`triangulate_min_exclusion` is a Pose2Sim-style rule kept for comparison.
+:mod:`build_h3wb.sequence_check` (left/right swaps fixed per view, bone lengths and jumps, recovery, smoothing,
+per-camera residuals and synchronisation); ``stage=triangulate`` runs them all. :func:`triangulate_min_exclusion`
+is a Pose2Sim-style rule kept for comparison; ``robust=False`` is plain DLT. The effect of every step is measured
+by ``benchmarks/bench_triangulation_rules.py`` (README, "The robust rule").
 """
 
 from __future__ import annotations
