@@ -22,8 +22,8 @@ The robust rule (``robust=True``), per point:
    re-reading the detections), and the largest set whose members all agree with its own solution is chosen;
    among sets of that size the one with the lowest mean squared residual (relative to the thresholds). A pair of
    views always "agrees" up to its one epipolar degree of freedom, so it is used only when no three views agree:
-   two rays that happen to meet are no evidence against three views that agree a little less well. Rigs with more than ``max_exhaustive_views`` views drop the worst
-   view until the rest agree instead.
+   two rays that happen to meet are no evidence against three views that agree a little less well. Rigs with more
+   than ``max_exhaustive_views`` views drop the worst view until the rest agree instead.
 3. **Depth conditioning per point.** A set of views is refused when no two of its rays cross at the point at an
    angle between ``min_ray_angle_deg`` and 180 degrees minus it (rays that are nearly parallel or nearly opposed fix
    the depth poorly); the older rule on the cameras' optical axes (``opposing_angle_deg``) is kept on top.
