@@ -7,7 +7,8 @@ plausible-but-wrong-limb faults as well (``--limb-faults``). Every variant trian
 - plain DLT; the rule before issue 13 (fixed 15 px, the view pair with the most inliers);
 - a Pose2Sim-style minimal-exclusion rule (25 px);
 - the new per-point rule, and the new rule with one step left out at a time, and with the pose-level steps added
-  (left/right swaps fixed, the sequence check): the last row is what ``stage=triangulate`` does.
+  (left/right swaps fixed, the sequence check): the row "all steps" is what ``stage=triangulate`` does; the last
+  row adds the optional soft bone-length constraint (``triangulate.bone_strength``).
 
 It prints, per variant, the true error of the triangulated keypoints (mean / median / p95, mm) for body (+feet) and
 hands, the share reconstructed, and the two measures that need no ground truth: the median over the 10 body bones
@@ -135,7 +136,7 @@ def main() -> None:
             "outlier_threshold_px": 15.0, "undistort_iterations": 5}
     full = {"person_threshold": 0.03, "min_threshold_px": 6.0, "fix_swaps": True, "sequence_check": True,
             "bone_tolerance": 0.2, "bone_tolerance_mm": 25.0, "max_speed_mm_s": 10000.0, "recover_relax": 2.0,
-            "sync_max_shift": 0,
+            "bone_strength": 0.0, "sync_max_shift": 0,
             "smooth_sigma_s": 0.03, "frame_dt_s": src.stride / src.video_fps}
     per_point = dict(full, fix_swaps=False, sequence_check=False, smooth_sigma_s=0.0)
     variants = {
@@ -149,6 +150,7 @@ def main() -> None:
         "  + sequence check (no swap fix)": (base, dict(per_point, sequence_check=True)),
         "  + swaps + sequence check, no smoothing": (base, dict(full, smooth_sigma_s=0.0)),
         "new rule, all steps (stage=triangulate)": (base, full),
+        "  + bone lengths held (bone_strength=0.3, off by default)": (base, dict(full, bone_strength=0.3)),
     }
     gts, frames_seq, kps = [], [], []
     for k, seq in enumerate(seqs):
@@ -182,7 +184,7 @@ def main() -> None:
         m["seconds"] = round(time.perf_counter() - t0, 2)
         results["variants"][name] = m
         b, h = m["body"], m["hands"]
-        print(f"{name:44s} body {b['mean_mm']:6.1f} / {b['median_mm']:5.1f} / {b['p95_mm']:6.1f}"
+        print(f"{name:58s} body {b['mean_mm']:6.1f} / {b['median_mm']:5.1f} / {b['p95_mm']:6.1f}"
               f" built {100 * b['built']:5.1f}%  hands {h['mean_mm']:6.1f} / {h['p95_mm']:6.1f}"
               f" built {100 * m['hands']['built']:5.1f}%  bone CV {m['bone_cv_median']:.3f}"
               f" off {100 * m['frames_bone_off_30pct']:4.1f}%  body complete {100 * m['body_complete_frames']:5.1f}%"

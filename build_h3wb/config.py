@@ -223,6 +223,7 @@ class TriangulateConfig:
     recover_relax: float = 2.0  # body keypoints left out are recovered within this x the threshold if bones agree
     sync_max_shift: int = 3  # per camera, residuals are also measured with its detections shifted this many frames
     smooth_sigma_s: float = 0.03  # Gaussian over neighbouring frames, in seconds (no-op at 10 fps; 0: off)
+    bone_strength: float = 0.0  # pull limb bones towards the subject's median lengths (soft constraint; 0: off)
     undistort_iterations: int = 5
     chunk_frames: int = 250  # frames triangulated at once (memory stays flat with sequence length)
 

@@ -118,3 +118,18 @@ def test_smoothing_is_a_fixed_duration():
     assert np.abs(sm - truth)[ok].std() < 0.7 * np.abs(noisy - truth)[ok].std()
     # at 10 fps the same 20 ms leaves the points as they are
     assert np.array_equal(smooth_in_time(noisy[::6], 0.1, 0.02), noisy[::6], equal_nan=True)
+
+
+def test_holding_bone_lengths_pulls_towards_the_median_and_can_be_off():
+    from build_h3wb.sequence_check import bone_lengths, hold_bone_lengths
+    X, uv, score = _capture(RIG, "Posing", frames=30)
+    rng = np.random.default_rng(3)
+    noisy = X + rng.normal(0, 15, X.shape)
+    noisy[4, 7] = np.nan  # a missing elbow stays missing
+    held = hold_bone_lengths(noisy, strength=0.5)
+    assert np.isnan(held[4, 7]).all() and np.array_equal(hold_bone_lengths(noisy, 0.0), noisy, equal_nan=True)
+    long = np.nanmedian(bone_lengths(X), 0) >= 100.0
+    cv = lambda Y: np.nanmedian((np.nanstd(bone_lengths(Y), 0) / np.nanmedian(bone_lengths(Y), 0))[long])  # noqa: E731
+    assert cv(held) < 0.5 * cv(noisy)
+    ok = np.isfinite(noisy[..., 0])
+    assert np.linalg.norm(held - X, axis=-1)[ok].mean() < np.linalg.norm(noisy - X, axis=-1)[ok].mean()

@@ -43,6 +43,7 @@ from build_h3wb.sequence_check import (
     camera_agreement,
     check_sequence,
     fix_left_right_swaps,
+    hold_bone_lengths,
     person_size_px,
     reprojection_error_px,
     resolve_with_views,
@@ -80,6 +81,7 @@ def run(cfg: DictConfig) -> dict:
         "recover_relax": float(tcfg.recover_relax),
         "sync_max_shift": int(tcfg.sync_max_shift),
         "smooth_sigma_s": float(tcfg.smooth_sigma_s),
+        "bone_strength": float(tcfg.bone_strength),
         "frame_dt_s": _frame_dt(det),
     }
     sd = StageDir(root, "triangulate", {"params": params, "rules": rules, "detect_hash": det["config_hash"],
@@ -173,8 +175,9 @@ def _triangulate_chunk(kp: np.ndarray, rig, params: dict, rules: dict) -> dict:
         out["num_views"][ti, ji] = 0
         out["reprojection_error"][ti, ji] = np.nan
         out["rejected"][ti, ji] = 0
-    if rules["smooth_sigma_s"] > 0 and rules["sequence_check"]:
+    if rules["sequence_check"] and (rules["smooth_sigma_s"] > 0 or rules["bone_strength"] > 0):
         smoothed = smooth_in_time(out["points"], rules["frame_dt_s"], rules["smooth_sigma_s"])
+        smoothed = hold_bone_lengths(smoothed, rules["bone_strength"])
         if not np.array_equal(smoothed, out["points"], equal_nan=True):
             out["points"] = smoothed
             out["reprojection_error"] = reprojection_error_px(
