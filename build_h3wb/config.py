@@ -48,6 +48,7 @@ class SyntheticDataConfig:
     video_fps: float = 50.0  # frame rate of the simulated video (Human3.6M: 50)
     stride: int = 5  # keep every stride-th video frame (H3WB: 5, a 10 fps grid)
     seed: int = 0
+    rig: str = ""  # a calibration file (any format data=rig reads) to use instead of Human3.6M's cameras
 
 
 @dataclass
@@ -78,7 +79,7 @@ class RigDataConfig:
     _target_: str = "build_h3wb.sources.rig.RigSource"
     root: str = MISSING  # <root>/<sequence>/<camera>.mp4 (or <camera>/ image folders)
     calibration: str = MISSING  # rig .json, anipose/Pose2Sim .toml, or an EasyMocap intri.yml/extri.yml folder
-    calibration_format: str = "auto"  # auto | rig | anipose | easymocap
+    calibration_format: str = "auto"  # auto | rig | anipose | easymocap | qualisys
     units: str = ""  # translations' unit (mm | cm | m); empty: the format's default
     subject: str = "subject"
     sequences: list[str] = field(default_factory=list)  # empty: every sequence folder
@@ -154,6 +155,10 @@ class SimulatedDetectorConfig:
     swap_prob: float = 0.01  # left/right swap of the whole body in one view
     hand_swap_prob: float = 0.02  # left/right swap of the two hands in one view
     edge_margin_px: float = 2.0  # keypoints this close to the image border are lost (out of frame)
+    limb_fault_prob: float = 0.3  # in unusual poses (raised/crossed arm, lunge) a limb is found wrong in several views
+    limb_fault_view_prob: float = 0.75  # ...in each view with this probability...
+    limb_fault_px: list[float] = field(default_factory=lambda: [15.0, 60.0])  # ...this far off at its end
+    pixel_scale: float = 1.0  # multiplies every pixel quantity above (a person larger in the image than in H36M)
 
 
 @dataclass
@@ -183,6 +188,7 @@ class MediaPipeDetectorConfig:
     min_detection_confidence: float = 0.5
     refine_face_landmarks: bool = False
     static_image_mode: bool = True  # strided frames are far apart: detect each frame on its own
+    max_people: int = 1  # > 1: paint over each person found and detect again (candidates for the subject choice)
 
 
 @dataclass
@@ -211,6 +217,7 @@ class SubjectChoiceConfig:
     centre_weight: float = 1.0
     score_weight: float = 0.5
     margin: float = 0.5  # a choice is reported ambiguous when another costs less than this many points
+    track_gate_mm: float = 500.0  # the subject's 3D body centre moves at most this far between selected frames
 
 
 @dataclass
@@ -238,8 +245,20 @@ class TriangulateConfig:
 
     min_score: float = 0.3
     opposing_angle_deg: float = 140.0
+    min_ray_angle_deg: float = 10.0  # robust: two rays must cross at the point at >= this and <= 180 - this
     robust: bool = True
-    outlier_threshold_px: float = 15.0
+    outlier_threshold_px: float = 15.0  # agreement threshold when person_threshold is 0
+    person_threshold: float = 0.03  # agreement threshold: this share of the person's box diagonal in each view...
+    min_threshold_px: float = 6.0  # ...but at least this many pixels
+    fix_swaps: bool = True  # swap a view's left/right labels back (body, hands, face) where that makes it agree
+    sequence_check: bool = True  # re-solve or drop keypoints that break a bone length or jump
+    bone_tolerance: float = 0.2  # a bone is off beyond this share of the subject's median length...
+    bone_tolerance_mm: float = 25.0  # ...or this many mm, whichever is larger
+    max_speed_mm_s: float = 10000.0  # faster than this, away from both neighbouring frames, is a jump
+    recover_relax: float = 2.0  # body keypoints left out are recovered within this x the threshold if bones agree
+    sync_max_shift: int = 3  # per camera, residuals are also measured with its detections shifted this many frames
+    smooth_sigma_s: float = 0.03  # Gaussian over neighbouring frames, in seconds (no-op at 10 fps; 0: off)
+    bone_strength: float = 0.0  # pull limb bones towards the subject's median lengths (soft constraint; 0: off)
     undistort_iterations: int = 5
     chunk_frames: int = 250  # frames triangulated at once (memory stays flat with sequence length)
 

@@ -32,7 +32,15 @@ Scores ``[x, y, score]`` (only pose landmarks carry a confidence in Holistic):
   yaw on) fall below 0.3.
 
 Landmarks that MediaPipe extrapolates outside the image (it places the legs of an upper-body photograph below the
-frame) are missing. Holistic is single-person: the output is ``(B, J, 3)``.
+frame) are missing.
+
+Several people. Holistic returns one person per image (the most prominent). With ``max_people`` > 1 the detector
+runs it again on a copy of the image in which the people already found are painted over (their segmentation mask
+from Holistic's own segmentation model, dilated by :data:`MASK_DILATION` of the image height, filled with mid-grey),
+until it finds nobody, finds a person mostly inside what was painted over (the same person again, from what the
+mask missed: dropped), or has ``max_people`` candidates. The output is then ``(B, P, J, 3)``, in the order found
+(the most prominent first); the detect stage picks the subject among them (:mod:`build_h3wb.detectors.subject`).
+With ``max_people`` = 1 it is ``(B, J, 3)`` and nothing is masked.
 
 Model complexity: MediaPipe 0.10.21 ships only the "full" pose landmark model (``model_complexity=1``). The "lite"
 (0) and "heavy" (2) models are downloaded by MediaPipe into its own package directory the first time they are
@@ -55,6 +63,11 @@ log = logging.getLogger(__name__)
 
 #: Bump when the mapping or the score rule changes (stored in ``describe()``, so detections are recomputed).
 MAPPING_VERSION = 1
+#: Painted-over people grow by this share of the image height (segmentation edges, motion blur, loose clothes).
+MASK_DILATION = 0.02
+#: A further candidate with more than this share of its found keypoints inside the painted area is the same person.
+SAME_PERSON_SHARE = 0.5
+_MASK_FILL = 128
 
 #: MediaPipe pose landmark index (``mediapipe.solutions.pose.PoseLandmark``) per COCO-WholeBody body/feet name.
 POSE_TO_COCO: dict[str, int] = {
@@ -223,6 +236,43 @@ def holistic_to_wholebody(
     return out
 
 
+def person_region(kp: np.ndarray, mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """The image area of one found person, to paint over before looking for the next.
+
+    Args:
+        kp: (J, 3) ``[x, y, score]`` pixels of the person, NaN where missing.
+        mask: (H, W) float in [0, 1], Holistic's segmentation of the person, or None (then the keypoints' box grown
+            by 10% per side stands in for it).
+        shape: (H, W) of the image.
+
+    Returns:
+        (H, W) bool, True inside the person's (dilated) region.
+    """
+    import cv2  # noqa: PLC0415 (OpenCV is imported only where pixels are handled)
+
+    H, W = shape
+    region = np.zeros((H, W), dtype=np.uint8)
+    if mask is not None and mask.shape == (H, W):
+        region[mask > 0.5] = 1
+    else:
+        ok = np.isfinite(kp[:, 0])
+        if ok.any():
+            (x0, y0), (x1, y1) = kp[ok, :2].min(0), kp[ok, :2].max(0)
+            mx, my = 0.1 * (x1 - x0), 0.1 * (y1 - y0)
+            region[max(0, int(y0 - my)) : int(y1 + my) + 1, max(0, int(x0 - mx)) : int(x1 + mx) + 1] = 1
+    radius = max(1, int(round(MASK_DILATION * H)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return cv2.dilate(region, kernel).astype(bool)
+
+
+def _share_inside(xy: np.ndarray, region: np.ndarray) -> float:
+    """Share of (N, 2) pixel positions that fall inside the (H, W) bool ``region``."""
+    H, W = region.shape
+    col = np.clip(xy[:, 0].astype(np.int64), 0, W - 1)
+    row = np.clip(xy[:, 1].astype(np.int64), 0, H - 1)
+    return float(region[row, col].mean()) if len(xy) else 0.0
+
+
 def _check_shape(what: str, a: np.ndarray, shape: tuple[int, ...]) -> None:
     if a.shape != shape:
         raise ValueError(f"{what} landmarks: expected shape {shape}, got {a.shape}")
@@ -265,6 +315,8 @@ class MediaPipeHolisticDetector:
         static_image_mode: detect every frame on its own. If False, Holistic tracks from frame to frame within a
             view; the tracking restarts whenever a batch comes from another sequence or camera or does not follow
             the previous one.
+        max_people: candidates per image, found by painting over the people found and detecting again (see the
+            module docstring); 1 keeps Holistic's single person. Above 1 needs ``static_image_mode``.
     """
 
     name = "mediapipe"
@@ -276,7 +328,13 @@ class MediaPipeHolisticDetector:
         min_detection_confidence: float = 0.5,
         refine_face_landmarks: bool = False,
         static_image_mode: bool = True,
+        max_people: int = 1,
     ) -> None:
+        if int(max_people) < 1:
+            raise ValueError(f"detector.max_people: expected an integer >= 1, got {max_people!r}")
+        if int(max_people) > 1 and not static_image_mode:
+            raise ValueError("detector.max_people > 1 needs detector.static_image_mode=true: tracking from frame to "
+                             "frame cannot follow several people through one Holistic graph")
         if model_complexity not in _POSE_MODEL_FILES:
             raise ValueError(f"detector.model_complexity: expected 0, 1 or 2, got {model_complexity!r}")
         if not 0.0 <= min_detection_confidence <= 1.0:
@@ -286,6 +344,7 @@ class MediaPipeHolisticDetector:
         self.min_detection_confidence = float(min_detection_confidence)
         self.refine_face_landmarks = bool(refine_face_landmarks)
         self.static_image_mode = bool(static_image_mode)
+        self.max_people = int(max_people)
         mp = _import_mediapipe()
         self.mediapipe_version = str(mp.__version__)
         model = Path(mp.__file__).parent / "modules" / "pose_landmark" / _POSE_MODEL_FILES[self.model_complexity]
@@ -297,6 +356,7 @@ class MediaPipeHolisticDetector:
                 model_complexity=self.model_complexity,
                 min_detection_confidence=self.min_detection_confidence,
                 refine_face_landmarks=self.refine_face_landmarks,
+                enable_segmentation=self.max_people > 1,
             )
         except OSError as e:  # urllib's URLError (no network) and file permission errors
             raise RuntimeError(
@@ -319,16 +379,18 @@ class MediaPipeHolisticDetector:
             "refine_face_landmarks": self.refine_face_landmarks,
             "static_image_mode": self.static_image_mode,
             "mapping_version": MAPPING_VERSION,
+            **({"max_people": self.max_people, "mask_dilation": MASK_DILATION} if self.max_people > 1 else {}),
         }
 
     def __call__(self, batch: FrameBatch) -> np.ndarray:
-        """Detect the most prominent person in each frame.
+        """Detect the most prominent person in each frame (up to ``max_people``, see the module docstring).
 
         Args:
             batch: frames of one view; ``batch.images`` (B, H, W, 3) uint8 RGB.
 
         Returns:
-            (B, J, 3) float32 ``[x, y, score]`` in pixels of the original image, NaN where not found.
+            (B, J, 3) float32 ``[x, y, score]`` in pixels of the original image, NaN where not found; (B, P, J, 3)
+            with P = ``max_people`` > 1, the people in the order found, absent ones all NaN.
         """
         images = batch.images
         if images is None:
@@ -343,19 +405,47 @@ class MediaPipeHolisticDetector:
             raise RuntimeError("this MediaPipeHolisticDetector was closed")
         if not self.static_image_mode:
             self._restart_tracking_if_needed(batch)
-        H, W = images.shape[1:3]
-        out = np.empty((len(images), skeleton.NUM_KEYPOINTS, 3), dtype=np.float32)  # (B, J, 3)
+        out = np.full((len(images), self.max_people, skeleton.NUM_KEYPOINTS, 3), np.nan, dtype=np.float32)
         for b, image in enumerate(images):
-            res = self._holistic.process(np.ascontiguousarray(image))
-            out[b] = holistic_to_wholebody(
-                _landmarks(res.pose_landmarks, ("x", "y", "z", "visibility")),
-                _landmarks(res.face_landmarks, ("x", "y", "z")),
-                _landmarks(res.left_hand_landmarks, ("x", "y", "z")),
-                _landmarks(res.right_hand_landmarks, ("x", "y", "z")),
-                W,
-                H,
-            )
-        return out
+            people = self._people(np.ascontiguousarray(image))
+            if people:
+                out[b, : len(people)] = np.stack(people)
+        return out[:, 0] if self.max_people == 1 else out
+
+    def _detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """One Holistic pass: (J, 3) keypoints in pixels and the (H, W) float segmentation mask (or None)."""
+        H, W = image.shape[:2]
+        res = self._holistic.process(image)
+        kp = holistic_to_wholebody(
+            _landmarks(res.pose_landmarks, ("x", "y", "z", "visibility")),
+            _landmarks(res.face_landmarks, ("x", "y", "z")),
+            _landmarks(res.left_hand_landmarks, ("x", "y", "z")),
+            _landmarks(res.right_hand_landmarks, ("x", "y", "z")),
+            W,
+            H,
+        )
+        mask = getattr(res, "segmentation_mask", None)
+        return kp, None if mask is None else np.asarray(mask)
+
+    def _people(self, image: np.ndarray) -> list[np.ndarray]:
+        """Up to ``max_people`` (J, 3) people, each found after painting over the ones before."""
+        people: list[np.ndarray] = []
+        painted = np.zeros(image.shape[:2], dtype=bool)  # (H, W)
+        work = image
+        for _ in range(self.max_people):
+            kp, mask = self._detect(work)
+            found = np.isfinite(kp[:, 2])
+            if not found.any():
+                break
+            if people and _share_inside(kp[found, :2], painted) > SAME_PERSON_SHARE:
+                break  # the same person again, from what the mask missed
+            people.append(kp)
+            if len(people) == self.max_people:
+                break
+            painted |= person_region(kp, mask, image.shape[:2])
+            work = image.copy()
+            work[painted] = _MASK_FILL
+        return people
 
     def _restart_tracking_if_needed(self, batch: FrameBatch) -> None:
         frames = np.asarray(batch.frames)

@@ -12,7 +12,17 @@ part-dependent noise, scores that fall as the noise rises, and these failures (e
   detectors do (by default body joints 97%, hands 85%, face landmarks 60% of the time);
 - whole-part failures: a hand or the face goes undetected in a view (small, blurred or cut off);
 - random misses per part; gross outliers that keep a confident score, of single keypoints or of a whole part
-  found at the wrong place; left/right swaps of the whole body or of the two hands in one view.
+  found at the wrong place; left/right swaps of the whole body or of the two hands in one view;
+- plausible but wrong limbs in unusual poses (an arm raised above the shoulder or crossed over the body's midline,
+  a lunge): in such a frame a limb is, with some probability, found bent or turned a little wrong in several views
+  at once, as real detectors do when a limb is ambiguous. The wrong limb is the true one turned about its proximal
+  joint (the whole limb about the shoulder or hip, or the distal segment about the elbow or knee) by a turn shared
+  by all views; in each view (independently, with ``limb_fault_view_prob``) it is drawn 15-60 px off at its end,
+  still confident. These errors are small enough to pass a fixed pixel threshold in some views and large enough
+  to bend the 3D limb, and they agree partly across views, so no view set is clean.
+
+Pixel quantities (noise, outlier and fault sizes) are given at Human3.6M's scale (a person about 450 px tall);
+``pixel_scale`` multiplies them for rigs where the person is larger in the image.
 
 The output has the common detection format: (B, J, 3) float32 [x, y, score] in pixels, NaN where not found.
 """
@@ -99,6 +109,10 @@ class SimulatedDetector:
         swap_prob: float,
         hand_swap_prob: float,
         edge_margin_px: float,
+        limb_fault_prob: float = 0.0,
+        limb_fault_view_prob: float = 0.75,
+        limb_fault_px: tuple[float, float] = (15.0, 60.0),
+        pixel_scale: float = 1.0,
     ) -> None:
         self.seed = int(seed)
         self.noise_px = self._per_part("noise_px", noise_px, default=3.0)
@@ -119,6 +133,12 @@ class SimulatedDetector:
         self.swap_prob = float(swap_prob)
         self.hand_swap_prob = float(hand_swap_prob)
         self.edge_margin_px = float(edge_margin_px)
+        self.limb_fault_prob = float(limb_fault_prob)
+        self.limb_fault_view_prob = float(limb_fault_view_prob)
+        self.limb_fault_px = (float(limb_fault_px[0]), float(limb_fault_px[1]))
+        self.pixel_scale = float(pixel_scale)
+        if not self.pixel_scale > 0 or not 0 <= self.limb_fault_px[0] <= self.limb_fault_px[1]:
+            raise ValueError("detector.pixel_scale must be > 0 and detector.limb_fault_px a range [low, high]")
         self._part_ids = skeleton.part_ids()  # (J,)
         self._excl = _occluder_exclusions()  # (J, K)
 
@@ -153,6 +173,9 @@ class SimulatedDetector:
             "swap_prob": self.swap_prob,
             "hand_swap_prob": self.hand_swap_prob,
             "edge_margin_px": self.edge_margin_px,
+            **({"limb_fault_prob": self.limb_fault_prob, "limb_fault_view_prob": self.limb_fault_view_prob,
+                "limb_fault_px": list(self.limb_fault_px)} if self.limb_fault_prob > 0 else {}),
+            **({"pixel_scale": self.pixel_scale} if self.pixel_scale != 1.0 else {}),
         }
 
     def __call__(self, batch: FrameBatch) -> np.ndarray:
@@ -187,19 +210,22 @@ class SimulatedDetector:
         part_level = np.exp(self.noise_spread_part * rng.standard_normal((B, len(_PART_NAMES))))  # (B, P)
         sigma = self.noise_px[part] * part_level[:, part] * np.exp(self.noise_spread * rng.standard_normal((B, J)))
         score = self.base_score * np.exp(-sigma / self.score_scale_px) + 0.03 * rng.standard_normal((B, J))
+        sigma = sigma * self.pixel_scale  # the score follows the noise at Human3.6M's scale
         # occluded keypoints: some reported as guesses with lower confidence and more noise, the rest missing
         guessed = occluded & (rng.random((B, J)) < self.occluded_report_prob[part])
         score = np.where(guessed, score * self.occluded_score_factor, score)
         sigma = np.where(guessed, sigma * self.occluded_noise_factor + 3.0, sigma)
         score = np.clip(score, 0.01, 1.0)
         det = uv + sigma[..., None] * rng.standard_normal((B, J, 2))
+        if self.limb_fault_prob > 0:
+            det = det + self._limb_faults(X, cam, uv, batch)
 
         # gross outliers, still confident: single keypoints far off, or a whole part found at the wrong place
         angle = rng.uniform(0, 2 * np.pi, (B, J))
-        radius = rng.uniform(50.0, 300.0, (B, J))
+        radius = rng.uniform(50.0, 300.0, (B, J)) * self.pixel_scale
         part_out = rng.random((B, len(_PART_NAMES))) < self.part_outlier_prob  # (B, P)
         part_angle = rng.uniform(0, 2 * np.pi, (B, len(_PART_NAMES)))[:, part]
-        part_radius = rng.uniform(50.0, 300.0, (B, len(_PART_NAMES)))[:, part]
+        part_radius = rng.uniform(50.0, 300.0, (B, len(_PART_NAMES)))[:, part] * self.pixel_scale
         angle = np.where(part_out[:, part], part_angle, angle)
         radius = np.where(part_out[:, part], part_radius, radius)
         outlier = (rng.random((B, J)) < self.outlier_prob[part]) | part_out[:, part]
@@ -218,6 +244,111 @@ class SimulatedDetector:
         out[hswap, lh] = out[hswap, rh]
         out[hswap, rh] = left
         return out
+
+
+    def _limb_faults(self, X: np.ndarray, cam: Camera, uv: np.ndarray, batch: FrameBatch) -> np.ndarray:
+        """(B, J, 2) pixel offsets of the wrong limbs in this view (0 elsewhere); see the module docstring."""
+        B = X.shape[0]
+        L = len(_FAULT_LIMBS)
+        key = _stable_int(batch.sequence.key)
+        shared = _FrameDraws([self.seed, key, _stable_int("limb faults")], batch.frames, uniforms=3 * L, normals=3 * L)
+        view = _FrameDraws([self.seed, key, _stable_int(cam.name), _stable_int("limb faults")], batch.frames,
+                           uniforms=2 * L, normals=0)
+        unusual = unusual_limbs(X)  # (B, L)
+        event = unusual & (shared.random((B, L)) < self.limb_fault_prob)
+        whole = shared.random((B, L)) < 0.5  # the whole limb turns, or only its distal segment
+        turn = np.radians(15.0 + 20.0 * shared.random((B, L)))  # (B, L) shared by every view
+        axis = shared.standard_normal((B, L, 3))
+        in_view = view.random((B, L)) < self.limb_fault_view_prob
+        size = self.pixel_scale * (self.limb_fault_px[0] + (self.limb_fault_px[1] - self.limb_fault_px[0])
+                                   * view.random((B, L)))  # (B, L) px at the limb's end
+        out = np.zeros(uv.shape)
+        for k, (pivot_whole, pivot_part, moved_whole, moved_part, end) in enumerate(_FAULT_LIMBS):
+            b = np.flatnonzero(event[:, k] & in_view[:, k])
+            if not len(b):
+                continue
+            pivot = np.where(whole[b, k, None], X[b, pivot_whole], X[b, pivot_part])  # (n, 3)
+            limb = X[b, end] - pivot
+            ax = np.cross(axis[b, k], limb)  # a turn axis across the limb
+            ax /= np.linalg.norm(ax, axis=-1, keepdims=True) + 1e-9
+            moved = np.where(whole[b, k, None], moved_whole[None], moved_part[None])  # (n, J) bool
+            rel = X[b] - pivot[:, None]  # (n, J, 3)
+            wrong = pivot[:, None] + _rotate(rel, ax, turn[b, k])
+            off = cam.project(wrong) - uv[b]  # (n, J, 2)
+            off = np.where(moved[..., None] & np.isfinite(off), off, 0.0)
+            at_end = np.linalg.norm(off[:, end], axis=-1)  # (n,)
+            scale = np.where(at_end > 1e-6, size[b, k] / np.maximum(at_end, 1e-6), 0.0)
+            out[b] += off * scale[:, None, None]
+        return out
+
+
+def _rotate(v: np.ndarray, axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """Rodrigues: rotate (n, J, 3) vectors about unit axes (n, 3) by angles (n,) radians."""
+    k = axis[:, None]
+    c, s = np.cos(angle)[:, None, None], np.sin(angle)[:, None, None]
+    return v * c + np.cross(k, v) * s + k * (v * k).sum(-1, keepdims=True) * (1 - c)
+
+
+def _fault_limbs() -> tuple[tuple[int, int, np.ndarray, np.ndarray, int], ...]:
+    """Per limb (left arm, right arm, left leg, right leg): pivots, the keypoints each turn moves, the limb's end.
+
+    The two pivots are those of the whole limb (shoulder, hip) and of its distal segment (elbow, knee).
+    """
+    J = skeleton.NUM_KEYPOINTS
+    out = []
+    for side in ("left", "right"):
+        hand = np.arange(skeleton.PARTS[f"{side}_hand"].start, skeleton.PARTS[f"{side}_hand"].stop)
+        whole, part = np.zeros(J, bool), np.zeros(J, bool)
+        whole[[_idx(f"{side}_elbow"), _idx(f"{side}_wrist"), *hand]] = True
+        part[[_idx(f"{side}_wrist"), *hand]] = True
+        out.append((_idx(f"{side}_shoulder"), _idx(f"{side}_elbow"), whole, part, _idx(f"{side}_wrist")))
+    for side in ("left", "right"):
+        foot = [_idx(f"{side}_{n}") for n in ("big_toe", "small_toe", "heel")]
+        whole, part = np.zeros(J, bool), np.zeros(J, bool)
+        whole[[_idx(f"{side}_knee"), _idx(f"{side}_ankle"), *foot]] = True
+        part[[_idx(f"{side}_ankle"), *foot]] = True
+        out.append((_idx(f"{side}_hip"), _idx(f"{side}_knee"), whole, part, _idx(f"{side}_ankle")))
+    return tuple(out)
+
+
+_FAULT_LIMBS = _fault_limbs()
+
+
+def unusual_limbs(X: np.ndarray, margin_mm: float = 50.0) -> np.ndarray:
+    """Which limbs are in a pose real detectors find ambiguous.
+
+    An arm is unusual when its wrist is above its shoulder or crossed over the body's midline (by more than
+    ``margin_mm``); a leg when the person lunges: the knee bent by more than 30 degrees while standing (hips
+    higher than 60% of the leg length) with the feet further apart than 40% of the leg length.
+
+    Args:
+        X: (B, J, 3) world millimetres, z up.
+        margin_mm: how clearly the wrist must be above the shoulder or past the midline.
+
+    Returns:
+        (B, 4) bool for the left arm, right arm, left leg, right leg.
+    """
+    ls, rs = X[:, _idx("left_shoulder")], X[:, _idx("right_shoulder")]
+    mid = 0.5 * (ls + rs)
+    lateral = ls - rs
+    lateral /= np.linalg.norm(lateral, axis=-1, keepdims=True) + 1e-9  # towards the subject's left
+    out = np.zeros((X.shape[0], 4), dtype=bool)
+    for k, (side, sign) in enumerate((("left", 1.0), ("right", -1.0))):
+        sh, wr = X[:, _idx(f"{side}_shoulder")], X[:, _idx(f"{side}_wrist")]
+        raised = wr[:, 2] > sh[:, 2] + margin_mm
+        crossed = sign * ((wr - mid) * lateral).sum(-1) < -margin_mm
+        out[:, k] = raised | crossed
+    la, ra = X[:, _idx("left_ankle")], X[:, _idx("right_ankle")]
+    apart = np.linalg.norm((la - ra)[:, :2], axis=-1)
+    for k, side in enumerate(("left", "right"), start=2):
+        hip, knee, ankle = X[:, _idx(f"{side}_hip")], X[:, _idx(f"{side}_knee")], X[:, _idx(f"{side}_ankle")]
+        a, b = hip - knee, ankle - knee
+        leg = np.linalg.norm(a, axis=-1) + np.linalg.norm(b, axis=-1)
+        cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-9)
+        bent = cos > np.cos(np.radians(150.0))  # knee angle under 150 degrees
+        standing = hip[:, 2] - np.minimum(la[:, 2], ra[:, 2]) > 0.6 * leg
+        out[:, k] = bent & standing & (apart > 0.4 * leg)
+    return out
 
 
 class _FrameDraws:

@@ -1,4 +1,7 @@
-"""Import and export camera calibrations in other tools' formats: anipose / Pose2Sim TOML and EasyMocap YAML.
+"""Import and export camera calibrations in other tools' formats: anipose / Pose2Sim TOML, EasyMocap YAML, Qualisys.
+
+Qualisys Track Manager ``.qca.txt`` exports (the calibration of Pose2Sim's demo captures) are imported too
+(:func:`load_qualisys`, read only; its conventions are in that function's docstring).
 
 Every loader returns a validated :class:`~build_h3wb.geometry.cameras.Rig` in millimetres with the ``opencv`` distortion
 model, keeps the cameras in the order of the file, and raises :class:`.CalibrationError` naming
@@ -65,11 +68,16 @@ PLAUSIBLE_SPAN_M = (0.1, 100.0)
 _NON_CAMERA_TABLES = ("metadata", "capture_volume", "charuco", "checkerboard")
 #: Largest difference between EasyMocap's ``R_`` (Rodrigues) and ``Rot_`` (matrix) accepted as rounding.
 _ROTATION_AGREEMENT = 1e-4
-FORMATS = ("auto", "rig", "anipose", "easymocap")
+FORMATS = ("auto", "rig", "anipose", "easymocap", "qualisys")
 #: Camera names OpenCV FileStorage accepts inside a key (``K_<name>``).
 _FILESTORAGE_NAME = re.compile(r"[A-Za-z0-9_\- ]+")
 #: Keyword options :func:`load_calibration` passes on, per format.
-_OPTIONS = {"rig": (), "anipose": ("units", "check_scale"), "easymocap": ("units", "image_size", "check_scale")}
+_OPTIONS = {
+    "rig": (),
+    "anipose": ("units", "check_scale"),
+    "easymocap": ("units", "image_size", "check_scale"),
+    "qualisys": ("divide_distortion", "check_scale"),
+}
 
 # ----------------------------------------------------------------------------------------------------------------
 # Shared helpers
@@ -616,12 +624,124 @@ def save_easymocap(
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Qualisys .qca.txt (XML)
+# ----------------------------------------------------------------------------------------------------------------
+
+#: Qualisys stores focal lengths and principal points in sub-pixel units of 1/64 pixel.
+QUALISYS_SUBPIXELS = 64.0
+#: Qualisys's camera frame looks along -z with y up; OpenCV's looks along +z with y down: a half turn about x.
+_QUALISYS_TO_OPENCV = np.diag([1.0, -1.0, -1.0])
+
+
+def _qualisys_float(attrib: Mapping[str, str], key: str, where: str) -> float:
+    """One numeric XML attribute; CalibrationError naming it when absent or not a finite number."""
+    if key not in attrib:
+        raise CalibrationError(f"{where}: missing attribute {key!r}")
+    try:
+        value = float(attrib[key])
+    except ValueError as err:
+        raise CalibrationError(f"{where}: attribute {key!r} = {attrib[key]!r} is not a number") from err
+    if not np.isfinite(value):
+        raise CalibrationError(f"{where}: attribute {key!r} is not finite ({attrib[key]!r})")
+    return value
+
+
+def load_qualisys(path: str | os.PathLike, divide_distortion: bool = False, check_scale: bool = True) -> Rig:
+    """Load a Qualisys Track Manager calibration export (``.qca.txt``, XML) as a rig.
+
+    Per ``<camera serial=...>`` (cameras with ``active="0"`` are left out, with a log line):
+
+    - ``<fov_video left right top bottom>``: the video window on the sensor, inclusive pixel bounds; the image size
+      is ``(right - left + 1, bottom - top + 1)`` and the principal point is shifted by ``(left, top)``.
+    - ``<intrinsic>``: ``focalLengthU/V`` and ``centerPointU/V`` in units of 1/64 pixel
+      (:data:`QUALISYS_SUBPIXELS`; e.g. ``centerPointU="34110.3"`` is 533.0 px), ``skew`` (1/64 px),
+      ``radialDistortion1..3`` (k1, k2, k3) and ``tangentalDistortion1..2`` (p1, p2; Qualisys's spelling), the
+      Brown-Conrady model that OpenCV uses, as they are (see ``divide_distortion``).
+    - ``<transform x y z r11..r33>``: the camera's position in world millimetres and a rotation whose *rows* are
+      the camera's axes in the world, for a camera that looks along its -z axis with y up (established by
+      reprojection: with this reading every camera faces the capture volume and the four views' detections of
+      the public Pose2Sim demo triangulate to a few pixels; the transposed reading puts the volume behind or
+      beside the cameras). In OpenCV's convention (z forward, y down) that is ``R = diag(1, -1, -1) @ rows`` and
+      ``t = -R @ position``.
+
+    ``viewrotation`` other than 0 (a video rotated by QTM) is refused: which way the stored values then refer to
+    is not established here.
+
+    Args:
+        path: the ``.qca.txt`` file.
+        divide_distortion: divide the distortion coefficients by 64, as Pose2Sim's converter does. The default
+            keeps them as written, which is what reprojection and a recalibration from Pose2Sim's own checkerboard
+            images support (see README, "Real captures").
+        check_scale: check that the camera centres span :data:`PLAUSIBLE_SPAN_M`.
+
+    Returns:
+        The rig (world millimetres, OpenCV distortion), cameras in file order named by ``serial``.
+
+    Raises:
+        CalibrationError: naming the file, the camera and the attribute.
+    """
+    import xml.etree.ElementTree as ET  # noqa: PLC0415 (only this format is XML)
+
+    path = Path(path)
+    if not path.is_file():
+        raise CalibrationError(f"Qualisys calibration {path} does not exist")
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as err:
+        raise CalibrationError(f"{path}: not a valid Qualisys XML file: {err}") from err
+    nodes = root.findall("cameras/camera")
+    if root.tag != "calibration" or not nodes:
+        raise CalibrationError(f"{path}: expected a Qualisys <calibration> with <cameras><camera ...> elements, "
+                               f"found <{root.tag}> with {len(nodes)} cameras")
+    cameras = []
+    for i, node in enumerate(nodes):
+        name = node.attrib.get("serial") or f"cam_{i}"
+        where = f"{path}: camera {name!r}"
+        if node.attrib.get("active", "1").strip() == "0":
+            log.info("%s is inactive (active=0); left out", where)
+            continue
+        if float(node.attrib.get("viewrotation", "0") or 0) != 0:
+            raise CalibrationError(f"{where}: viewrotation={node.attrib['viewrotation']} (a rotated video) is not "
+                                   "supported; export the calibration with viewrotation 0")
+        elements = {}
+        for tag in ("fov_video", "intrinsic", "transform"):
+            el = node.find(tag)
+            if el is None:
+                raise CalibrationError(f"{where}: missing element <{tag}>")
+            elements[tag] = el.attrib
+        fov, intr, tr = elements["fov_video"], elements["intrinsic"], elements["transform"]
+        left, right, top, bottom = (_qualisys_float(fov, k, f"{where} <fov_video>")
+                                    for k in ("left", "right", "top", "bottom"))
+        size = (int(round(right - left + 1)), int(round(bottom - top + 1)))
+        if min(size) <= 0:
+            raise CalibrationError(f"{where}: <fov_video> gives an empty image ({size[0]}x{size[1]})")
+        w_i = f"{where} <intrinsic>"
+        fx, fy, cx, cy = (_qualisys_float(intr, k, w_i) / QUALISYS_SUBPIXELS
+                          for k in ("focalLengthU", "focalLengthV", "centerPointU", "centerPointV"))
+        skew = float(intr.get("skew", 0.0) or 0.0) / QUALISYS_SUBPIXELS
+        k1, k2, k3 = (_qualisys_float(intr, f"radialDistortion{n}", w_i) for n in (1, 2, 3))
+        p1, p2 = (_qualisys_float(intr, f"tangentalDistortion{n}", w_i) for n in (1, 2))
+        dist = np.array([k1, k2, p1, p2, k3])
+        if divide_distortion:
+            dist = dist / QUALISYS_SUBPIXELS
+        w_t = f"{where} <transform>"
+        rows = np.array([[_qualisys_float(tr, f"r{a}{b}", w_t) for b in (1, 2, 3)] for a in (1, 2, 3)])
+        position = np.array([_qualisys_float(tr, k, w_t) for k in ("x", "y", "z")])  # world mm
+        R = _QUALISYS_TO_OPENCV @ rows
+        K = np.array([[fx, skew, cx - left], [0.0, fy, cy - top], [0.0, 0.0, 1.0]])
+        cameras.append(_make_camera(str(path), name=name, image_size=size, K=K, dist=dist, R=R, t=-R @ position))
+    if not cameras:
+        raise CalibrationError(f"{path}: no active camera")
+    return _make_rig(path.name.split(".")[0] or "qualisys", cameras, path, "mm", check_scale)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Dispatch
 # ----------------------------------------------------------------------------------------------------------------
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """The calibration format of ``path``: ``"rig"`` (.json), ``"anipose"`` (.toml) or ``"easymocap"``.
+    """The calibration format of ``path``: ``rig`` (.json), ``anipose`` (.toml), ``qualisys`` (.qca.txt), ``easymocap``.
 
     EasyMocap is a folder holding ``intri.yml`` (and ``extri.yml``), or a path to its ``intri*.yml``.
     """
@@ -631,6 +751,8 @@ def detect_format(path: str | os.PathLike) -> str:
             return "easymocap"
         raise CalibrationError(f"{path}: a calibration folder must hold EasyMocap's intri.yml and extri.yml")
     suffix = path.suffix.lower()
+    if path.name.lower().endswith((".qca.txt", ".qca")):
+        return "qualisys"
     if suffix == ".json":
         return "rig"
     if suffix == ".toml":
@@ -639,7 +761,7 @@ def detect_format(path: str | os.PathLike) -> str:
         return "easymocap"
     raise CalibrationError(
         f"{path}: cannot tell the calibration format; expected a build_h3wb rig .json, an anipose/Pose2Sim .toml, "
-        "or an EasyMocap folder / intri.yml (or pass format=...)"
+        "an EasyMocap folder / intri.yml or a Qualisys .qca.txt (or pass format=...)"
     )
 
 
@@ -682,5 +804,7 @@ def load_calibration(path: str | os.PathLike, format: str = "auto", **kwargs: ob
         return load_rig(path)
     if fmt == "anipose":
         return load_anipose_toml(path, **kwargs)
+    if fmt == "qualisys":
+        return load_qualisys(path, **kwargs)
     intri_path, extri_path = _easymocap_paths(path)
     return load_easymocap(intri_path, extri_path, **kwargs)

@@ -1,12 +1,38 @@
-"""Multi-view triangulation: confidence-weighted linear triangulation, the view rules, and outlier rejection.
+"""Multi-view triangulation: confidence-weighted linear triangulation and a robust rule for any rig.
 
 All functions are vectorised over points (any number of frames x keypoints flattened to N); the only Python loops
-run over views or view pairs (at most a few dozen).
+run over views (at most a few dozen).
 
 Linear triangulation follows Hartley and Zisserman, *Multiple View Geometry* (2nd ed., 2003), Sec. 12.2: each view
 ``c`` with undistorted normalised coordinates ``(x, y)`` and projection ``P = [R | t]`` contributes the rows
 ``x P3 - P1`` and ``y P3 - P2``; we solve its inhomogeneous form (the point is finite) as weighted least squares,
-``sum_c w_c^2 (A_c^T A_c) X = -sum_c w_c^2 A_c^T b_c``, a 3x3 symmetric system solved in closed form.
+``sum_c w_c^2 (A_c^T A_c) X = -sum_c w_c^2 A_c^T b_c``, a 3x3 symmetric system solved in closed form. A view's
+share of that system is linear in ``(x^2 + y^2, x, y, 1)`` with constant coefficients, so the normal equations of
+every point come out of one matrix product, and those of any subset of views are sums of the per-view shares.
+
+The robust rule (``robust=True``), per point:
+
+1. **Thresholds scale with the person.** A view agrees with a 3D point when its residual (observed vs reprojected,
+   in pixels) is at most ``threshold_px`` for that view. The stage passes, per frame and view, a fraction of the
+   person's size in that image (the diagonal of the body keypoints' box), so a 1920-pixel portrait camera close to
+   the subject tolerates the larger pixel disagreement its detector shows, and a distant one is held tighter; a
+   single number (the default 15 px) is used when nothing is known about the person.
+2. **The largest agreeing set of views wins.** All views are tried first; if one disagrees, the sets with one view
+   fewer, and where none of them agrees every smaller set, are solved (from the per-view shares, without
+   re-reading the detections), and the largest set whose members all agree with its own solution is chosen;
+   among sets of that size the one with the lowest mean squared residual (relative to the thresholds). A pair of
+   views always "agrees" up to its one epipolar degree of freedom, so it is used only when no three views agree:
+   two rays that happen to meet are no evidence against three views that agree a little less well. Rigs with more
+   than ``max_exhaustive_views`` views drop the worst view until the rest agree instead.
+3. **Depth conditioning per point.** A set of views is refused when no two of its rays cross at the point at an
+   angle between ``min_ray_angle_deg`` and 180 degrees minus it (rays that are nearly parallel or nearly opposed fix
+   the depth poorly); the older rule on the cameras' optical axes (``opposing_angle_deg``) is kept on top.
+
+Pose-level and sequence-level checks that need the keypoint layout or time live in
+:mod:`build_h3wb.geometry.sequence_check` (left/right swaps fixed per view, bone lengths and jumps, recovery, smoothing,
+per-camera residuals and synchronisation); ``stage=triangulate`` runs them all. :func:`triangulate_min_exclusion`
+is a Pose2Sim-style rule kept for comparison; ``robust=False`` is plain DLT. The effect of every step is measured
+by ``benchmarks/bench_triangulation_rules.py`` (README, "The robust rule").
 """
 
 from __future__ import annotations
@@ -16,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from build_h3wb.geometry.cameras import Rig
+from build_h3wb.geometry.cameras import Rig, distort_xy
 
 MAX_VIEWS = 16  # views-used masks are stored as uint16 bitmasks
 
@@ -57,6 +83,68 @@ def mask_to_bits(mask: np.ndarray) -> np.ndarray:
     return bits
 
 
+def _normal_basis(extrinsics: np.ndarray) -> np.ndarray:
+    """(C, 3, 4) ``[R | t]`` -> (C, 4, 9): per view, the normal-equation entries as a map of 4 coefficients.
+
+    The coefficients are ``(w^2 (x^2 + y^2), w^2 x, w^2 y, w^2)``. The 9 entries are ``m00, m01, m02, m11, m12,
+    m22`` (the symmetric 3x3 matrix) and ``v0, v1, v2`` (the right-hand side), in this order.
+    """
+    C = extrinsics.shape[0]
+    out = np.empty((C, 4, 9))
+    iu = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
+    for c in range(C):
+        p1, p2, p3 = extrinsics[c]  # (4,) rows
+        terms = (
+            np.outer(p3, p3),  # x^2 + y^2
+            -(np.outer(p3, p1) + np.outer(p1, p3)),  # x
+            -(np.outer(p3, p2) + np.outer(p2, p3)),  # y
+            np.outer(p1, p1) + np.outer(p2, p2),  # 1
+        )
+        for k, H in enumerate(terms):  # H: (4, 4) share of the homogeneous normal matrix
+            out[c, k, :6] = [H[i, j] for i, j in iu]
+            out[c, k, 6:] = -H[:3, 3]
+    return out
+
+
+def _coefficients(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """View-major (C, N) coordinates and weights -> (C, 4, N) ``(w^2 (x^2 + y^2), w^2 x, w^2 y, w^2)``; 0 unused.
+
+    Coordinates where the weight is 0 may be NaN (they are zeroed first); weights must be finite.
+    """
+    out = np.empty((w.shape[0], 4) + w.shape[1:])
+    w2 = w * w
+    unused = ~(w > 0)
+    if unused.any() and not (np.isfinite(x[unused]).all() and np.isfinite(y[unused]).all()):
+        x, y = np.where(unused, 0.0, x), np.where(unused, 0.0, y)
+    np.multiply(w2, x, out=out[:, 1])
+    np.multiply(w2, y, out=out[:, 2])
+    out[:, 0] = out[:, 1] * x + out[:, 2] * y
+    out[:, 3] = w2
+    return out
+
+
+def _solve_rows(G: np.ndarray) -> np.ndarray:
+    """(9, ...) normal-equation entries -> (3, ...) solution; NaN where the system is singular."""
+    m00, m01, m02, m11, m12, m22, v0, v1, v2 = G
+    # closed-form inverse of the symmetric 3x3 (adjugate / determinant)
+    c00 = m11 * m22 - m12 * m12
+    c01 = m02 * m12 - m01 * m22
+    c02 = m01 * m12 - m02 * m11
+    c11 = m00 * m22 - m02 * m02
+    c12 = m01 * m02 - m00 * m12
+    c22 = m00 * m11 - m01 * m01
+    det = m00 * c00 + m01 * c01 + m02 * c02
+    scale = np.maximum(np.abs(m00) + np.abs(m11) + np.abs(m22), 1e-300)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ok = np.abs(det) > 1e-12 * scale**3
+        inv_det = np.where(ok, 1.0 / np.where(ok, det, 1.0), np.nan)
+    X = np.empty((3,) + G.shape[1:])
+    np.multiply(c00 * v0 + c01 * v1 + c02 * v2, inv_det, out=X[0])
+    np.multiply(c01 * v0 + c11 * v1 + c12 * v2, inv_det, out=X[1])
+    np.multiply(c02 * v0 + c12 * v1 + c22 * v2, inv_det, out=X[2])
+    return X
+
+
 def triangulate_linear(xy: np.ndarray, weights: np.ndarray, extrinsics: np.ndarray) -> np.ndarray:
     """Weighted linear triangulation of N points from C views.
 
@@ -74,53 +162,9 @@ def triangulate_linear(xy: np.ndarray, weights: np.ndarray, extrinsics: np.ndarr
             f"expected xy (N, C, 2), weights (N, C), extrinsics (C, 3, 4); got {xy.shape}, {weights.shape}, "
             f"{extrinsics.shape}"
         )
-    # normal equations M X = v accumulated over views; M symmetric, kept as its 6 unique entries
-    m00 = np.zeros(N)
-    m01 = np.zeros(N)
-    m02 = np.zeros(N)
-    m11 = np.zeros(N)
-    m12 = np.zeros(N)
-    m22 = np.zeros(N)
-    v0 = np.zeros(N)
-    v1 = np.zeros(N)
-    v2 = np.zeros(N)
-    for c in range(C):
-        w = weights[:, c]
-        used = w > 0
-        w2 = np.where(used, w * w, 0.0)  # (N,)
-        P = extrinsics[c]
-        for k in range(2):  # the x row and the y row
-            coord = np.where(used, xy[:, c, k], 0.0)  # (N,)
-            r0 = coord * P[2, 0] - P[k, 0]  # (N,) row of A
-            r1 = coord * P[2, 1] - P[k, 1]
-            r2 = coord * P[2, 2] - P[k, 2]
-            b = P[k, 3] - coord * P[2, 3]  # (N,) right-hand side
-            wr0, wr1, wr2 = w2 * r0, w2 * r1, w2 * r2
-            m00 += wr0 * r0
-            m01 += wr0 * r1
-            m02 += wr0 * r2
-            m11 += wr1 * r1
-            m12 += wr1 * r2
-            m22 += wr2 * r2
-            v0 += wr0 * b
-            v1 += wr1 * b
-            v2 += wr2 * b
-    # closed-form inverse of the symmetric 3x3 (adjugate / determinant)
-    c00 = m11 * m22 - m12 * m12
-    c01 = m02 * m12 - m01 * m22
-    c02 = m01 * m12 - m02 * m11
-    c11 = m00 * m22 - m02 * m02
-    c12 = m01 * m02 - m00 * m12
-    c22 = m00 * m11 - m01 * m01
-    det = m00 * c00 + m01 * c01 + m02 * c02
-    scale = np.maximum(np.abs(m00) + np.abs(m11) + np.abs(m22), 1e-300)
-    ok = np.abs(det) > 1e-12 * scale**3
-    inv_det = np.where(ok, 1.0 / np.where(ok, det, 1.0), np.nan)
-    X = np.empty((N, 3))
-    X[:, 0] = (c00 * v0 + c01 * v1 + c02 * v2) * inv_det
-    X[:, 1] = (c01 * v0 + c11 * v1 + c12 * v2) * inv_det
-    X[:, 2] = (c02 * v0 + c12 * v1 + c22 * v2) * inv_det
-    return X
+    coef = _coefficients(xy[..., 0].T, xy[..., 1].T, np.asarray(weights, dtype=np.float64).T)  # (C, 4, N)
+    basis = _normal_basis(extrinsics)  # (C, 4, 9)
+    return _solve_rows(basis.reshape(4 * C, 9).T @ coef.reshape(4 * C, N)).T
 
 
 def normalized_residuals(X: np.ndarray, xy: np.ndarray, extrinsics: np.ndarray) -> np.ndarray:
@@ -163,6 +207,184 @@ class Triangulation:
     rejected: np.ndarray
 
 
+def _bits(members: np.ndarray) -> np.ndarray:
+    """View-major (C, ...) bool -> (...) int64 bitmask."""
+    out = np.zeros(members.shape[1:], dtype=np.int64)
+    for c in range(members.shape[0]):
+        out |= members[c].astype(np.int64) << c
+    return out
+
+
+class _Views:
+    """A block of n observations from C views, view-major (every per-view array is (C, n), contiguous per view).
+
+    Attributes:
+        u, v: pixels as given; x, y: undistorted normalised coordinates; w: weights (0 = not a candidate);
+        cand: candidate views (finite and confident); thr: agreement threshold in pixels; coef: (C, 4, n) each
+        view's normal-equation coefficients (see :func:`_normal_basis`).
+    """
+
+    def __init__(self, rig: Rig, uv: np.ndarray, score: np.ndarray, thr: np.ndarray, min_score: float,
+                 undistort_iterations: int) -> None:
+        self.rig = rig
+        extr = np.stack([cam.extrinsic for cam in rig])  # (C, 3, 4)
+        self.R, self.t = extr[:, :, :3], extr[:, :, 3]
+        self.centers = np.stack([cam.center for cam in rig])  # (C, 3)
+        self.focal = np.array([0.5 * (cam.K[0, 0] + cam.K[1, 1]) for cam in rig])  # (C,) px per normalised unit
+        self.basis = _normal_basis(extr)  # (C, 4, 9)
+        self.C = len(rig)
+        self._flat_basis = np.ascontiguousarray(self.basis.reshape(4 * self.C, 9).T)  # (9, 4C)
+        if uv is None:
+            return
+        uvT = np.asarray(uv, dtype=np.float64).transpose(1, 2, 0)  # (C, 2, n)
+        self.u, self.v = np.ascontiguousarray(uvT[:, 0]), np.ascontiguousarray(uvT[:, 1])
+        sc = np.asarray(score, dtype=np.float64).T  # (C, n)
+        with np.errstate(invalid="ignore"):
+            self.cand = np.isfinite(self.u) & np.isfinite(self.v) & (sc >= min_score)
+        self.w = np.where(self.cand, sc, 0.0)
+        self.x, self.y = np.empty_like(self.u), np.empty_like(self.v)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for c, cam in enumerate(rig):
+                self.x[c], self.y[c] = cam.undistort_uv(self.u[c], self.v[c], undistort_iterations)
+        self.thr = np.ascontiguousarray(np.broadcast_to(thr.T, self.u.shape))
+        if not self.cand.all():  # non-candidates take no part: zero coordinates keep every sum finite
+            self.x[~self.cand] = 0.0
+            self.y[~self.cand] = 0.0
+        self.coef = _coefficients(self.x, self.y, self.w)  # (C, 4, n)
+
+    @property
+    def n(self) -> int:
+        return self.u.shape[1]
+
+    def take(self, idx: np.ndarray) -> _Views:
+        """The same views for the points ``idx`` only."""
+        sub = _Views.__new__(_Views)
+        sub.__dict__.update(self.__dict__)
+        for name in ("u", "v", "x", "y", "w", "cand", "thr"):
+            setattr(sub, name, getattr(self, name)[:, idx])
+        sub.coef = self.coef[:, :, idx]
+        return sub
+
+    def solve(self, members: np.ndarray | None = None) -> np.ndarray:
+        """(C, n) bool views (None: every candidate) -> (3, n) points, NaN where singular."""
+        coef = self.coef if members is None else self.coef * members[:, None, :]
+        return _solve_rows(self._flat_basis @ coef.reshape(4 * self.C, -1))
+
+    def shares(self) -> np.ndarray:
+        """(C, 9, n): each view's part of the normal equations (0 for non-candidates)."""
+        return np.stack([self.basis[c].T @ self.coef[c] for c in range(self.C)])
+
+    def relative(self, X: np.ndarray) -> np.ndarray:
+        """(3, ..., n) points -> (C, ..., n) residual in pixels over the threshold (NaN where not observed)."""
+        out = np.empty((self.C,) + X.shape[1:])
+        extra = (1,) * (X.ndim - 2)
+        for c in range(self.C):
+            R, t = self.R[c], self.t[c]
+            xc = R[0, 0] * X[0] + R[0, 1] * X[1] + R[0, 2] * X[2] + t[0]
+            yc = R[1, 0] * X[0] + R[1, 1] * X[1] + R[1, 2] * X[2] + t[1]
+            zc = R[2, 0] * X[0] + R[2, 1] * X[1] + R[2, 2] * X[2] + t[2]
+            inv = 1.0 / np.where(zc > 1e-6, zc, np.nan)  # behind the camera: NaN
+            dx = xc * inv - self.x[c].reshape(extra + (-1,))
+            dy = yc * inv - self.y[c].reshape(extra + (-1,))
+            out[c] = np.sqrt(dx * dx + dy * dy) * (self.focal[c] / self.thr[c].reshape(extra + (-1,)))
+        return out
+
+    def rays_ok(self, X: np.ndarray, members: np.ndarray, min_angle_deg: float) -> np.ndarray:
+        """(3, ...) points, (C, ...) views -> (...) bool: two rays cross at an angle in [a, 180 - a] degrees."""
+        d = [(X[0] - c[0], X[1] - c[1], X[2] - c[2]) for c in self.centers]  # C x 3 x (...) rays to the point
+        n2 = [dx * dx + dy * dy + dz * dz for dx, dy, dz in d]
+        s2_min = max(np.sin(np.radians(min_angle_deg)) ** 2, 1e-18)
+        ok = np.zeros(X.shape[1:], dtype=bool)
+        for a, b in itertools.combinations(range(self.C), 2):
+            (ax, ay, az), (bx, by, bz) = d[a], d[b]
+            dot = ax * bx + ay * by + az * bz
+            nn = n2[a] * n2[b]
+            # sin^2 = 1 - cos^2 >= s2_min, without roots or divisions
+            ok |= members[a] & members[b] & (nn - dot * dot >= s2_min * nn)
+        return ok
+
+
+def subset_table(num_views: int, valid_sets: np.ndarray) -> np.ndarray:
+    """(S, C) bool: every view set allowed by ``valid_sets`` (indexed by bitmask), largest sets first."""
+    masks = [m for m in range(1, 2**num_views) if valid_sets[m]]
+    masks.sort(key=lambda m: (-bin(m).count("1"), m))
+    return bits_to_mask(np.asarray(masks, dtype=np.int64), num_views)
+
+
+def _evaluate_sets(vw: _Views, subsets: np.ndarray, min_ray_angle_deg: float):
+    """Solve every set for every point of ``vw``.
+
+    Returns:
+        X (3, S, n); members (C, S, n) bool; rel (C, S, n) relative residuals; usable (S, n) bool (every view of
+        the set is a candidate, the system is regular and the rays are conditioned).
+    """
+    C, n = vw.cand.shape
+    S = len(subsets)
+    sh = vw.shares().reshape(C, 9 * n)  # (C, 9n)
+    G = (subsets.astype(np.float64) @ sh).reshape(S, 9, n).transpose(1, 0, 2)  # (9, S, n)
+    X = _solve_rows(G)  # (3, S, n)
+    members = subsets.T[:, :, None] & vw.cand[:, None, :]  # (C, S, n)
+    complete = ~(subsets.T[:, :, None] & ~vw.cand[:, None, :]).any(0)  # (S, n)
+    rel = vw.relative(X)
+    usable = complete & np.isfinite(X[0]) & vw.rays_ok(X, members, min_ray_angle_deg)
+    return X, members, rel, usable
+
+
+def _largest_agreeing(vw: _Views, subsets: np.ndarray, min_ray_angle_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """The largest set whose views all agree, then the lowest mean squared relative residual.
+
+    Returns:
+        (C, n) members and (3, n) points (NaN where no two views agree).
+    """
+    X, members, rel, usable = _evaluate_sets(vw, subsets, min_ray_angle_deg)
+    with np.errstate(invalid="ignore"):
+        worst = np.where(members, rel, 0.0).max(0)  # (S, n)
+        size = subsets.sum(1)[:, None]  # (S, 1)
+        cost = np.where(members, rel * rel, 0.0).sum(0) / size
+        key = np.where(usable & (worst <= 1.0), size * 1e6 - np.minimum(cost, 1e5), -np.inf)
+    best = key.argmax(0)  # (n,)
+    r = np.arange(vw.n)
+    found = np.isfinite(key[best, r])
+    return members[:, best, r] & found, np.where(found, X[:, best, r], np.nan)
+
+
+def _leave_one_out(vw: _Views, valid_sets: np.ndarray, min_ray_angle_deg: float,
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The best agreeing set of all candidates but one: (C, n) members, (3, n) points, (n,) found."""
+    C, n = vw.cand.shape
+    sh = vw.shares()  # (C, 9, n)
+    X = _solve_rows(sh.sum(0)[:, None, :] - sh.transpose(1, 0, 2))  # (3, C, n): set k leaves view k out
+    members = vw.cand[:, None, :] & ~np.eye(C, dtype=bool)[:, :, None]  # (C views, C sets, n)
+    rel = vw.relative(X)  # (C, C, n)
+    with np.errstate(invalid="ignore"):
+        worst = np.where(members, rel, 0.0).max(0)  # (C sets, n)
+        agree = vw.cand & (worst <= 1.0) & valid_sets[_bits(members)] & np.isfinite(X[0])
+        agree &= vw.rays_ok(X, members, min_ray_angle_deg)
+        cost = np.where(members, rel * rel, 0.0).sum(0)
+    best = np.where(agree, cost, np.inf).argmin(0)  # (n,)
+    r = np.arange(n)
+    found = agree[best, r]
+    return members[:, best, r] & found, np.where(found, X[:, best, r], np.nan), found
+
+
+def _drop_worst(vw: _Views, used: np.ndarray, valid_sets: np.ndarray, min_ray_angle_deg: float,
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """For many views: drop the worst view until the rest agree; (C, n) members, (3, n) points."""
+    used = used.copy()
+    X = vw.solve(used)
+    for _ in range(vw.C - 2):
+        rel = np.where(used, vw.relative(X), -np.inf)  # (C, n)
+        bad = (rel > 1.0).any(0) & (used.sum(0) > 2)
+        if not bad.any():
+            break
+        used[rel.argmax(0)[bad], np.flatnonzero(bad)] = False
+        X[:, bad] = vw.take(np.flatnonzero(bad)).solve(used[:, bad])
+    with np.errstate(invalid="ignore"):
+        ok = ~(used & (vw.relative(X) > 1.0)).any(0) & valid_sets[_bits(used)] & np.isfinite(X[0])
+    ok &= vw.rays_ok(X, used, min_ray_angle_deg)
+    return used & ok, np.where(ok, X, np.nan)
+
+
 def triangulate(
     uv: np.ndarray,
     score: np.ndarray,
@@ -170,21 +392,19 @@ def triangulate(
     *,
     min_score: float = 0.3,
     opposing_angle_deg: float = 140.0,
+    min_ray_angle_deg: float = 10.0,
     robust: bool = True,
-    outlier_threshold_px: float = 15.0,
+    outlier_threshold_px: float | np.ndarray = 15.0,
+    max_exhaustive_views: int = 6,
     undistort_iterations: int = 5,
     block_size: int = 16384,
 ) -> Triangulation:
-    """Triangulate N keypoints seen by the rig's C views.
+    """Triangulate N keypoints seen by the rig's C views (the rule is described in the module docstring).
 
     A point is reconstructed from the views whose detection is finite and scores at least ``min_score``, only if
     at least two of them remain and they are not all pairwise opposing (optical axes more than
-    ``opposing_angle_deg`` apart: such pairs see along nearly the same line and fix depth poorly).
-
-    With ``robust=True``, points whose worst view reprojects further than ``outlier_threshold_px`` are solved
-    again by hypothesis testing over view pairs (every pair is triangulated, the pair that agrees with the most
-    views, then the lowest error, wins), keeping only the views within the threshold; this removes gross outliers
-    and left/right swaps as long as two consistent views remain.
+    ``opposing_angle_deg`` apart); with ``robust``, also only if two of the rays used cross at the point at an
+    angle of at least ``min_ray_angle_deg`` (and at most 180 degrees minus it).
 
     Args:
         uv: (N, C, 2) detected keypoints in pixels (distorted, as in the image), NaN where missing.
@@ -192,140 +412,214 @@ def triangulate(
         rig: the C calibrated cameras, in the order of the view axis.
         min_score: views below this confidence are not used.
         opposing_angle_deg: axis angle above which two cameras count as opposing.
-        robust: reject outlier views (see above).
-        outlier_threshold_px: reprojection error beyond which a view is an outlier.
+        min_ray_angle_deg: per-point depth conditioning (see above; plain DLT stays plain).
+        robust: keep only the largest set of views that agree (see the module docstring).
+        outlier_threshold_px: residual in pixels up to which a view agrees: a number, or (N,) per point, or (N, C)
+            per point and view (e.g. a share of the person's size in each image).
+        max_exhaustive_views: rigs with at most this many views try every subset; larger ones drop the worst view
+            until the rest agree.
         undistort_iterations: fixed-point iterations of the undistortion.
-        block_size: points processed at once (small blocks stay in the CPU cache; the result does not depend on it).
+        block_size: points processed at once (small blocks stay in the CPU cache; the result does not depend on it
+            beyond rounding).
 
     Returns:
         A :class:`Triangulation` for the N points.
     """
+    N, C = _check_shapes(uv, score, rig)
+    thr = _threshold_array(outlier_threshold_px, N, C)
+    valid_sets = valid_view_sets(rig.opposing(opposing_angle_deg))  # (2**C,)
+    subsets = subset_table(C, valid_sets) if C <= max_exhaustive_views else None
+    out = _empty_result(N)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # NaN marks what is missing
+        for s in range(0, N, block_size):
+            e = min(s + block_size, N)
+            _robust_block(out, slice(s, e), _Views(rig, uv[s:e], score[s:e], thr[s:e], min_score,
+                                                   undistort_iterations),
+                          robust, valid_sets, subsets, min_ray_angle_deg)
+    return out
+
+
+def _robust_block(out: Triangulation, sl: slice, vw: _Views, robust: bool, valid_sets: np.ndarray,
+                  subsets: np.ndarray | None, min_ray_angle_deg: float) -> None:
+    """:func:`triangulate` on one block of points."""
+    valid = valid_sets[_bits(vw.cand)]  # (n,)
+    X = vw.solve()  # (3, n)
+    X[:, ~valid] = np.nan
+    used = vw.cand & valid
+    if robust:
+        bad = (used & (vw.relative(X) > 1.0)).any(0)
+        if min_ray_angle_deg > 0:
+            bad |= valid & ~vw.rays_ok(X, used, min_ray_angle_deg)
+        bad &= valid
+        if bad.any():
+            idx = np.flatnonzero(bad)
+            sub = vw.take(idx)
+            if subsets is not None:
+                # one view fewer first (the largest sets left); the rest try every subset
+                used[:, idx], X[:, idx], found = _leave_one_out(sub, valid_sets, min_ray_angle_deg)
+                more = ~found & (sub.cand.sum(0) > 3)
+                if more.any():
+                    rest = idx[more]
+                    used[:, rest], X[:, rest] = _largest_agreeing(sub.take(np.flatnonzero(more)), subsets,
+                                                                  min_ray_angle_deg)
+            else:
+                used[:, idx], X[:, idx] = _drop_worst(sub, used[:, idx], valid_sets, min_ray_angle_deg)
+    _finish(out, sl, vw, X, used)
+
+
+def _check_shapes(uv: np.ndarray, score: np.ndarray, rig: Rig) -> tuple[int, int]:
     N, C = score.shape
     if uv.shape != (N, C, 2):
         raise ValueError(f"expected uv (N, C, 2) and score (N, C); got uv {uv.shape}, score {score.shape}")
     if C != len(rig):
         raise ValueError(f"detections have {C} views but the rig {rig.name!r} has {len(rig)} cameras")
-    valid_sets = valid_view_sets(rig.opposing(opposing_angle_deg))  # (2**C,)
-    out = Triangulation(
+    if C > MAX_VIEWS:
+        raise ValueError(f"at most {MAX_VIEWS} views are supported, got {C}")
+    return N, C
+
+
+def _threshold_array(value: float | np.ndarray, N: int, C: int) -> np.ndarray:
+    thr = np.asarray(value, dtype=np.float64)
+    if thr.ndim == 1:
+        thr = thr[:, None]
+    try:
+        thr = np.broadcast_to(thr, (N, C))
+    except ValueError:
+        raise ValueError(f"outlier_threshold_px must be a number, (N,) or (N, C) = ({N}, {C}); got {thr.shape}"
+                         ) from None
+    if not (np.isfinite(thr).all() and (thr > 0).all()):
+        raise ValueError("outlier_threshold_px must be finite and positive")
+    return thr
+
+
+def _empty_result(N: int) -> Triangulation:
+    return Triangulation(
         points=np.empty((N, 3)),
         views=np.empty(N, dtype=np.uint16),
         num_views=np.empty(N, dtype=np.uint8),
         reprojection_error=np.empty(N, dtype=np.float32),
         rejected=np.empty(N, dtype=np.uint8),
     )
-    for s in range(0, N, block_size):
-        e = min(s + block_size, N)
-        part = _triangulate_block(
-            uv[s:e], score[s:e], rig, valid_sets, min_score, robust, outlier_threshold_px, undistort_iterations
-        )
-        for name in ("points", "views", "num_views", "reprojection_error", "rejected"):
-            getattr(out, name)[s:e] = getattr(part, name)
-    return out
 
 
-def _triangulate_block(
+def _finish(out: Triangulation, sl: slice, vw: _Views, X: np.ndarray, used: np.ndarray) -> None:
+    """Write a block's result: views used, counts and the reprojection error in real (distorted) pixels."""
+    n_used = used.sum(0)
+    ok = np.isfinite(X[0]) & (n_used >= 2)
+    X = np.where(ok, X, np.nan)  # (3, n)
+    used = used & ok
+    n_used = np.where(ok, n_used, 0)
+    err_sum = np.zeros(vw.n)
+    for c, cam in enumerate(vw.rig):
+        R, t = vw.R[c], vw.t[c]
+        zc = R[2, 0] * X[0] + R[2, 1] * X[1] + R[2, 2] * X[2] + t[2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inv = 1.0 / zc
+        xn = (R[0, 0] * X[0] + R[0, 1] * X[1] + R[0, 2] * X[2] + t[0]) * inv
+        yn = (R[1, 0] * X[0] + R[1, 1] * X[1] + R[1, 2] * X[2] + t[1]) * inv
+        xd, yd = distort_xy(xn, yn, cam.dist, cam.distortion_model)
+        K = cam.K
+        du = K[0, 0] * xd + K[0, 1] * yd + K[0, 2] - vw.u[c]
+        dv = K[1, 1] * yd + K[1, 2] - vw.v[c]
+        with np.errstate(invalid="ignore"):
+            err_sum += np.where(used[c], np.sqrt(du * du + dv * dv), 0.0)
+    out.points[sl] = X.T
+    out.views[sl] = _bits(used)
+    out.num_views[sl] = n_used
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out.reprojection_error[sl] = np.where(ok, err_sum / np.maximum(n_used, 1), np.nan)
+    out.rejected[sl] = np.where(ok, (vw.cand & ~used).sum(0), 0)
+
+
+def view_set_hypotheses(
     uv: np.ndarray,
     score: np.ndarray,
     rig: Rig,
-    valid_sets: np.ndarray,
-    min_score: float,
-    robust: bool,
-    outlier_threshold_px: float,
-    undistort_iterations: int,
-) -> Triangulation:
-    """:func:`triangulate` on one block of points (same arguments, ``valid_sets`` from :func:`valid_view_sets`)."""
-    N, C = score.shape
-    extr = np.stack([cam.extrinsic for cam in rig])  # (C, 3, 4)
-    focal = np.array([0.5 * (cam.K[0, 0] + cam.K[1, 1]) for cam in rig])  # (C,) px per normalised unit
-    uv = np.asarray(uv, dtype=np.float64)
-    score = np.asarray(score, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        candidate = np.isfinite(uv[..., 0]) & np.isfinite(uv[..., 1]) & (score >= min_score)  # (N, C); NaN fails
-    weights = np.where(candidate, score, 0.0)  # (N, C)
-    xy = np.empty((N, C, 2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for c, cam in enumerate(rig):
-            xy[:, c, 0], xy[:, c, 1] = cam.undistort_uv(uv[:, c, 0], uv[:, c, 1], undistort_iterations)
-
-    used = candidate & valid_sets[mask_to_bits(candidate)][:, None]  # (N, C); points that cannot be solved drop
-    X = triangulate_linear(xy, np.where(used, weights, 0.0), extr)
-    if robust:
-        with np.errstate(invalid="ignore"):
-            err = normalized_residuals(X, xy, extr) * focal  # (N, C) approximate pixels
-            bad = (used & (err > outlier_threshold_px)).any(1)
-        if bad.any():
-            idx = np.flatnonzero(bad)
-            new_used = _best_consensus(xy[idx], weights[idx], candidate[idx], extr, focal, outlier_threshold_px)
-            new_used &= valid_sets[mask_to_bits(new_used)][:, None]
-            used[idx] = new_used
-            X[idx] = triangulate_linear(xy[idx], np.where(new_used, weights[idx], 0.0), extr)
-    bits = mask_to_bits(used)
-    ok = valid_sets[bits] & np.isfinite(X[:, 0])
-    X[~ok] = np.nan
-    used &= ok[:, None]
-    bits = np.where(ok, bits, 0).astype(np.uint16)
-    n_used = used.sum(1)
-
-    # reprojection error in real (distorted) pixels, averaged over the views used
-    err_sum = np.zeros(N)
-    for c, cam in enumerate(rig):
-        pu, pv = cam.project_uv(X)
-        du, dv = pu - uv[:, c, 0], pv - uv[:, c, 1]
-        err_sum += np.where(used[:, c], np.sqrt(du * du + dv * dv), 0.0)
-    mean_err = np.where(ok, err_sum / np.maximum(n_used, 1), np.nan)
-    rejected = (candidate & ~used & ok[:, None]).sum(1)
-    return Triangulation(
-        points=X,
-        views=bits,
-        num_views=n_used.astype(np.uint8),
-        reprojection_error=mean_err.astype(np.float32),
-        rejected=rejected.astype(np.uint8),
-    )
-
-
-def _best_consensus(
-    xy: np.ndarray,
-    weights: np.ndarray,
-    candidate: np.ndarray,
-    extr: np.ndarray,
-    focal: np.ndarray,
-    threshold_px: float,
-) -> np.ndarray:
-    """Choose, per point, the largest set of views consistent with some pair of views (vectorised RANSAC).
+    *,
+    threshold_px: float | np.ndarray = 15.0,
+    min_score: float = 0.3,
+    opposing_angle_deg: float = 140.0,
+    min_ray_angle_deg: float = 10.0,
+    undistort_iterations: int = 5,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every allowed set of views solved for each of N points (for re-solving a few points under other evidence).
 
     Args:
-        xy: (M, C, 2) undistorted normalised coordinates.
-        weights: (M, C) view weights.
-        candidate: (M, C) bool views available.
-        extr: (C, 3, 4) extrinsics.
-        focal: (C,) focal lengths in pixels.
-        threshold_px: inlier threshold in pixels.
+        uv: (N, C, 2) pixels, NaN where missing.
+        score: (N, C) confidence.
+        rig: the C cameras.
+        threshold_px: agreement threshold in pixels: a number, (N,) or (N, C).
+        min_score: as in :func:`triangulate`.
+        opposing_angle_deg: as in :func:`triangulate`.
+        min_ray_angle_deg: as in :func:`triangulate`.
+        undistort_iterations: as in :func:`triangulate`.
 
     Returns:
-        (M, C) bool inlier views (after one weighted re-solve and a final threshold check).
+        points (N, S, 3) world mm (NaN where unusable); members (S, C) bool, the sets (largest first; rigs with
+        more than 6 views get all views and every set of all but one); worst (N, S) the largest residual of a
+        member over its threshold; usable (N, S) bool (all views of the set present, conditioned).
     """
-    M, C = candidate.shape
-    best_count = np.full(M, -1)
-    best_err = np.full(M, np.inf)
-    best_inliers = np.zeros((M, C), dtype=bool)
-    for a, b in itertools.combinations(range(C), 2):
-        has = candidate[:, a] & candidate[:, b]
-        if not has.any():
-            continue
-        pair_w = np.zeros((M, C))
-        pair_w[:, a] = np.where(has, weights[:, a], 0.0)
-        pair_w[:, b] = np.where(has, weights[:, b], 0.0)
-        Xp = triangulate_linear(xy, pair_w, extr)
-        err = normalized_residuals(Xp, xy, extr) * focal  # (M, C)
-        inl = candidate & (err <= threshold_px) & has[:, None]
-        count = inl.sum(1)
-        mean_err = np.where(count > 0, np.where(inl, err, 0.0).sum(1) / np.maximum(count, 1), np.inf)
-        better = (count > best_count) | ((count == best_count) & (mean_err < best_err))
-        better &= has
-        best_count = np.where(better, count, best_count)
-        best_err = np.where(better, mean_err, best_err)
-        best_inliers[better] = inl[better]
-    # re-solve on the consensus set and keep the views that still agree
-    X = triangulate_linear(xy, np.where(best_inliers, weights, 0.0), extr)
-    err = normalized_residuals(X, xy, extr) * focal
-    return best_inliers & (err <= threshold_px)
+    N, C = _check_shapes(uv, score, rig)
+    valid_sets = valid_view_sets(rig.opposing(opposing_angle_deg))
+    if C <= 6:
+        subsets = subset_table(C, valid_sets)
+    else:
+        subsets = np.concatenate([np.ones((1, C), dtype=bool), ~np.eye(C, dtype=bool)])
+        subsets = subsets[valid_sets[_bits(subsets.T)]]
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # NaN marks what is missing
+        vw = _Views(rig, uv, score, _threshold_array(threshold_px, N, C), min_score, undistort_iterations)
+        X, members, rel, usable = _evaluate_sets(vw, subsets, min_ray_angle_deg)
+        worst = np.where(members, rel, 0.0).max(0)  # (S, N)
+    X = np.where(usable, X, np.nan)
+    return X.transpose(2, 1, 0), subsets, worst.T, usable.T
+
+
+def triangulate_min_exclusion(
+    uv: np.ndarray,
+    score: np.ndarray,
+    rig: Rig,
+    *,
+    threshold_px: float = 25.0,
+    min_score: float = 0.3,
+    undistort_iterations: int = 5,
+    block_size: int = 16384,
+) -> Triangulation:
+    """A Pose2Sim-style rule, for comparison: drop the fewest views until the mean reprojection error is small.
+
+    All candidate views first; while the mean reprojection error (approximate pixels) over the views used is at
+    least ``threshold_px``, every set with one view fewer is solved and the one with the lowest mean error is kept,
+    as Pose2Sim's triangulation tries every combination of excluded cameras. A point whose best pair still misses
+    the threshold is dropped. No depth-conditioning or opposing-camera rule.
+
+    Args:
+        uv: (N, C, 2) detected keypoints in pixels, NaN where missing.
+        score: (N, C) detection confidence; views below ``min_score`` are not used.
+        rig: the C calibrated cameras (at most 10: every subset is solved).
+        threshold_px: mean reprojection error the kept views must stay under.
+        min_score: confidence below which a view is not used.
+        undistort_iterations: fixed-point iterations of the undistortion.
+        block_size: points processed at once.
+
+    Returns:
+        A :class:`Triangulation`.
+    """
+    N, C = _check_shapes(uv, score, rig)
+    if C > 10:
+        raise ValueError(f"triangulate_min_exclusion solves every subset of views; {C} views are too many")
+    sets = np.ones(2**C, dtype=bool)
+    sets[[m for m in range(2**C) if bin(m).count("1") < 2]] = False
+    subsets = subset_table(C, sets)  # (S, C)
+    sizes = subsets.sum(1)[:, None]
+    out = _empty_result(N)
+    for s in range(0, N, block_size):
+        e = min(s + block_size, N)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            vw = _Views(rig, uv[s:e], score[s:e], np.ones((e - s, C)), min_score, undistort_iterations)  # px
+            X, members, px, usable = _evaluate_sets(vw, subsets, 0.0)
+            mean = np.where(members, px, 0.0).sum(0) / sizes  # (S, n)
+            key = np.where(usable & (mean < threshold_px), sizes * 1e6 - np.minimum(mean, 1e5), -np.inf)
+        best = key.argmax(0)
+        r = np.arange(e - s)
+        found = np.isfinite(key[best, r])
+        _finish(out, slice(s, e), vw, np.where(found, X[:, best, r], np.nan), members[:, best, r] & found)
+    return out

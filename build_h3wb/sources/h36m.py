@@ -39,12 +39,12 @@ log = logging.getLogger(__name__)
 ACTION_ALIASES = {"TakingPhoto": "Photo", "WalkingDog": "WalkDog", "WalkingTogether": "WalkTogether"}
 NUM_MOCAP_JOINTS = 32
 # Human3.6M mocap joint index -> COCO-WholeBody keypoint name (the joints both layouts have)
+VIDEO_FPS = 50.0  # Human3.6M's videos
 MOCAP_TO_WHOLEBODY = {
     17: "left_shoulder", 25: "right_shoulder", 18: "left_elbow", 26: "right_elbow", 19: "left_wrist",
     27: "right_wrist", 6: "left_hip", 1: "right_hip", 7: "left_knee", 2: "right_knee", 8: "left_ankle",
     3: "right_ankle",
 }  # fmt: skip
-SIZE_TOLERANCE_PX = 4  # a video this close to the calibration's size is used with a warning (S7's 1002 vs 1000)
 
 
 def check_h36m_selection(subjects: SequenceT[str], actions: SequenceT[str]) -> None:
@@ -123,14 +123,13 @@ class H36MSource(VideoViews):
         self.stride, self.start, self.stop = int(stride), int(start), int(stop)
         self.mocap, self.exclude = bool(mocap), list(exclude)
         self._rigs: dict[str, Rig] = {}
-        self._readers: dict[tuple[str, str], FrameReader] = {}
         self._mocap: dict[str, np.ndarray | None] = {}
 
     def describe(self) -> dict[str, Any]:
         """Settings that determine the detections."""
-        return {"source": self.name, "root": str(self.root.resolve()), "subjects": self.subjects,
-                "actions": self.actions, "cameras": self.cameras, "stride": self.stride, "start": self.start,
-                "stop": self.stop, "exclude": self.exclude}
+        return {"source": self.name, "root": str(self.root.resolve()), "video_fps": VIDEO_FPS,
+                "subjects": self.subjects, "actions": self.actions, "cameras": self.cameras, "stride": self.stride,
+                "start": self.start, "stop": self.stop, "exclude": self.exclude}
 
     def sequences(self) -> list[Sequence]:
         """Every sequence of the selected subjects and actions that has at least one video, sorted by name."""
@@ -170,26 +169,15 @@ class H36MSource(VideoViews):
             self._rigs[subject] = rig
         return self._rigs[subject]
 
-    def rig(self, seq: Sequence) -> Rig:
+    def _calibrated_rig(self, seq: Sequence) -> Rig:
         """The subject's calibrated cameras."""
         return self.rig_for(seq.subject)
 
-    def _reader(self, seq: Sequence, view: str) -> FrameReader:
-        key = (seq.key, view)
-        if key not in self._readers:
-            path = find_view(self.root / seq.subject / "Videos", f"{seq.name}.{view}")
-            if path is None:
-                raise VideoError(f"{self.root / seq.subject / 'Videos'}: no video '{seq.name}.{view}.mp4'")
-            reader = FrameReader(path)
-            expected = self.rig(seq)[view].image_size
-            if tuple(reader.size) != tuple(expected):
-                if max(abs(a - b) for a, b in zip(reader.size, expected)) > SIZE_TOLERANCE_PX:
-                    raise VideoError(f"{path}: video is {reader.size[0]}x{reader.size[1]} but camera {view}'s "
-                                     f"calibration is for {expected[0]}x{expected[1]} (resized video?)")
-                log.warning("%s: video is %dx%d, the calibration says %dx%d; using the calibration as is", path,
-                            *reader.size, *expected)
-            self._readers = {key: reader}  # one open description at a time
-        return self._readers[key]
+    def _open(self, seq: Sequence, view: str) -> FrameReader:
+        path = find_view(self.root / seq.subject / "Videos", f"{seq.name}.{view}")
+        if path is None:
+            raise VideoError(f"{self.root / seq.subject / 'Videos'}: no video '{seq.name}.{view}.mp4'")
+        return FrameReader(path)
 
     def ground_truth(self, seq: Sequence, frames: np.ndarray) -> np.ndarray | None:
         """(T, J, 3) world mm of the 12 shared body joints from the mocap (NaN elsewhere), or None without mocap."""

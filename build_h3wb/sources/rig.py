@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from build_h3wb.artifacts import config_hash
 from build_h3wb.geometry.cameras import Rig
 from build_h3wb.sources.base import Sequence
 from build_h3wb.sources.video import FrameReader, VideoError, VideoViews, check_frame_range, find_view
@@ -69,11 +70,15 @@ class RigSource(VideoViews):
         self.cameras = list(cameras)
         self.stride, self.start, self.stop = int(stride), int(start), int(stop)
         self._rig: Rig | None = None
-        self._readers: dict[tuple[str, str], FrameReader] = {}
 
     def describe(self) -> dict[str, Any]:
-        """Settings that determine the detections (the calibration itself is stored with them)."""
+        """Settings that determine the detections, with a hash of the calibration's content (not only its path).
+
+        Editing the calibration file in place changes ``calibration_hash``, so the detect stage reports the changed
+        configuration instead of keeping detections assembled with the old cameras.
+        """
         return {"source": self.name, "root": str(self.root.resolve()), "calibration": str(self.calibration.resolve()),
+                "calibration_hash": self._calibration_hash(), "video_fps": self._video_fps(),
                 "calibration_format": self.calibration_format, "units": self.units, "subject": self.subject,
                 "sequences": self.selected, "cameras": self.cameras, "stride": self.stride, "start": self.start,
                 "stop": self.stop}
@@ -117,26 +122,36 @@ class RigSource(VideoViews):
         return [Sequence(subject=self.subject, action=re.sub(r"[\s_-]*\d+$", "", name) or name, name=name)
                 for name in found]
 
-    def rig(self, seq: Sequence) -> Rig:
-        """The calibrated cameras (one rig for every sequence)."""
+    def _calibration_hash(self) -> str | None:
+        """Hash of the loaded calibration (None while the file is missing: loading it then says so)."""
+        return config_hash(self._load_rig().to_dict()) if self.calibration.exists() else None
+
+    def _video_fps(self) -> float:
+        """The frame rate the first readable video reports (0.0 for image folders only, or no capture yet)."""
+        if not (self.root.is_dir() and self.calibration.exists()):
+            return 0.0
+        for seq in self.sequences():
+            for cam in self._load_rig().names:
+                try:
+                    fps = self._open(seq, cam).fps
+                except VideoError:
+                    continue
+                if fps > 0:
+                    return round(float(fps), 3)
+        return 0.0
+
+    def _calibrated_rig(self, seq: Sequence) -> Rig:
+        """The calibration's cameras (one rig for every sequence)."""
         return self._load_rig()
 
-    def _reader(self, seq: Sequence, view: str) -> FrameReader:
-        key = (seq.name, view)
-        if key not in self._readers:
-            if not hasattr(self, "_folders"):
-                self.sequences()
-            folder = self._folders[seq.name]
-            path = find_view(folder, view)
-            if path is None:
-                raise VideoError(f"{folder}: no video or image folder for camera {view!r}")
-            reader = FrameReader(path)
-            expected = self.rig(seq)[view].image_size
-            if tuple(reader.size) != tuple(expected):
-                raise VideoError(f"{path}: frames are {reader.size[0]}x{reader.size[1]} but camera {view}'s "
-                                 f"calibration is for {expected[0]}x{expected[1]}")
-            self._readers = {key: reader}
-        return self._readers[key]
+    def _open(self, seq: Sequence, view: str) -> FrameReader:
+        if not hasattr(self, "_folders"):
+            self.sequences()
+        folder = self._folders[seq.name]
+        path = find_view(folder, view)
+        if path is None:
+            raise VideoError(f"{folder}: no video or image folder for camera {view!r}")
+        return FrameReader(path)
 
     def ground_truth(self, seq: Sequence, frames: np.ndarray) -> None:
         """A real rig has no ground truth."""

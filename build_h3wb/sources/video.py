@@ -6,18 +6,27 @@ extractions usually number from 1). Only the requested frames are decoded: frame
 
 A file that cannot be opened, has no frames or stops decoding early raises :class:`VideoError` (a truncated video
 yields the frames it has first, so nothing decoded is lost); the detect stage reports it and goes on.
+
+Frame sizes (:func:`fit_camera_to_video`, the rule of every video source). A video whose size differs from its
+calibration by at most :data:`PAD_CROP_SHARE` of each side (encoders pad or crop to multiples of 8 or 16: a
+1088-wide calibration with a 1080-wide video) is used with the calibration's intrinsics, the padding or cropping
+taken to be at the right and bottom, as encoders place it, with a warning naming the camera and both sizes. A
+uniformly scaled video (a half-size copy, possibly padded likewise) is used with the intrinsics scaled to match,
+with a warning. Any other size is refused with a :class:`VideoError`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from build_h3wb.geometry.cameras import Camera
+from build_h3wb.geometry.cameras import Camera, Rig
 from build_h3wb.sources.base import FrameBatch, Sequence
 
 log = logging.getLogger(__name__)
@@ -25,6 +34,8 @@ log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _SEEK_GAP = 300  # frames: a larger jump seeks instead of grabbing every frame in between
+#: Largest size difference per side, as a share of the calibrated (or scaled) side, taken as padding or cropping.
+PAD_CROP_SHARE = 0.02
 
 
 class VideoError(RuntimeError):
@@ -128,6 +139,51 @@ class FrameReader:
             cap.release()
 
 
+def fit_camera_to_video(camera: Camera, size: tuple[int, int], where: str | os.PathLike) -> Camera:
+    """The camera that describes a view's video of ``size`` pixels (the rule is in the module docstring).
+
+    Args:
+        camera: the calibrated camera.
+        size: (W, H) of the video's frames, pixels.
+        where: the video, for the warning and the error.
+
+    Returns:
+        ``camera`` itself when the sizes agree; else a copy with the video's ``image_size`` (padding or cropping,
+        intrinsics kept) or with ``K`` scaled by ``s`` (``fx, fy, skew *= s``, ``c = s (c + 0.5) - 0.5``: pixel
+        centres, as ``cv2.resize`` samples them).
+
+    Raises:
+        VideoError: the sizes differ by more than padding, cropping or a uniform scale explains.
+    """
+    W, H = (int(v) for v in camera.image_size)
+    w, h = (int(v) for v in size)
+    if (w, h) == (W, H):
+        return camera
+    sizes = f"the video is {w}x{h}, the calibration of camera {camera.name!r} is for {W}x{H}"
+
+    def padded(scale: float) -> bool:
+        return abs(w - scale * W) <= PAD_CROP_SHARE * scale * W and abs(h - scale * H) <= PAD_CROP_SHARE * scale * H
+
+    if padded(1.0):
+        log.warning("%s: %s; taken as padding or cropping at the right and bottom (calibrated intrinsics kept)",
+                    where, sizes)
+        return dataclasses.replace(camera, image_size=(w, h))
+    # a uniform scale: a simple fraction (a half, two thirds, ...) if it fits, else the ratio of one side checked on
+    # the other (which may be padded)
+    ratio = Fraction(0.5 * (w / W + h / H)).limit_denominator(8)
+    scales = [float(ratio), *sorted((w / W, h / H), key=lambda s: abs(w - s * W) + abs(h - s * H))]
+    for scale in scales:
+        if padded(scale):
+            K = camera.K.copy()
+            K[:2, :2] *= scale
+            K[:2, 2] = scale * (K[:2, 2] + 0.5) - 0.5
+            log.warning("%s: %s; taken as the calibrated view scaled by %.4g (intrinsics scaled to match)", where,
+                        sizes, scale)
+            return dataclasses.replace(camera, image_size=(w, h), K=K)
+    raise VideoError(f"{where}: {sizes}; that is neither padding or cropping (up to {PAD_CROP_SHARE:.0%} per side) "
+                     "nor a uniform scale of it: wrong calibration or a non-uniformly resized video?")
+
+
 def find_view(folder: Path, stem: str) -> Path | None:
     """The video file ``<stem>.<ext>`` or image folder ``<stem>/`` for one view inside ``folder``, if any."""
     for ext in VIDEO_EXTENSIONS:
@@ -185,8 +241,56 @@ class VideoViews:
     start: int
     stop: int
 
-    def _reader(self, seq: Sequence, view: str) -> FrameReader:
+    def _calibrated_rig(self, seq: Sequence) -> Rig:
+        """The calibration's cameras for ``seq``, before fitting them to the videos."""
         raise NotImplementedError
+
+    def _open(self, seq: Sequence, view: str) -> FrameReader:
+        """The view's reader (no size check); :class:`VideoError` when missing or unreadable."""
+        raise NotImplementedError
+
+    def _sizes(self) -> dict[tuple[str, str], tuple[Path, tuple[int, int]] | None]:
+        if "_video_sizes" not in self.__dict__:
+            self._video_sizes: dict[tuple[str, str], tuple[Path, tuple[int, int]] | None] = {}
+        return self._video_sizes
+
+    def rig(self, seq: Sequence) -> Rig:
+        """The calibrated cameras fitted to the views' videos (:func:`fit_camera_to_video`).
+
+        A view whose video is missing, unreadable or of a refused size keeps its calibrated camera here; its
+        :meth:`view_frames` raises the :class:`VideoError`.
+        """
+        fitted = self.__dict__.setdefault("_fitted_rigs", {})
+        if seq.key not in fitted:
+            base = self._calibrated_rig(seq)
+            cameras = []
+            for cam in base.cameras:
+                key = (seq.key, cam.name)
+                if key not in self._sizes():
+                    try:
+                        reader = self._open(seq, cam.name)
+                        self._sizes()[key] = (reader.path, tuple(reader.size))
+                    except VideoError:
+                        self._sizes()[key] = None
+                found = self._sizes()[key]
+                try:
+                    cameras.append(cam if found is None else fit_camera_to_video(cam, found[1], found[0]))
+                except VideoError:
+                    cameras.append(cam)
+            fitted[seq.key] = Rig(name=base.name, cameras=tuple(cameras), capture_volume=base.capture_volume)
+        return fitted[seq.key]
+
+    def _reader(self, seq: Sequence, view: str) -> FrameReader:
+        """The view's reader, checked against the fitted camera (raises the size rule's :class:`VideoError`)."""
+        readers = self.__dict__.setdefault("_readers", {})
+        key = (seq.key, view)
+        if key not in readers:
+            reader = self._open(seq, view)
+            if tuple(reader.size) != tuple(self.rig(seq)[view].image_size):
+                fit_camera_to_video(self._calibrated_rig(seq)[view], reader.size, reader.path)  # raises
+            readers.clear()  # one open description at a time
+            readers[key] = reader
+        return readers[key]
 
     def view_frames(self, seq: Sequence, view: str) -> np.ndarray:
         """(T,) selected frame numbers of one view's video: every ``stride``-th from ``start``, before ``stop``."""

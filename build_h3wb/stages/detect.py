@@ -48,7 +48,7 @@ from build_h3wb.artifacts import (
     write_json,
 )
 from build_h3wb.detectors.base import check_detections
-from build_h3wb.detectors.subject import choose_subject
+from build_h3wb.detectors.subject import CHOICE_VERSION, choose_subject
 from build_h3wb.geometry.cameras import Rig
 from build_h3wb.sources.base import Sequence, Source, frame_number_batches
 from build_h3wb.sources.video import VideoError
@@ -73,7 +73,8 @@ def run(cfg: DictConfig) -> dict:
     if not 0 <= int(dc.shard) < int(dc.num_shards):
         raise ValueError(f"detect.shard={dc.shard} must be in [0, detect.num_shards={dc.num_shards})")
     choice_cfg = plain(dc.subject)
-    stage_config = {"source": source.describe(), "detector": detector.describe(), "subject_choice": choice_cfg}
+    stage_config = {"source": source.describe(), "detector": detector.describe(), "subject_choice": choice_cfg,
+                    "subject_choice_version": CHOICE_VERSION}
     sd = StageDir(build_dir(cfg), "detect", stage_config, overwrite=cfg.build.overwrite)
     sd.check_compatible()
     sequences = source.sequences()

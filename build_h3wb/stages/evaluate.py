@@ -4,6 +4,10 @@ For every finished pose stage (``triangulate``, ``complete``, ``refine``; or the
 writes ``evaluate/<stage>.{json,md}`` (errors by variant and part, coverage), and, once ``filter`` has run,
 ``evaluate/dataset.{json,md}`` for the selected poses only: the accuracy of the dataset itself. A comparison of
 the stages goes to ``evaluate/summary.md`` and ends the log. Sequences without ground truth are skipped and counted.
+
+For every build, with or without ground truth, each evaluated stage also gets ``evaluate/<stage>_measures.{json,md}``:
+the measures that need none (:mod:`build_h3wb.quality.measures`: bone-length CV, frames with a bone off, reprojection
+error against the detections, jitter and coverage per part), pooled and per sequence.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from omegaconf import DictConfig
 from build_h3wb.artifacts import BuildDirError, atomic_path, finished_manifest, open_h5, read_json, write_json
 from build_h3wb.build import POSE_STAGES
 from build_h3wb.evaluation import ErrorStats, format_table
+from build_h3wb.quality import measures as qm
 from build_h3wb.sources.base import Sequence
 from build_h3wb.stages.common import build_dir, make_source, progress
 from build_h3wb.viz.figures import new_figure, save_figure
@@ -47,6 +52,9 @@ def run(cfg: DictConfig) -> dict:
         stages = [choice]
     else:
         raise ValueError(f"evaluate.stage={choice!r}; choose one of {['all', 'latest', *POSE_STAGES]}")
+    min_score = float(cfg.triangulate.min_score)
+    measures = {s: measure_stage(root, s, min_score) for s in stages}
+    _write_measures_summary(root, measures)
     source = make_source(cfg)
     results = {s: evaluate_stage(root, s, source) for s in stages}
     if (root / "filter" / "manifest.json").exists():
@@ -55,6 +63,83 @@ def run(cfg: DictConfig) -> dict:
     _write_summary(root, results)
     plot_statistics(root, results)
     return results
+
+
+def measure_stage(root: Path, stage: str, min_score: float = 0.3) -> dict:
+    """The measures without ground truth of one stage's poses; writes ``evaluate/<stage>_measures.{json,md}``.
+
+    The reprojection error compares with the detections of ``detect/`` (the frames both have); the bone reference
+    of a subject is its median over all its sequences.
+    """
+    from build_h3wb.stages.detect import read_rig  # noqa: PLC0415 (detect imports the detectors)
+
+    manifest = finished_manifest(root, stage)
+    lengths: dict[str, list[np.ndarray]] = {}
+    for u in manifest["units"]:
+        with open_h5(root / stage / u["subject"] / f"{u['sequence']}.h5") as f:
+            lengths.setdefault(u["subject"], []).append(qm.bone_lengths(f["keypoints_3d"][:].astype(np.float64)))
+    reference = {s: qm.subject_reference(v) for s, v in lengths.items()}
+    per_sequence = {}
+    for u in progress(manifest["units"], desc=f"measure {stage}", unit="seq"):
+        with open_h5(root / stage / u["subject"] / f"{u['sequence']}.h5") as f:
+            frames, X = f["frames"][:], f["keypoints_3d"][:].astype(np.float64)
+        det_path = root / "detect" / u["subject"] / f"{u['sequence']}.h5"
+        kp2d, rig = None, None
+        if det_path.exists():
+            with open_h5(det_path) as f:
+                det_frames, det = f["frames"][:], f["keypoints"][:]
+                attrs = dict(f.attrs)
+            rig = read_rig(attrs, str(det_path))
+            kp2d = np.full((len(rig),) + X.shape, np.nan)
+            pos = np.searchsorted(det_frames, frames)
+            ok = (pos < len(det_frames)) & (det_frames[np.minimum(pos, len(det_frames) - 1)] == frames)
+            kp2d[:, ok] = det[:, pos[ok]]
+        per_sequence[f"{u['subject']}/{u['sequence']}"] = qm.sequence_measures(
+            X, frames, reference[u["subject"]], kp2d, rig, min_score)
+    result = {"stage": stage, **qm.pool(list(per_sequence.values())), "per_sequence": per_sequence}
+    write_json(root / "evaluate" / f"{stage}_measures.json", result)
+    with atomic_path(root / "evaluate" / f"{stage}_measures.md") as tmp:
+        tmp.write_text(f"# Measures without ground truth, all poses after `{stage}`\n\n{format_measures(result)}\n")
+    return result
+
+
+def format_measures(m: dict) -> str:
+    """A pooled measures dictionary (:func:`build_h3wb.quality.measures.pool`) as markdown."""
+    if not m.get("frames"):
+        return "no poses"
+    parts = list(m["coverage"])
+    lines = [f"{m['sequences']} sequences, {m['frames']} frames. Body bones: median length CV "
+             f"{m['bone_cv_median']}, frames with a bone more than {qm.OFF_TOLERANCE:.0%} off the subject's median: "
+             f"{m['frames_bone_off_share']}", "", "| part | " + " | ".join(parts) + " |",
+             "|---|" + "---|" * len(parts)]
+
+    def row(label: str, values: dict) -> str:
+        return f"| {label} | " + " | ".join("-" if values.get(p) is None else f"{values[p]:.4g}" for p in parts) + " |"
+
+    lines.append(row("coverage", m["coverage"]))
+    if "reprojection_px_mean" in m:
+        lines.append(row("reprojection px, mean", m["reprojection_px_mean"]))
+        lines.append(row("reprojection px, median", m["reprojection_px_median"]))
+    lines.append(row("jitter mm/frame^2, mean", m["jitter_mm"]))
+    lines += ["", "| bone | length CV |", "|---|---|"]
+    lines += [f"| {b} | {'-' if v is None else v} |" for b, v in m["bone_cv"].items()]
+    return "\n".join(lines)
+
+
+def _write_measures_summary(root: Path, measures: dict) -> None:
+    lines = ["| poses | bone CV (median) | frames with a bone off | body reproj. px (median) | body jitter mm | "
+             "body coverage | hands coverage | face coverage |", "|---|---|---|---|---|---|---|---|"]
+    for name, m in measures.items():
+        if not m.get("frames"):
+            continue
+        rep = m.get("reprojection_px_median", {}).get("body")
+        lines.append(f"| after {name} | {m['bone_cv_median']} | {m['frames_bone_off_share']} | "
+                     f"{'-' if rep is None else rep} | {m['jitter_mm']['body']} | {m['coverage']['body']} | "
+                     f"{m['coverage']['hands']} | {m['coverage']['face']} |")
+    text = "Measures without ground truth (evaluate/<stage>_measures.md):\n\n" + "\n".join(lines)
+    with atomic_path(root / "evaluate" / "measures.md") as tmp:
+        tmp.write_text(text + "\n")
+    log.info("evaluate:\n%s", text)
 
 
 def plot_statistics(root: Path, results: dict) -> None:

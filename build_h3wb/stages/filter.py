@@ -4,9 +4,10 @@ Reads the latest pose stage before it (``refine``, else ``complete``), plus ``tr
 views) and ``complete`` (what the network filled). Writes ``filter/<subject>/<sequence>.h5`` with ``selected`` (T,)
 bool, ``reason`` (T,) int8 (-1 kept, 0 incomplete, k rejected by the k-th filter, ``len(filters) + 1`` beyond the
 target size), ``quality`` (T,) float (lower is better) and every measure of ``build_h3wb.quality``; and
-``filter/counts.json``: rejections by reason, poses kept, their estimated quality and, where the source knows the
-truth, their true error. In a Hydra multirun the output of each job goes to ``filter/sweep/<overrides>/`` and
-``filter/sweep/summary.{md,csv,png}`` gathers the jobs (see :class:`SweepSummary`).
+``filter/counts.json``: rejections by reason, poses kept, their estimated quality, how much of each part the
+completion filled (``filled_share``: over all poses and over the kept ones; one log line per part) and, where the
+source knows the truth, their true error. In a Hydra multirun the output of each job goes to
+``filter/sweep/<overrides>/`` and ``filter/sweep/summary.{md,csv,png}`` gathers the jobs (see :class:`SweepSummary`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from build_h3wb import skeleton
 from build_h3wb.artifacts import atomic_h5, atomic_path, open_h5, read_json, write_json
 from build_h3wb.build import Build
 from build_h3wb.quality import Filter, apply_filters, bone_lengths, pose_measures, quality_score, select_balanced
@@ -92,7 +94,8 @@ def run(cfg: DictConfig) -> dict:
         m = pose_measures(kp, reproj, nviews, filled, frames, reference[u["subject"]], fps, stride)
         keep, reason = apply_filters(filters, m, np.isfinite(kp).all((1, 2)))
         err_sum, err_n = _true_error(source, u, kp, frames)
-        results.append(_SequenceResult(u, m, quality_score(m), keep, reason, frames, err_sum, err_n))
+        results.append(_SequenceResult(u, m, quality_score(m), keep, reason, frames, err_sum, err_n,
+                                       filled.astype(bool)))
 
     # optional target size: the best poses, balanced over subject x action
     target = int(fcfg.target_size)
@@ -128,10 +131,14 @@ def run(cfg: DictConfig) -> dict:
     if target > 0:
         counts["rejected"]["beyond_target_size"] = beyond
     counts.update(_kept_summary(results, with_truth=source is not None))
+    counts["filled_share"] = filled_shares(results)
     counts["settings"] = settings
     write_json(sd.root / "counts.json", counts)
     log.info("filter: kept %d of %d poses (%d images); rejected: %s", counts["kept"], total, 4 * counts["kept"],
              ", ".join(f"{k} {v}" for k, v in counts["rejected"].items()))
+    for part, share in counts["filled_share"]["all"].items():
+        log.info("filter: %s filled by the completion in %.1f%% of keypoints (%.1f%% in the kept poses)", part,
+                 100 * share, 100 * (counts["filled_share"]["kept"][part] or 0.0))
     if counts.get("true_error_mm") is not None:
         log.info("filter: kept poses' estimated quality %.2f (mean score), true error %.1f mm (mean, world)",
                  counts["mean_quality"], counts["true_error_mm"])
@@ -156,6 +163,7 @@ class _SequenceResult:
     frames: np.ndarray
     err_sum: np.ndarray  # (T,) summed world error of the pose's keypoints, mm (0 without ground truth)
     err_n: np.ndarray  # (T,) number of keypoints in err_sum
+    filled: np.ndarray  # (T, J) bool keypoints the completion filled
 
 
 def _true_error(source, u: dict, kp: np.ndarray, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -168,6 +176,17 @@ def _true_error(source, u: dict, kp: np.ndarray, frames: np.ndarray) -> tuple[np
         return zeros
     e = np.linalg.norm(kp - gt, axis=-1)  # (T, J)
     return np.nansum(e, axis=1), np.isfinite(e).sum(1)
+
+
+def filled_shares(results: list[_SequenceResult]) -> dict[str, dict[str, float | None]]:
+    """Share of each part's keypoints that the completion filled, over all poses (``all``) and the kept ones."""
+    out: dict[str, dict[str, float | None]] = {"all": {}, "kept": {}}
+    for part, sl in skeleton.REPORT_PARTS.items():
+        for which in ("all", "kept"):
+            rows = [r.filled[:, sl] if which == "all" else r.filled[r.keep][:, sl] for r in results]
+            n = sum(x.size for x in rows)
+            out[which][part] = round(sum(int(x.sum()) for x in rows) / n, 4) if n else None
+    return out
 
 
 def _kept_summary(results: list[_SequenceResult], with_truth: bool) -> dict:

@@ -6,13 +6,21 @@ Reads ``detect/`` and writes ``triangulate/<subject>/<sequence>.h5`` per sequenc
 - ``num_views`` (T, J) uint8; ``rejected_views`` (T, J) uint8 views dropped as outliers;
 - ``reprojection_error`` (T, J) float32 mean pixels over the views used (NaN where not reconstructed);
 - ``seen_any`` (T, J) bool: detected with enough confidence in at least one view;
+- ``swapped`` (T, C) uint8 bits of the parts whose left/right labels were swapped back in that view (bit g is the
+  g-th of ``build_h3wb.geometry.sequence_check.SWAP_GROUPS``: body, hands, face);
+- ``sequence_check`` (T, J) int8: 0 as triangulated, 1 re-solved from another set of views, 2 dropped, 3 recovered
+  (left out by the per-point rule, confirmed by the neighbouring bones and frames);
+- ``threshold_px`` (T, C) float32: the agreement threshold used per frame and view;
 - ``frames`` (T,) int64 and ``cameras`` (C,);
 and ``triangulate/summary.json`` with the counts the H3WB paper reports (complete poses, poses with every
-keypoint seen in at least one view, per-part completeness).
+keypoint seen in at least one view, per-part completeness), the counts of the robust rule's steps, and per camera
+its residual against the other views and whether shifting it by a few frames lowers it (a rig out of sync).
+The rule is described in ``build_h3wb.geometry.triangulation`` and ``build_h3wb.geometry.sequence_check``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 
 import h5py
@@ -29,6 +37,19 @@ from build_h3wb.artifacts import (
     write_json,
 )
 from build_h3wb.build import Build, read_rig
+from build_h3wb.geometry.sequence_check import (
+    SWAP_GROUPS,
+    agreement_threshold_px,
+    camera_agreement,
+    check_sequence,
+    fix_left_right_swaps,
+    hold_bone_lengths,
+    person_size_px,
+    reprojection_error_px,
+    resolve_with_views,
+    smooth_in_time,
+    sync_report,
+)
 from build_h3wb.geometry.triangulation import triangulate
 from build_h3wb.stages.common import progress
 
@@ -45,34 +66,129 @@ def run(cfg: DictConfig) -> dict:
     params = {
         "min_score": float(tcfg.min_score),
         "opposing_angle_deg": float(tcfg.opposing_angle_deg),
+        "min_ray_angle_deg": float(tcfg.min_ray_angle_deg),
         "robust": bool(tcfg.robust),
         "outlier_threshold_px": float(tcfg.outlier_threshold_px),
         "undistort_iterations": int(tcfg.undistort_iterations),
     }
-    sd = build.stage_dir("triangulate", {"params": params, "detect_assembly": det["counts"].get("assembly_hash")},
-                         inputs)
+    rules = {
+        "person_threshold": float(tcfg.person_threshold),
+        "min_threshold_px": float(tcfg.min_threshold_px),
+        "fix_swaps": bool(tcfg.fix_swaps) and bool(tcfg.robust),
+        "sequence_check": bool(tcfg.sequence_check) and bool(tcfg.robust),
+        "bone_tolerance": float(tcfg.bone_tolerance),
+        "bone_tolerance_mm": float(tcfg.bone_tolerance_mm),
+        "max_speed_mm_s": float(tcfg.max_speed_mm_s),
+        "recover_relax": float(tcfg.recover_relax),
+        "sync_max_shift": int(tcfg.sync_max_shift),
+        "smooth_sigma_s": float(tcfg.smooth_sigma_s),
+        "bone_strength": float(tcfg.bone_strength),
+        "frame_dt_s": _frame_dt(det),
+    }
+    sd = build.stage_dir("triangulate", {"params": params, "rules": rules,
+                                         "detect_assembly": det["counts"].get("assembly_hash")}, inputs)
     J = skeleton.NUM_KEYPOINTS
     stats = _Counts()
     computed = 0
+    cameras: dict[str, dict] = {}
     for u in progress(det["units"], desc="triangulate", unit="seq"):
         out_path = sd.sequence_path(u["subject"], u["sequence"])
         if not sd.is_done(out_path):
             _triangulate_sequence(root / "detect" / u["subject"] / f"{u['sequence']}.h5", out_path, u, params,
-                                  sd, int(tcfg.chunk_frames))
+                                  rules, sd, int(tcfg.chunk_frames))
             computed += 1
         with open_h5(out_path) as f:
             step = int(tcfg.chunk_frames)
             for s in range(0, f["frames"].shape[0], step):
-                stats.add(f["keypoints_3d"][s : s + step], f["seen_any"][s : s + step])
+                stats.add(f["keypoints_3d"][s : s + step], f["seen_any"][s : s + step],
+                          f["swapped"][s : s + step], f["sequence_check"][s : s + step])
+            sync = json.loads(f.attrs["camera_agreement"])
+            cameras[f"{u['subject']}/{u['sequence']}"] = sync
+            stats.add_sync(sync)
     summary = stats.summary()
     summary.update(sequences=len(det["units"]), computed=computed)
+    summary["cameras_by_sequence"] = cameras
     write_json(sd.root / "summary.json", summary)
     _log_summary(summary, J)
     sd.write_manifest(summary, units=det["units"])
     return summary
 
 
-def _triangulate_sequence(in_path, out_path, unit: dict, params: dict, sd: StageDir, chunk: int) -> None:
+def _frame_dt(det: dict) -> float:
+    """Seconds between consecutive selected frames, from the detect manifest's source settings."""
+    src = det.get("config", {}).get("source", {})
+    fps = float(src.get("video_fps") or src.get("fps") or 0.0)
+    if fps <= 0:
+        fps = 50.0
+        log.warning("triangulate: the detect manifest names no frame rate; the jump check assumes %.0f fps", fps)
+    return max(int(src.get("stride", 1)), 1) / fps
+
+
+def _triangulate_chunk(kp: np.ndarray, rig, params: dict, rules: dict) -> dict:
+    """One chunk of consecutive frames, every step of the rule: (C, t, J, 3) detections -> the output arrays."""
+    C, t, J = kp.shape[:3]
+    uv = np.moveaxis(kp[..., :2], 0, 1).astype(np.float64)  # (t, C, J, 2)
+    score = np.moveaxis(kp[..., 2], 0, 1).astype(np.float64)  # (t, C, J)
+    if rules["person_threshold"] > 0:
+        thr = agreement_threshold_px(person_size_px(uv, score, rig, params["min_score"]), rules["person_threshold"],
+                                     rules["min_threshold_px"])  # (t, C)
+    else:
+        thr = np.full((t, C), params["outlier_threshold_px"])
+    p = dict(params, outlier_threshold_px=np.repeat(thr, J, axis=0))  # (t*J, C)
+
+    def solve(uv_, score_):
+        return triangulate(np.moveaxis(uv_, 1, 2).reshape(t * J, C, 2), np.moveaxis(score_, 1, 2).reshape(t * J, C),
+                           rig, **p)
+
+    res = solve(uv, score)
+    swapped = np.zeros((t, C), dtype=np.uint8)
+    if rules["fix_swaps"]:
+        uv, score, sw = fix_left_right_swaps(uv, score, rig, res.points.reshape(t, J, 3), thr, params["min_score"])
+        swapped = (sw * (1 << np.arange(len(SWAP_GROUPS)))).sum(-1).astype(np.uint8)
+        if sw.any():
+            res = solve(uv, score)
+    out = {"points": res.points.reshape(t, J, 3), "views": res.views.reshape(t, J).astype(np.int64),
+           "num_views": res.num_views.reshape(t, J), "rejected": res.rejected.reshape(t, J),
+           "reprojection_error": res.reprojection_error.reshape(t, J), "swapped": swapped,
+           "sequence_check": np.zeros((t, J), dtype=np.int8), "threshold_px": thr.astype(np.float32)}
+    if rules["sequence_check"]:
+        X, status, views = check_sequence(
+            out["points"], uv, score, rig, thr, frame_dt_s=rules["frame_dt_s"],
+            bone_tolerance=rules["bone_tolerance"], bone_tolerance_mm=rules["bone_tolerance_mm"],
+            max_speed_mm_s=rules["max_speed_mm_s"], recover_relax=rules["recover_relax"],
+            min_score=params["min_score"],
+            opposing_angle_deg=params["opposing_angle_deg"], min_ray_angle_deg=params["min_ray_angle_deg"])
+        out["sequence_check"] = status
+        ti, ji = np.nonzero((status == 1) | (status == 3))
+        if len(ti):
+            r = resolve_with_views(uv[ti, :, ji], score[ti, :, ji], rig, views[ti, ji], params["min_score"])
+            out["points"][ti, ji] = r.points
+            out["views"][ti, ji] = r.views
+            out["num_views"][ti, ji] = r.num_views
+            out["reprojection_error"][ti, ji] = r.reprojection_error
+            cand = ((score[ti, :, ji] >= params["min_score"]) & np.isfinite(uv[ti, :, ji, 0])).sum(1)
+            out["rejected"][ti, ji] = cand - r.num_views
+        ti, ji = np.nonzero(status == 2)
+        out["points"][ti, ji] = np.nan
+        out["views"][ti, ji] = 0
+        out["num_views"][ti, ji] = 0
+        out["reprojection_error"][ti, ji] = np.nan
+        out["rejected"][ti, ji] = 0
+    if rules["sequence_check"] and (rules["smooth_sigma_s"] > 0 or rules["bone_strength"] > 0):
+        smoothed = smooth_in_time(out["points"], rules["frame_dt_s"], rules["smooth_sigma_s"])
+        smoothed = hold_bone_lengths(smoothed, rules["bone_strength"])
+        if not np.array_equal(smoothed, out["points"], equal_nan=True):
+            out["points"] = smoothed
+            out["reprojection_error"] = reprojection_error_px(
+                smoothed.reshape(t * J, 3), np.moveaxis(uv, 1, 2).reshape(t * J, C, 2), out["views"].reshape(-1),
+                rig).reshape(t, J)
+    out["camera_hist"] = camera_agreement(uv, score, rig, out["views"], rules["sync_max_shift"],
+                                          params["min_score"])
+    return out
+
+
+def _triangulate_sequence(in_path, out_path, unit: dict, params: dict, rules: dict, sd: StageDir,
+                          chunk: int) -> None:
     J = skeleton.NUM_KEYPOINTS
     with open_h5(in_path) as src:
         rig = read_rig(dict(src.attrs), str(in_path))
@@ -94,19 +210,28 @@ def _triangulate_sequence(in_path, out_path, unit: dict, params: dict, sd: Stage
             drej = out.create_dataset("rejected_views", (T, J), np.uint8)
             derr = out.create_dataset("reprojection_error", (T, J), np.float32)
             dseen = out.create_dataset("seen_any", (T, J), bool)
+            dswap = out.create_dataset("swapped", (T, C), np.uint8)
+            dcheck = out.create_dataset("sequence_check", (T, J), np.int8)
+            dthr = out.create_dataset("threshold_px", (T, C), np.float32)
+            hist = None
             for s in range(0, T, chunk):
                 block = kp[:, s : s + chunk]  # (C, t, J, 3)
                 t = block.shape[1]
-                flat = np.moveaxis(block, 0, 2).reshape(t * J, C, 3)  # (t*J, C, 3)
                 with np.errstate(invalid="ignore"):
-                    seen = (np.nan_to_num(flat[..., 2], nan=0.0) >= params["min_score"]).any(1)
-                res = triangulate(flat[..., :2], flat[..., 2], rig, **params)
-                d3[s : s + t] = res.points.reshape(t, J, 3)
-                dviews[s : s + t] = res.views.reshape(t, J)
-                dnum[s : s + t] = res.num_views.reshape(t, J)
-                drej[s : s + t] = res.rejected.reshape(t, J)
-                derr[s : s + t] = res.reprojection_error.reshape(t, J)
-                dseen[s : s + t] = seen.reshape(t, J)
+                    seen = (np.nan_to_num(block[..., 2], nan=0.0) >= params["min_score"]).any(0)  # (t, J)
+                r = _triangulate_chunk(block, rig, params, rules)
+                d3[s : s + t] = r["points"]
+                dviews[s : s + t] = r["views"]
+                dnum[s : s + t] = r["num_views"]
+                drej[s : s + t] = r["rejected"]
+                derr[s : s + t] = r["reprojection_error"]
+                dseen[s : s + t] = seen
+                dswap[s : s + t] = r["swapped"]
+                dcheck[s : s + t] = r["sequence_check"]
+                dthr[s : s + t] = r["threshold_px"]
+                hist = r["camera_hist"] if hist is None else hist + r["camera_hist"]
+            sync = sync_report(hist, tuple(rig.names), rules["sync_max_shift"]) if hist is not None else {}
+            out.attrs["camera_agreement"] = json.dumps(sync)
 
 
 class _Counts:
@@ -120,9 +245,21 @@ class _Counts:
         self.part_done = {p: 0 for p in skeleton.REPORT_PARTS}
         self.part_total = {p: 0 for p in skeleton.REPORT_PARTS}
         self.part_complete_poses = {p: 0 for p in skeleton.REPORT_PARTS}
+        self.swapped = {g: 0 for g in SWAP_GROUPS}
+        self.resolved = 0
+        self.dropped = 0
+        self.recovered = 0
+        self.views_seen = 0
+        self.sync: dict[str, dict] = {}
 
-    def add(self, kp3d: np.ndarray, seen: np.ndarray) -> None:
-        """Count a block of poses: kp3d (T, J, 3) mm, seen (T, J) bool."""
+    def add(self, kp3d: np.ndarray, seen: np.ndarray, swapped: np.ndarray, check: np.ndarray) -> None:
+        """Count a block of poses: kp3d (T, J, 3) mm, seen (T, J) bool, swapped (T, C) bits, check (T, J)."""
+        for g, name in enumerate(SWAP_GROUPS):
+            self.swapped[name] += int(((swapped >> g) & 1).sum())
+        self.views_seen += swapped.size
+        self.resolved += int((check == 1).sum())
+        self.dropped += int((check == 2).sum())
+        self.recovered += int((check == 3).sum())
         ok = np.isfinite(kp3d[:, :, 0])  # (T, J)
         complete = ok.all(1)
         all_seen = seen.all(1)
@@ -135,8 +272,28 @@ class _Counts:
             self.part_total[p] += ok[:, sl].size
             self.part_complete_poses[p] += int(ok[:, sl].all(1).sum())
 
+    def add_sync(self, sync: dict) -> None:
+        """Gather one sequence's per-camera report: the median residual per sequence, and suspect shifts."""
+        for cam, r in sync.items():
+            d = self.sync.setdefault(cam, {"median_px": [], "out_of_sync_sequences": 0, "shifts": []})
+            if r["median_px"] is not None:
+                d["median_px"].append(r["median_px"])
+            if r["out_of_sync"]:
+                d["out_of_sync_sequences"] += 1
+                d["shifts"].append(r["best_shift_frames"])
+
     def summary(self) -> dict:
+        cams = {cam: {"median_px": round(float(np.median(d["median_px"])), 2) if d["median_px"] else None,
+                      "out_of_sync_sequences": d["out_of_sync_sequences"],
+                      "typical_shift_frames": int(np.median(d["shifts"])) if d["shifts"] else 0}
+                for cam, d in self.sync.items()}
         return {
+            "views_with_swaps_fixed": dict(self.swapped),
+            "view_frames": self.views_seen,
+            "keypoints_resolved_by_sequence_check": self.resolved,
+            "keypoints_dropped_by_sequence_check": self.dropped,
+            "keypoints_recovered_by_sequence_check": self.recovered,
+            "cameras": cams,
             "poses": self.poses,
             "complete_poses": self.complete,
             "poses_every_keypoint_seen": self.all_seen,
@@ -157,3 +314,11 @@ def _log_summary(s: dict, J: int) -> None:
     for p, share in s["keypoints_reconstructed_share"].items():
         log.info("  %-6s keypoints reconstructed %5.1f%%, poses with the part complete %5.1f%%", p, 100 * share,
                  100 * s["part_complete_poses_share"][p])
+    log.info("  left/right labels swapped back in %s of %d view-frames; sequence check: %d keypoints re-solved, "
+             "%d dropped, %d recovered", ", ".join(f"{k} {v}" for k, v in s["views_with_swaps_fixed"].items()),
+             s["view_frames"], s["keypoints_resolved_by_sequence_check"], s["keypoints_dropped_by_sequence_check"],
+             s["keypoints_recovered_by_sequence_check"])
+    for cam, r in s["cameras"].items():
+        log.info("  camera %s: median body residual against the other views %s px; out of sync in %d sequence(s)%s",
+                 cam, r["median_px"], r["out_of_sync_sequences"],
+                 f" (typical shift {r['typical_shift_frames']:+d} frames)" if r["out_of_sync_sequences"] else "")

@@ -25,6 +25,7 @@ from build_h3wb.detectors.mediapipe import (
     _landmarks,
     face_facing_cos,
     holistic_to_wholebody,
+    person_region,
 )
 from build_h3wb.geometry.cameras import h36m_rig
 from build_h3wb.sources.base import FrameBatch, Sequence
@@ -269,3 +270,35 @@ def test_composed_config_builds_the_detector():
         assert d["refine_face_landmarks"] is True and d["static_image_mode"] is True
     finally:
         det.close()
+
+
+def test_two_people_are_found_by_painting_over_the_first(astronaut):
+    """Two astronauts side by side (the photograph and its mirror image, on a 1024 x 512 canvas)."""
+    pair = np.concatenate([astronaut, astronaut[:, ::-1]], axis=1)  # (512, 1024, 3)
+    with MediaPipeHolisticDetector(max_people=3) as det:
+        out = det(_batch(pair[None]))
+        assert det.describe()["max_people"] == 3
+    assert out.shape == (1, 3, J, 3)
+    found = np.isfinite(out[0, :, :, 0]).any(-1)
+    assert found[:2].all()  # both people, and no third (the mask leaves nobody to find)
+    nose = out[0, :, idx("nose"), 0]
+    assert sorted(nose[:2] < 512) == [False, True]  # one in each half, whichever came first
+    assert check_detections(out, 1, "mediapipe").shape == (1, 3, J, 3)
+    assert not found[2]
+    with MediaPipeHolisticDetector(max_people=1) as det:
+        assert det(_batch(pair[None])).shape == (1, J, 3)
+    with pytest.raises(ValueError, match="max_people > 1 needs"):
+        MediaPipeHolisticDetector(max_people=2, static_image_mode=False)
+    with pytest.raises(ValueError, match="max_people"):
+        MediaPipeHolisticDetector(max_people=0)
+
+
+def test_person_region_masks_the_person():
+    kp = np.full((J, 3), np.nan)
+    kp[:17] = [[100 + 2 * j, 50 + 5 * j, 0.9] for j in range(17)]
+    region = person_region(kp, None, (200, 300))  # no segmentation: the keypoints' box, grown
+    assert region.shape == (200, 300) and region[80, 115] and not region[10, 250]
+    mask = np.zeros((200, 300), np.float32)
+    mask[20:40, 200:220] = 1.0
+    seg = person_region(kp, mask, (200, 300))
+    assert seg[30, 210] and not seg[80, 115]

@@ -48,7 +48,8 @@ def test_output_format_and_determinism():
 def test_noise_free_settings_reproduce_the_projection():
     det = default_simulated_detector(
         noise_px={p: 1e-9 for p in ("body", "feet", "face", "left_hand", "right_hand")},
-        swap_prob=0.0, hand_swap_prob=0.0, outlier_prob={}, part_outlier_prob={}, occluded_report_prob={})
+        swap_prob=0.0, hand_swap_prob=0.0, outlier_prob={}, part_outlier_prob={}, occluded_report_prob={},
+        limb_fault_prob=0.0)
     b = _batch()
     out = det(b)
     uv = RIG[0].project(b.world_keypoints)
@@ -147,3 +148,34 @@ def test_bad_settings_and_inputs():
         det(FrameBatch(sequence=SEQ, camera=RIG[0], frames=frames, images=np.zeros((3, 8, 8, 3), np.uint8)))
     with pytest.raises(ValueError, match=r"returned shape \(3, 17, 3\)"):
         check_detections(np.zeros((3, 17, 3)), 3, "x")
+
+
+def test_wrong_limbs_only_in_unusual_poses_and_in_several_views():
+    from build_h3wb.detectors.simulated import unusual_limbs
+    frames, X = _poses("Posing", 30.0)
+    unusual = unusual_limbs(X)
+    assert unusual[:, :2].any() and not unusual.all()
+    plain = default_simulated_detector(limb_fault_prob=0.0)
+    faulty = default_simulated_detector(limb_fault_prob=1.0, limb_fault_view_prob=0.75)
+    wrist = [skeleton.index("left_wrist"), skeleton.index("right_wrist")]
+    off = []
+    for view in range(4):
+        b = FrameBatch(sequence=SEQ, camera=RIG[view], frames=frames, world_keypoints=X)
+        a, f = plain(b), faulty(b)
+        d = np.linalg.norm(f[:, wrist, :2] - a[:, wrist, :2], axis=-1)  # (T, 2)
+        # the other faults draw from their own streams: outside the faulty limbs nothing changes
+        rest = np.setdiff1d(np.arange(skeleton.NUM_KEYPOINTS), np.r_[5:23, 91:133])
+        assert np.array_equal(a[:, rest], f[:, rest], equal_nan=True)
+        off.append(np.where(unusual[:, :2], np.nan_to_num(d), 0.0))
+    off = np.stack(off)  # (4, T, 2)
+    moved = off > 1e-6
+    assert moved.any() and (off[moved] < 60.5).all() and (off[moved] > 14.5).all()
+    # an event moves the limb in two or more views at once in most cases
+    events = moved.any(0)
+    assert (moved.sum(0)[events] >= 2).mean() > 0.85
+    # nothing moves in usual poses
+    d_all = np.stack([np.linalg.norm(default_simulated_detector(limb_fault_prob=1.0)(
+        FrameBatch(sequence=SEQ, camera=RIG[v], frames=frames, world_keypoints=X))[:, wrist, :2]
+        - plain(FrameBatch(sequence=SEQ, camera=RIG[v], frames=frames, world_keypoints=X))[:, wrist, :2], axis=-1)
+        for v in range(4)])
+    assert np.nan_to_num(d_all)[:, ~unusual[:, :2]].max() < 1e-6

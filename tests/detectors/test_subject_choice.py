@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from build_h3wb import skeleton
-from build_h3wb.detectors.subject import choose_subject, essential_matrix, pairwise_agreement
+from build_h3wb.detectors.subject import choose_subject, essential_matrix, pairwise_agreement, subject_consistency
 from build_h3wb.synthetic.motion import generate_motion
 
 
@@ -84,3 +84,46 @@ def test_single_candidates_pass_through_and_empty_views_stay_missing(rig, rng):
 def test_shape_errors(rig):
     with pytest.raises(ValueError, match="expected candidates"):
         choose_subject(np.zeros((4, 2, skeleton.NUM_KEYPOINTS, 3)), rig)
+
+
+def test_the_subject_stays_one_person_when_the_other_becomes_more_central(rig, rng):
+    """Two people both seen everywhere; late in the sequence the bystander walks to the centre and scores higher.
+
+    Frame by frame the bystander would win the last frames; over the sequence the subject is kept in every frame.
+    """
+    T = 40
+    t = np.arange(T) / 10.0
+    subject = generate_motion("S1", "Greeting", t, seed=0, center_xy_mm=(-200, 400), half_extent_xy_mm=(100, 100))
+    other = generate_motion("S5", "Waiting", t, seed=1, center_xy_mm=(1500, 1500), half_extent_xy_mm=(50, 50))
+    walk = np.clip((np.arange(T) - 26) / 4.0, 0, 1)[:, None, None]  # towards the volume's centre, frames 26-30
+    other = other + walk * (np.array([100.0, 600.0, 0.0]) - other.mean((0, 1)))[None, None] * [1, 1, 0]
+    a = _project(rig, subject, rng, score=0.6)
+    b = _project(rig, other, rng, score=0.95)
+    cand = np.stack([b, a], axis=2)  # the other person listed first
+    kp, choice, ambiguous = choose_subject(cand, rig)
+    assert (choice == 1).all()
+    report = subject_consistency(cand, choice, rig)
+    assert report["track_switches"] == 0 and report["cross_view_mismatches"] == 0
+    assert report["with_rival"] == 4 * T and report["rival_px"] > 10 * report["chosen_px"]
+
+
+def test_subject_consistency_counts_a_wrong_choice(rig, two_people):
+    cand, truth, _ = two_people
+    wrong = truth.copy()
+    wrong[2, 10:] = 1 - wrong[2, 10:]  # view 2 follows the bystander from frame 10 on
+    report = subject_consistency(cand, wrong, rig)
+    assert report["per_view"]["58860488"]["track_switches"] == 1
+    assert report["per_view"]["58860488"]["cross_view_mismatches"] == cand.shape[1] - 10
+    assert report["per_view"]["54138969"]["cross_view_mismatches"] == 0
+    assert subject_consistency(cand, truth, rig)["cross_view_mismatches"] == 0
+    with pytest.raises(ValueError, match="choice has shape"):
+        subject_consistency(cand, truth[:2], rig)
+
+
+def test_epipolar_tolerance_can_scale_with_the_person(rig, rng):
+    t = np.arange(10) / 10.0
+    X = generate_motion("S1", "Walking", t, seed=0, center_xy_mm=(0, 500), half_extent_xy_mm=(700, 700))
+    cand = _project(rig, X, rng, noise=12.0)[:, :, None]  # a detector 12 px off per axis
+    fixed = pairwise_agreement(cand, rig)[0, 1, :, 0, 0]
+    scaled = pairwise_agreement(cand, rig, epipolar_share=0.1)[0, 1, :, 0, 0]  # the person is ~400 px: ~40 px
+    assert (scaled >= fixed).all() and scaled.mean() > fixed.mean() + 0.1

@@ -497,3 +497,54 @@ def test_cli_units_and_errors(tmp_path):
     out = _cli(tmp_path / "Calib.toml", tmp_path / "rig.json", "--units", "m")
     assert out.returncode == 0, out.stderr
     assert load_rig(tmp_path / "rig.json")["cam_01"].t[2] == pytest.approx(3067.0)
+
+
+QUALISYS = REPO / "tests" / "data" / "qualisys"
+
+
+def test_qualisys_matches_pose2sims_converter_and_projects_like_opencv(rng):
+    rig = load_calibration(QUALISYS / "Calib.qca.txt")  # format from the name
+    assert rig.names == ("cam01", "cam02", "cam03", "cam04")
+    assert all(cam.image_size == (1088, 1920) for cam in rig)
+    cam01 = rig["cam01"]
+    assert cam01.K[0, 2] == pytest.approx(34110.316406 / 64) and cam01.K[1, 1] == pytest.approx(107588.828125 / 64)
+    np.testing.assert_allclose(cam01.center, [1460.2323709212087, -1909.1590482454608, 1896.5058524092062])
+    np.testing.assert_allclose(cam01.dist, [-0.046183, 0.139983, 0.000608, 0.00069, 0.0])  # as written
+    # Pose2Sim's converter: the same cameras (its TOML in metres), its distortion divided by 64
+    p2s = load_calibration(QUALISYS / "Calib_pose2sim.toml", units="m")
+    divided = load_calibration(QUALISYS / "Calib.qca.txt", divide_distortion=True)
+    for ours, theirs, ours64 in zip(rig, p2s, divided):
+        np.testing.assert_allclose(ours.R, theirs.R, atol=1e-12)
+        np.testing.assert_allclose(ours.t, theirs.t, atol=1e-6)
+        np.testing.assert_allclose(ours.K, theirs.K, atol=1e-9)
+        np.testing.assert_allclose(ours64.dist, theirs.dist, atol=1e-12)
+    # every camera faces the origin (in front of it, in its image), and projects as cv2.projectPoints does
+    column = np.stack([np.zeros(18), np.zeros(18), np.linspace(0, 1700, 18)], 1)  # the origin, floor to head height
+    X = rng.uniform([-1500, -1500, 0], [1500, 1500, 1800], (200, 3))
+    for cam in rig:
+        assert (cam.world_to_camera(column)[:, 2] > 1000).all() and cam.in_image(cam.project(column)).all()
+        uv = cam.project(X)
+        ref = cv2.projectPoints(X, cv2.Rodrigues(np.ascontiguousarray(cam.R))[0], cam.t, cam.K, cam.dist)[0][:, 0]
+        np.testing.assert_allclose(uv, ref, atol=1e-6)
+
+
+def test_qualisys_errors(tmp_path):
+    text = (QUALISYS / "Calib.qca.txt").read_text()
+    bad = tmp_path / "bad.qca.txt"
+    write(bad, text.replace('focalLengthU="107599.671875"', 'focalLengthU="abc"'))
+    with pytest.raises(CalibrationError, match="camera 'cam01' <intrinsic>: attribute 'focalLengthU'"):
+        load_calibration(bad)
+    write(bad, text.replace('viewrotation="0"', 'viewrotation="90"', 1))
+    with pytest.raises(CalibrationError, match="viewrotation=90"):
+        load_calibration(bad)
+    write(bad, "<calibration><cameras/></calibration>")
+    with pytest.raises(CalibrationError, match="0 cameras"):
+        load_calibration(bad)
+    write(bad, "not xml")
+    with pytest.raises(CalibrationError, match="not a valid Qualisys XML"):
+        load_calibration(bad)
+    with pytest.raises(ValueError, match="do not apply to the 'qualisys' format"):
+        load_calibration(QUALISYS / "Calib.qca.txt", units="m")
+    inactive = tmp_path / "inactive.qca.txt"
+    write(inactive, text.replace('active="1"', 'active="0"', 1))
+    assert load_calibration(inactive).names == ("cam02", "cam03", "cam04")

@@ -131,11 +131,11 @@ def test_bad_input_is_clear(tree, tmp_path):
         H36MSource(str(tmp_path / "nowhere")).sequences()
     with pytest.raises(ValueError, match="not Human3.6M cameras"):
         H36MSource(str(tree), subjects=["S1"], cameras=["12345678"]).rig_for("S1")
-    # a video at the wrong resolution (e.g. resized) does not fit the calibration
+    # a video resized non-uniformly does not fit the calibration
     small = tmp_path / "S1" / "Videos"
     small.mkdir(parents=True)
-    write_video(small / "Walking 1.54138969.mp4", 5, (500, 500))
-    with pytest.raises(VideoError, match="500x500 but camera 54138969"):
+    write_video(small / "Walking 1.54138969.mp4", 5, (500, 800))
+    with pytest.raises(VideoError, match="500x800, the calibration of camera '54138969' is for 1000x1002"):
         H36MSource(str(tmp_path), subjects=["S1"]).view_frames(Sequence("S1", "Walking", "Walking 1"), "54138969")
 
 

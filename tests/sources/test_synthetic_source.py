@@ -48,3 +48,22 @@ def test_bad_settings(kwargs, match):
     args = {"subjects": ["S1"], "actions": ["Walking"]} | kwargs
     with pytest.raises(ValueError, match=match):
         SyntheticSource(**args)
+
+
+def test_any_rig_from_a_file(tmp_path):
+    from build_h3wb.detectors.simulated import default_simulated_detector
+    from build_h3wb.geometry.cameras import save_rig
+    from build_h3wb.sources.synthetic import looked_at_xy, ring_rig
+    rig = ring_rig()  # four portrait 1088x1920 cameras
+    path = tmp_path / "portrait.json"
+    save_rig(rig, path)
+    src = SyntheticSource(["S1"], ["Walking"], duration_s=4.0, rig=str(path))
+    seq = src.sequences()[0]
+    assert src.rig(seq).names == rig.names and src.describe()["rig"] == str(path)
+    assert np.allclose(looked_at_xy(rig), 0.0, atol=1e-6)
+    frames = src.frames(seq)
+    det = default_simulated_detector(pixel_scale=2.0)
+    out = np.concatenate([det(b) for b in src.batches(seq, "cam02", frames, 16)])
+    assert out.shape == (len(frames), skeleton.NUM_KEYPOINTS, 3)
+    assert np.isfinite(out[:, :17, 0]).mean() > 0.8  # the person is in view
+    assert (out[..., 1][np.isfinite(out[..., 1])] > 1088).any()  # portrait: rows beyond the width are used

@@ -67,6 +67,9 @@ def test_filter_counts_and_export_files(built):
     counts = json.loads((d / "filter" / "counts.json").read_text())
     assert counts["kept"] > 0 and counts["true_error_mm"] > 0
     assert sum(counts["rejected"].values()) + counts["kept"] == counts["poses"]
+    filled = counts["filled_share"]  # what the completion filled, by part, over all poses and the kept ones
+    assert set(filled["all"]) == set(filled["kept"]) == set(skeleton.REPORT_PARTS)
+    assert 0 < filled["all"]["whole"] < 0.5 and all(0 <= v <= 1 for v in filled["kept"].values())
     with h5py.File(d / "export" / "h3wb.h5") as f:
         n = f["keypoints_3d"].shape[0]
         prov = f["provenance"][:]

@@ -151,3 +151,12 @@ def test_nan_detections_are_handled(built, tmp_path):
     assert not (views & 0b0010).any()
     assert not (views[:, :5] & 0b0001).any()  # no score, no use
     assert np.isfinite(X).mean() > 0.3
+
+
+def test_evaluate_writes_the_measures_without_ground_truth(built):
+    m = json.loads((built / "evaluate" / "triangulate_measures.json").read_text())
+    assert m["sequences"] == 4 and {k.split("/")[0] for k in m["per_sequence"]} == {"S1", "S8"}
+    assert 0 < m["bone_cv_median"] < 0.2 and 0 <= m["frames_bone_off_share"] < 0.2
+    assert 0 < m["reprojection_px_median"]["body"] < 10 and m["jitter_mm"]["body"] > 0
+    assert m["coverage"]["body"] > 0.8
+    assert "bone" in (built / "evaluate" / "triangulate_measures.md").read_text()
