@@ -34,12 +34,12 @@ import skimage.transform
 
 from build_h3wb.detectors.simulated import default_simulated_detector
 from build_h3wb.geometry.cameras import h36m_rig
-from build_h3wb.sources.base import FrameBatch, Sequence
+from build_h3wb.sources.base import FrameBatch, Recording
 from build_h3wb.sources.synthetic import SyntheticSource
 from build_h3wb.sources.video import FrameReader
 
 SIZE = 1000
-SEQ = Sequence("S1", "Walking", "Walking 1")
+SEQ = Recording("S1", "Walking", "Walking 1")
 
 
 def write_video(path: Path, n: int) -> None:

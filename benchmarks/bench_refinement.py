@@ -32,7 +32,7 @@ from build_h3wb.config import SyntheticDataConfig
 from build_h3wb.evaluation import keypoint_errors
 from build_h3wb.geometry.triangulation import bits_to_mask
 from build_h3wb.refine.refinement import DEFAULT_RANKS, REFINED_PARTS, fit_part_models, refine_sequence
-from build_h3wb.sources.base import Sequence
+from build_h3wb.sources.base import Recording
 from build_h3wb.sources.synthetic import SyntheticSource
 
 VARIANTS = (("absolute", "face"), ("absolute", "hands"), ("root_relative", "face"), ("root_relative", "hands"),
@@ -121,7 +121,7 @@ def run(args) -> dict:
     total = {"face": 0, "hands": 0}
     t_ref = 0.0
     for s in data:
-        gt = source.ground_truth(Sequence(s["subject"], s["action"], s["sequence"]), s["frames"])
+        gt = source.ground_truth(Recording(s["subject"], s["action"], s["sequence"]), s["frames"])
         t0 = time.perf_counter()
         out, mask = refine_sequence(s["kp3d"], s["det"], s["rig"], models[s["subject"]], views_used=s["views_used"],
                                     frames=s["frames"], prior_weight=args.prior_weight,

@@ -41,7 +41,7 @@ import numpy as np
 
 from build_h3wb import skeleton
 from build_h3wb.skeleton.layouts import LAYOUTS, Layout, layout, layout_for_count, to_wholebody
-from build_h3wb.sources.base import FrameBatch, Sequence
+from build_h3wb.sources.base import FrameBatch, Recording
 from build_h3wb.sources.video import VideoError
 
 log = logging.getLogger(__name__)
@@ -378,11 +378,11 @@ class FilesDetector:
         return {"name": self.name, "root": str(self.root.resolve()), "layout": self.layout, "pattern": self.pattern,
                 "first_frame": self.first_frame, "max_people": self.max_people}
 
-    def view_path(self, seq: Sequence, camera: str) -> Path:
+    def view_path(self, seq: Recording, camera: str) -> Path:
         """Where the detections of one view are expected (a folder; or this path + ``.json``)."""
         return self.root / self.pattern.format(subject=seq.subject, sequence=seq.name, camera=camera)
 
-    def _open(self, seq: Sequence, camera: str) -> _View:
+    def _open(self, seq: Recording, camera: str) -> _View:
         key = (seq.key, camera)
         if self._view is not None and self._view.key == key:
             return self._view
@@ -436,7 +436,7 @@ class FilesDetector:
             out[b, : len(people)] = people
         return out
 
-    def video_report(self, seq: Sequence, camera: str) -> dict[str, Any]:
+    def video_report(self, seq: Recording, camera: str) -> dict[str, Any]:
         """What the detect stage stores about a finished view: the files read, the layout, the missing frames."""
         view = self._view if self._view is not None and self._view.key == (seq.key, camera) else None
         if view is None:

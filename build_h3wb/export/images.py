@@ -35,7 +35,7 @@ def write_images(source, sequences: list[ExportSequence], directory: Path, jpeg_
     """
     import cv2  # noqa: PLC0415
 
-    from build_h3wb.sources.base import Sequence as Recording  # noqa: PLC0415
+    from build_h3wb.sources.base import Recording as Recording  # noqa: PLC0415
     from build_h3wb.sources.video import VideoError  # noqa: PLC0415
 
     counts: dict[str, Any] = {"written": 0, "present": 0, "failed_views": [], "no_pixels": False}

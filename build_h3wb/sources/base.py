@@ -12,7 +12,7 @@ from build_h3wb.geometry.cameras import Camera, Rig
 
 
 @dataclass(frozen=True)
-class Sequence:
+class Recording:
     """One multi-view recording.
 
     Attributes:
@@ -44,7 +44,7 @@ class FrameBatch:
         world_keypoints: (B, J, 3) world millimetres ground truth, only for simulated detection; None otherwise.
     """
 
-    sequence: Sequence
+    sequence: Recording
     camera: Camera
     frames: np.ndarray
     images: np.ndarray | None = None
@@ -55,15 +55,15 @@ class FrameBatch:
 class Source(Protocol):
     """A capture: sequences, their calibration, their frames and, where known, their ground truth."""
 
-    def sequences(self) -> list[Sequence]:
+    def sequences(self) -> list[Recording]:
         """All recordings selected by the configuration, in a stable order."""
         ...
 
-    def rig(self, seq: Sequence) -> Rig:
+    def rig(self, seq: Recording) -> Rig:
         """The calibrated cameras of a recording (its view order is the view axis of every array)."""
         ...
 
-    def view_frames(self, seq: Sequence, view: str) -> np.ndarray:
+    def view_frames(self, seq: Recording, view: str) -> np.ndarray:
         """(T,) int selected frame numbers of one view's recording (views of a capture may differ in length).
 
         Raises:
@@ -72,11 +72,11 @@ class Source(Protocol):
         """
         ...
 
-    def batches(self, seq: Sequence, view: str, frames: np.ndarray, batch_size: int) -> Iterator[FrameBatch]:
+    def batches(self, seq: Recording, view: str, frames: np.ndarray, batch_size: int) -> Iterator[FrameBatch]:
         """The given frames of one view, ``batch_size`` at a time."""
         ...
 
-    def ground_truth(self, seq: Sequence, frames: np.ndarray) -> np.ndarray | None:
+    def ground_truth(self, seq: Recording, frames: np.ndarray) -> np.ndarray | None:
         """(T, J, 3) world millimetres at the given frames, NaN where unknown; None when the source has none."""
         ...
 
@@ -85,7 +85,7 @@ class Source(Protocol):
         ...
 
 
-def frame_number_batches(seq: Sequence, camera: Camera, frames: np.ndarray, batch_size: int) -> Iterator[FrameBatch]:
+def frame_number_batches(seq: Recording, camera: Camera, frames: np.ndarray, batch_size: int) -> Iterator[FrameBatch]:
     """``FrameBatch``es of frame numbers only (no pixels, no ground truth), for detectors that need nothing else."""
     frames = np.asarray(frames, dtype=np.int64)
     for s in range(0, len(frames), batch_size):

@@ -11,15 +11,14 @@ its files hold (after ``first_frame``), selected by ``start``/``stop``/``stride`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from collections.abc import Sequence as SequenceT
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from build_h3wb.detectors.files import open_view, view_exists
-from build_h3wb.sources.base import FrameBatch, Sequence, frame_number_batches
+from build_h3wb.sources.base import FrameBatch, Recording, frame_number_batches
 from build_h3wb.sources.rig import RigSource
 
 
@@ -47,8 +46,8 @@ class DetectionsSource(RigSource):
         calibration_format: str = "auto",
         units: str = "",
         subject: str = "subject",
-        sequences: SequenceT[str] = (),
-        cameras: SequenceT[str] = (),
+        sequences: Sequence[str] = (),
+        cameras: Sequence[str] = (),
         stride: int = 1,
         start: int = 0,
         stop: int = 0,
@@ -72,7 +71,7 @@ class DetectionsSource(RigSource):
     def _has_views(self, folder: Path) -> bool:
         return any(view_exists(self._base(folder, cam)) for cam in self._load_rig().names)
 
-    def view_frames(self, seq: Sequence, view: str) -> np.ndarray:
+    def view_frames(self, seq: Recording, view: str) -> np.ndarray:
         """(T,) the frames this view's files hold, every ``stride``-th from ``start``, before ``stop``.
 
         Raises:
@@ -85,10 +84,10 @@ class DetectionsSource(RigSource):
         found = found[(found >= self.start) & ((found < self.stop) if self.stop else True)]
         return found[(found - self.start) % self.stride == 0]
 
-    def video_info(self, seq: Sequence, view: str) -> dict:
+    def video_info(self, seq: Recording, view: str) -> dict:
         """No video: nothing to record."""
         return {}
 
-    def batches(self, seq: Sequence, view: str, frames: np.ndarray, batch_size: int) -> Iterator[FrameBatch]:
+    def batches(self, seq: Recording, view: str, frames: np.ndarray, batch_size: int) -> Iterator[FrameBatch]:
         """Frame numbers only: there are no pixels."""
         yield from frame_number_batches(seq, self.rig(seq)[view], frames, batch_size)

@@ -6,7 +6,7 @@ Layout read (per subject)::
     <root>/S1/MyPoseFeatures/D3_Positions/<Sequence>.cdf  optional mocap: variable "Pose", (1, N, 96) -> (N, 32, 3)
                                                           world millimetres, the frame of the calibration
 
-Sequence names are irregular across subjects (``TakingPhoto 1`` / ``Photo``, ``WalkingDog 1`` / ``WalkDog``,
+Recording names are irregular across subjects (``TakingPhoto 1`` / ``Photo``, ``WalkingDog 1`` / ``WalkDog``,
 numbered and unnumbered repeats); :func:`canonical_action` maps them to the 15 canonical actions, and names that
 map to none (the ``_ALL`` sessions) are left out with a log line. Frames are counted from 0 as OpenCV reads them
 (H3WB's numbering; ffmpeg extractions count from 1) and every ``stride``-th is selected (H3WB: 5).
@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Sequence as SequenceT
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ import numpy as np
 
 from build_h3wb import skeleton
 from build_h3wb.geometry.cameras import H36M_SUBJECTS, Rig, h36m_rig
-from build_h3wb.sources.base import Sequence
+from build_h3wb.sources.base import Recording
 from build_h3wb.sources.video import FrameReader, VideoError, VideoViews, check_frame_range, find_view
 from build_h3wb.synthetic.motion import ACTIONS
 
@@ -47,7 +47,7 @@ MOCAP_TO_WHOLEBODY = {
 }  # fmt: skip
 
 
-def check_h36m_selection(subjects: SequenceT[str], actions: SequenceT[str]) -> None:
+def check_h36m_selection(subjects: Sequence[str], actions: Sequence[str]) -> None:
     """A clear error for a subject without shipped calibration or an action that is not one of the 15."""
     unknown = [s for s in subjects if s not in H36M_SUBJECTS]
     if unknown:
@@ -107,14 +107,14 @@ class H36MSource(VideoViews):
     def __init__(
         self,
         root: str,
-        subjects: SequenceT[str] = H36M_SUBJECTS,
-        actions: SequenceT[str] = ACTIONS,
-        cameras: SequenceT[str] = (),
+        subjects: Sequence[str] = H36M_SUBJECTS,
+        actions: Sequence[str] = ACTIONS,
+        cameras: Sequence[str] = (),
         stride: int = 5,
         start: int = 0,
         stop: int = 0,
         mocap: bool = True,
-        exclude: SequenceT[str] = (),
+        exclude: Sequence[str] = (),
     ) -> None:
         check_h36m_selection(subjects, actions)
         check_frame_range(stride, start, stop)
@@ -131,7 +131,7 @@ class H36MSource(VideoViews):
                 "subjects": self.subjects, "actions": self.actions, "cameras": self.cameras, "stride": self.stride,
                 "start": self.start, "stop": self.stop, "exclude": self.exclude}
 
-    def sequences(self) -> list[Sequence]:
+    def sequences(self) -> list[Recording]:
         """Every sequence of the selected subjects and actions that has at least one video, sorted by name."""
         if not self.root.is_dir():
             raise FileNotFoundError(f"data.root={self.root}: no such folder (expected the Human3.6M tree: "
@@ -151,7 +151,7 @@ class H36MSource(VideoViews):
                 if action is None:
                     log.info("h36m: %s/%s is not one of the 15 actions; left out", subject, name)
                 elif action in self.actions and f"{subject}/{name}" not in self.exclude:
-                    out.append(Sequence(subject=subject, action=action, name=name))
+                    out.append(Recording(subject=subject, action=action, name=name))
         if not out:
             raise FileNotFoundError(f"{self.root}: no videos of subjects {self.subjects} and actions {self.actions}")
         return out
@@ -169,17 +169,17 @@ class H36MSource(VideoViews):
             self._rigs[subject] = rig
         return self._rigs[subject]
 
-    def _calibrated_rig(self, seq: Sequence) -> Rig:
+    def _calibrated_rig(self, seq: Recording) -> Rig:
         """The subject's calibrated cameras."""
         return self.rig_for(seq.subject)
 
-    def _open(self, seq: Sequence, view: str) -> FrameReader:
+    def _open(self, seq: Recording, view: str) -> FrameReader:
         path = find_view(self.root / seq.subject / "Videos", f"{seq.name}.{view}")
         if path is None:
             raise VideoError(f"{self.root / seq.subject / 'Videos'}: no video '{seq.name}.{view}.mp4'")
         return FrameReader(path)
 
-    def ground_truth(self, seq: Sequence, frames: np.ndarray) -> np.ndarray | None:
+    def ground_truth(self, seq: Recording, frames: np.ndarray) -> np.ndarray | None:
         """(T, J, 3) world mm of the 12 shared body joints from the mocap (NaN elsewhere), or None without mocap."""
         if not self.mocap:
             return None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence as SequenceT
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import numpy as np
 
 from build_h3wb.artifacts import config_hash
 from build_h3wb.geometry.cameras import Rig
-from build_h3wb.sources.base import Sequence
+from build_h3wb.sources.base import Recording
 from build_h3wb.sources.video import FrameReader, VideoError, VideoViews, check_frame_range, find_view
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,8 @@ class RigSource(VideoViews):
         calibration_format: str = "auto",
         units: str = "",
         subject: str = "subject",
-        sequences: SequenceT[str] = (),
-        cameras: SequenceT[str] = (),
+        sequences: Sequence[str] = (),
+        cameras: Sequence[str] = (),
         stride: int = 1,
         start: int = 0,
         stop: int = 0,
@@ -102,7 +102,7 @@ class RigSource(VideoViews):
     def _has_views(self, folder: Path) -> bool:
         return any(find_view(folder, cam) is not None for cam in self._load_rig().names)
 
-    def sequences(self) -> list[Sequence]:
+    def sequences(self) -> list[Recording]:
         """The recordings found under ``root``, sorted by name."""
         if not self.root.is_dir():
             raise FileNotFoundError(f"data.root={self.root}: no such folder")
@@ -119,7 +119,7 @@ class RigSource(VideoViews):
             raise FileNotFoundError(f"{self.root}: no videos or image folders named after the calibration's cameras "
                                     f"({', '.join(self._load_rig().names)})")
         self._folders = found
-        return [Sequence(subject=self.subject, action=re.sub(r"[\s_-]*\d+$", "", name) or name, name=name)
+        return [Recording(subject=self.subject, action=re.sub(r"[\s_-]*\d+$", "", name) or name, name=name)
                 for name in found]
 
     def _calibration_hash(self) -> str | None:
@@ -140,11 +140,11 @@ class RigSource(VideoViews):
                     return round(float(fps), 3)
         return 0.0
 
-    def _calibrated_rig(self, seq: Sequence) -> Rig:
+    def _calibrated_rig(self, seq: Recording) -> Rig:
         """The calibration's cameras (one rig for every sequence)."""
         return self._load_rig()
 
-    def _open(self, seq: Sequence, view: str) -> FrameReader:
+    def _open(self, seq: Recording, view: str) -> FrameReader:
         if not hasattr(self, "_folders"):
             self.sequences()
         folder = self._folders[seq.name]
@@ -153,6 +153,6 @@ class RigSource(VideoViews):
             raise VideoError(f"{folder}: no video or image folder for camera {view!r}")
         return FrameReader(path)
 
-    def ground_truth(self, seq: Sequence, frames: np.ndarray) -> None:
+    def ground_truth(self, seq: Recording, frames: np.ndarray) -> None:
         """A real rig has no ground truth."""
         return None

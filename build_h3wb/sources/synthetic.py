@@ -12,14 +12,13 @@ capture volume when the file gives one, else within 1.5 m of the point on the fl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from collections.abc import Sequence as SequenceT
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from build_h3wb.geometry.cameras import Camera, Rig, h36m_rig
-from build_h3wb.sources.base import FrameBatch, Sequence
+from build_h3wb.sources.base import FrameBatch, Recording
 from build_h3wb.sources.h36m import check_h36m_selection
 from build_h3wb.synthetic.motion import generate_motion
 
@@ -109,8 +108,8 @@ class SyntheticSource:
 
     def __init__(
         self,
-        subjects: SequenceT[str],
-        actions: SequenceT[str],
+        subjects: Sequence[str],
+        actions: Sequence[str],
         repeats: int = 1,
         duration_s: float = 20.0,
         video_fps: float = 50.0,
@@ -146,16 +145,16 @@ class SyntheticSource:
             **({"rig": self.rig_file, "rig_content": self._custom.to_dict()} if self._custom is not None else {}),
         }
 
-    def sequences(self) -> list[Sequence]:
+    def sequences(self) -> list[Recording]:
         """Every (subject, action, repeat) in configuration order."""
         return [
-            Sequence(subject=s, action=a, name=f"{a} {r + 1}")
+            Recording(subject=s, action=a, name=f"{a} {r + 1}")
             for s in self.subjects
             for a in self.actions
             for r in range(self.repeats)
         ]
 
-    def rig(self, seq: Sequence) -> Rig:
+    def rig(self, seq: Recording) -> Rig:
         """The subject's Human3.6M cameras, or the rig of ``rig``."""
         if self._custom is not None:
             return self._custom
@@ -163,17 +162,17 @@ class SyntheticSource:
             self._rigs[seq.subject] = h36m_rig(seq.subject)
         return self._rigs[seq.subject]
 
-    def frames(self, seq: Sequence) -> np.ndarray:
+    def frames(self, seq: Recording) -> np.ndarray:
         """(T,) selected frame numbers of the simulated video."""
         return np.arange(0, int(round(self.duration_s * self.video_fps)), self.stride, dtype=np.int64)
 
-    def view_frames(self, seq: Sequence, view: str) -> np.ndarray:
+    def view_frames(self, seq: Recording, view: str) -> np.ndarray:
         """(T,) selected frame numbers: every simulated view has the same frames."""
         if view not in self.rig(seq).names:
             raise ValueError(f"{seq.key}: no camera {view!r} (cameras: {', '.join(self.rig(seq).names)})")
         return self.frames(seq)
 
-    def ground_truth(self, seq: Sequence, frames: np.ndarray) -> np.ndarray:
+    def ground_truth(self, seq: Recording, frames: np.ndarray) -> np.ndarray:
         """(T, J, 3) world millimetres at the given frame numbers."""
         rig = self.rig(seq)
         volume = rig.capture_volume or {"center_xy": tuple(looked_at_xy(rig)), "half_extent_xy": (1500.0, 1500.0)}
@@ -187,7 +186,7 @@ class SyntheticSource:
             half_extent_xy_mm=tuple(volume["half_extent_xy"]),
         )
 
-    def batches(self, seq: Sequence, view: str, frames: np.ndarray, batch_size: int) -> Iterator[FrameBatch]:
+    def batches(self, seq: Recording, view: str, frames: np.ndarray, batch_size: int) -> Iterator[FrameBatch]:
         """Batches with the ground truth the simulated detector needs (no pixels)."""
         cam = self.rig(seq)[view]
         gt = self.ground_truth(seq, frames)

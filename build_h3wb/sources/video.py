@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from build_h3wb.geometry.cameras import Camera, Rig
-from build_h3wb.sources.base import FrameBatch, Sequence
+from build_h3wb.sources.base import FrameBatch, Recording
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def find_view(folder: Path, stem: str) -> Path | None:
 
 
 def read_batches(
-    reader: FrameReader, seq: Sequence, camera: Camera, frames: np.ndarray, batch_size: int
+    reader: FrameReader, seq: Recording, camera: Camera, frames: np.ndarray, batch_size: int
 ) -> Iterator[FrameBatch]:
     """``FrameBatch``es of ``batch_size`` decoded frames of one view.
 
@@ -241,11 +241,11 @@ class VideoViews:
     start: int
     stop: int
 
-    def _calibrated_rig(self, seq: Sequence) -> Rig:
+    def _calibrated_rig(self, seq: Recording) -> Rig:
         """The calibration's cameras for ``seq``, before fitting them to the videos."""
         raise NotImplementedError
 
-    def _open(self, seq: Sequence, view: str) -> FrameReader:
+    def _open(self, seq: Recording, view: str) -> FrameReader:
         """The view's reader (no size check); :class:`VideoError` when missing or unreadable."""
         raise NotImplementedError
 
@@ -254,7 +254,7 @@ class VideoViews:
             self._video_sizes: dict[tuple[str, str], tuple[Path, tuple[int, int]] | None] = {}
         return self._video_sizes
 
-    def rig(self, seq: Sequence) -> Rig:
+    def rig(self, seq: Recording) -> Rig:
         """The calibrated cameras fitted to the views' videos (:func:`fit_camera_to_video`).
 
         A view whose video is missing, unreadable or of a refused size keeps its calibrated camera here; its
@@ -280,7 +280,7 @@ class VideoViews:
             fitted[seq.key] = Rig(name=base.name, cameras=tuple(cameras), capture_volume=base.capture_volume)
         return fitted[seq.key]
 
-    def _reader(self, seq: Sequence, view: str) -> FrameReader:
+    def _reader(self, seq: Recording, view: str) -> FrameReader:
         """The view's reader, checked against the fitted camera (raises the size rule's :class:`VideoError`)."""
         readers = self.__dict__.setdefault("_readers", {})
         key = (seq.key, view)
@@ -292,17 +292,17 @@ class VideoViews:
             readers[key] = reader
         return readers[key]
 
-    def view_frames(self, seq: Sequence, view: str) -> np.ndarray:
+    def view_frames(self, seq: Recording, view: str) -> np.ndarray:
         """(T,) selected frame numbers of one view's video: every ``stride``-th from ``start``, before ``stop``."""
         reader = self._reader(seq, view)
         stop = min(self.stop or reader.frame_count, reader.frame_count)
         return np.arange(self.start, stop, self.stride, dtype=np.int64)
 
-    def video_info(self, seq: Sequence, view: str) -> dict:
+    def video_info(self, seq: Recording, view: str) -> dict:
         """What the detect stage records about a view's video."""
         r = self._reader(seq, view)
         return {"video": str(r.path), "frame_count": r.frame_count, "image_size": list(r.size), "fps": r.fps}
 
-    def batches(self, seq: Sequence, view: str, frames: np.ndarray, batch_size: int) -> Iterator[FrameBatch]:
+    def batches(self, seq: Recording, view: str, frames: np.ndarray, batch_size: int) -> Iterator[FrameBatch]:
         """Decoded frames of one view."""
         yield from read_batches(self._reader(seq, view), seq, self.rig(seq)[view], frames, batch_size)

@@ -23,7 +23,7 @@ from build_h3wb import skeleton
 from build_h3wb.artifacts import atomic_h5, open_h5, read_json, write_json
 from build_h3wb.build import Build
 from build_h3wb.completion.config import CompletionConfig
-from build_h3wb.sources.base import Sequence
+from build_h3wb.sources.base import Recording
 from build_h3wb.stages.common import make_source, plain, progress
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ def evaluate_filling(root, units, cfg: DictConfig, max_poses: int, seed: int) ->
         sel = np.flatnonzero(~complete & _has_root(kp))
         if not len(sel):
             continue
-        gt = source.ground_truth(Sequence(u["subject"], u["action"], u["sequence"]), frames[sel])
+        gt = source.ground_truth(Recording(u["subject"], u["action"], u["sequence"]), frames[sel])
         if gt is None:
             return None
         hole = np.isnan(kp[sel]).any(-1)

@@ -50,7 +50,7 @@ from build_h3wb.artifacts import (
 from build_h3wb.detectors.base import check_detections
 from build_h3wb.detectors.subject import CHOICE_VERSION, choose_subject
 from build_h3wb.geometry.cameras import Rig
-from build_h3wb.sources.base import Sequence, Source, frame_number_batches
+from build_h3wb.sources.base import Recording, Source, frame_number_batches
 from build_h3wb.sources.video import VideoError
 from build_h3wb.stages.common import build_dir, make_source, plain, progress
 
@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 class Video:
     """One view of one sequence: the detect stage's unit of work."""
 
-    seq: Sequence
+    seq: Recording
     camera: str
 
 
@@ -201,7 +201,7 @@ def _view_status(sd: StageDir, video: Video) -> str:
     return "pending"
 
 
-def _assemble(sd: StageDir, sequences: list[Sequence], rigs: dict[Sequence, Rig], choice_cfg: dict) -> dict:
+def _assemble(sd: StageDir, sequences: list[Recording], rigs: dict[Recording, Rig], choice_cfg: dict) -> dict:
     """Assemble every sequence whose views are all accounted for; returns the stage summary."""
     pending, assembled, resumed = 0, 0, 0
     skipped: list[dict] = []
@@ -263,7 +263,7 @@ def _assemble(sd: StageDir, sequences: list[Sequence], rigs: dict[Sequence, Rig]
     }
 
 
-def _assemble_sequence(sd: StageDir, seq: Sequence, rig: Rig, views: list[str], choice_cfg: dict, path: Path) -> dict:
+def _assemble_sequence(sd: StageDir, seq: Recording, rig: Rig, views: list[str], choice_cfg: dict, path: Path) -> dict:
     """Align the views' frames, choose the subject, write the sequence file; returns its statistics."""
     per_view, truncated, seconds, empty, no_file = {}, {}, 0.0, [], {}
     for cam in views:
@@ -320,6 +320,6 @@ def _report(summary: dict) -> None:
                  100 * summary["subject_choice_ambiguous_share"])
 
 
-def unit(seq: Sequence) -> dict:
+def unit(seq: Recording) -> dict:
     """A sequence as a manifest entry."""
     return {"subject": seq.subject, "action": seq.action, "sequence": seq.name}

@@ -22,7 +22,7 @@ from build_h3wb.artifacts import BuildDirError, atomic_path, finished_manifest, 
 from build_h3wb.build import POSE_STAGES
 from build_h3wb.evaluation import ErrorStats, format_table
 from build_h3wb.quality import measures as qm
-from build_h3wb.sources.base import Sequence
+from build_h3wb.sources.base import Recording
 from build_h3wb.stages.common import build_dir, make_source, progress
 from build_h3wb.viz.figures import new_figure, save_figure
 
@@ -71,7 +71,7 @@ def measure_stage(root: Path, stage: str, min_score: float = 0.3) -> dict:
     The reprojection error compares with the detections of ``detect/`` (the frames both have); the bone reference
     of a subject is its median over all its sequences.
     """
-    from build_h3wb.stages.detect import read_rig  # noqa: PLC0415 (detect imports the detectors)
+    from build_h3wb.build import read_rig
 
     manifest = finished_manifest(root, stage)
     lengths: dict[str, list[np.ndarray]] = {}
@@ -182,7 +182,7 @@ def evaluate_stage(root: Path, stage: str, source, selected_only: bool = False) 
     poses = 0
     name = "dataset" if selected_only else stage
     for u in progress(manifest["units"], desc=f"evaluate {name}", unit="seq"):
-        seq = Sequence(u["subject"], u["action"], u["sequence"])
+        seq = Recording(u["subject"], u["action"], u["sequence"])
         keep = None
         if selected_only:
             with open_h5(root / "filter" / u["subject"] / f"{u['sequence']}.h5") as f:

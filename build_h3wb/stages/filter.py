@@ -27,7 +27,7 @@ from build_h3wb import skeleton
 from build_h3wb.artifacts import atomic_h5, atomic_path, open_h5, read_json, write_json
 from build_h3wb.build import Build
 from build_h3wb.quality import Filter, apply_filters, bone_lengths, pose_measures, quality_score, select_balanced
-from build_h3wb.sources.base import Sequence
+from build_h3wb.sources.base import Recording
 from build_h3wb.stages.common import make_source, progress
 from build_h3wb.viz.figures import new_figure, save_figure
 
@@ -171,7 +171,7 @@ def _true_error(source, u: dict, kp: np.ndarray, frames: np.ndarray) -> tuple[np
     zeros = (np.zeros(len(kp)), np.zeros(len(kp), dtype=np.int64))
     if source is None:
         return zeros
-    gt = source.ground_truth(Sequence(u["subject"], u["action"], u["sequence"]), frames)
+    gt = source.ground_truth(Recording(u["subject"], u["action"], u["sequence"]), frames)
     if gt is None:
         return zeros
     e = np.linalg.norm(kp - gt, axis=-1)  # (T, J)

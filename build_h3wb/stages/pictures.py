@@ -43,7 +43,7 @@ from build_h3wb.detectors.base import check_detections
 from build_h3wb.detectors.files import FRAME_FILE_EXTENSIONS, read_detection_file
 from build_h3wb.geometry.cameras import Camera, Rig
 from build_h3wb.skeleton.layouts import derived_joints
-from build_h3wb.sources.base import FrameBatch, Sequence, Source
+from build_h3wb.sources.base import FrameBatch, Recording, Source
 from build_h3wb.sources.video import VideoError
 from build_h3wb.stages.common import build_dir, make_source, progress
 from build_h3wb.stages.evaluate import finished_pose_stages
@@ -106,7 +106,7 @@ def run(cfg: DictConfig) -> dict:
     return written
 
 
-def _video_frames(source: Source, seq: Sequence, cam: Camera, frames: np.ndarray, layers: dict[str, np.ndarray],
+def _video_frames(source: Source, seq: Recording, cam: Camera, frames: np.ndarray, layers: dict[str, np.ndarray],
                   head: str) -> Iterator[np.ndarray]:
     """(H, W, 3) uint8 RGB: every frame of the camera (or a neutral canvas) with the overlay of ``layers`` (T, J, 2)."""
     images = _images(source, seq, cam.name, frames)
@@ -161,7 +161,7 @@ def _load_sequence(root: Path, subject: str, sequence: str) -> dict:
     return {"frames": frames, "detections": det, "rig": rig, "kp3d": kp, "provenance": prov, "stage": final_stage}
 
 
-def _frame_figures(seq: dict, source: Source, src_seq: Sequence, frame: int, out: Path) -> dict[str, str]:
+def _frame_figures(seq: dict, source: Source, src_seq: Recording, frame: int, out: Path) -> dict[str, str]:
     """The per-frame figures: every view (over its image where the source has pixels) and the 3D skeleton."""
     frames = seq["frames"]
     hit = np.flatnonzero(frames == frame)
@@ -182,7 +182,7 @@ def _frame_figures(seq: dict, source: Source, src_seq: Sequence, frame: int, out
     return {"views": str(views), "skeleton_3d": str(sk3d)}
 
 
-def _source_sequence(source: Source, subject: str, sequence: str) -> Sequence:
+def _source_sequence(source: Source, subject: str, sequence: str) -> Recording:
     for s in source.sequences():
         if s.subject == subject and s.name == sequence:
             return s
@@ -199,7 +199,7 @@ def _camera(rig: Rig, name: str) -> Camera:
     return rig[name]
 
 
-def _images(source: Source, seq: Sequence, camera: str, frames: np.ndarray) -> Iterator[np.ndarray | None]:
+def _images(source: Source, seq: Recording, camera: str, frames: np.ndarray) -> Iterator[np.ndarray | None]:
     """The camera's (H, W, 3) uint8 RGB image at each frame.
 
     None where the source has no pixels, and from the first frame on that its video cannot give (logged).
@@ -293,7 +293,7 @@ def _photo_detection(cfg: DictConfig, path: Path, image: np.ndarray | None,
         return kp, image, {"name": "files", "file": str(detections), "layout": lay.name}, how
     H, W = image.shape[:2]
     detector = instantiate(cfg.detector, _convert_="all")
-    batch = FrameBatch(sequence=Sequence("image", "image", path.stem), camera=pinhole_camera(W, H),
+    batch = FrameBatch(sequence=Recording("image", "image", path.stem), camera=pinhole_camera(W, H),
                        frames=np.zeros(1, dtype=np.int64), images=image[None])
     try:
         kp = check_detections(detector(batch), 1, detector.name)[0, 0]  # (J, 3) the best candidate

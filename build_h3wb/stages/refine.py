@@ -22,7 +22,7 @@ from build_h3wb.artifacts import atomic_h5, open_h5
 from build_h3wb.build import Build, read_rig
 from build_h3wb.geometry.cameras import Rig
 from build_h3wb.refine.refinement import fit_part_models, refine_sequence
-from build_h3wb.sources.base import Sequence, Source
+from build_h3wb.sources.base import Recording, Source
 from build_h3wb.stages.common import make_source, plain, progress
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def run(cfg: DictConfig) -> dict:
             rig = read_rig(dict(f.attrs), str(f.filename))
             det_frames = f["frames"][:]
         if correctors:
-            det = correct_views(source, Sequence(u["subject"], u["action"], u["sequence"]), rig, det_frames, det,
+            det = correct_views(source, Recording(u["subject"], u["action"], u["sequence"]), rig, det_frames, det,
                                 correctors)
         refined, mask = refine_sequence(kp, det, rig, models[u["subject"]], views_used=views, filled=filled,
                                         frames=frames, **options)
@@ -83,7 +83,7 @@ def run(cfg: DictConfig) -> dict:
     return counts
 
 
-def correct_views(source: Source, seq: Sequence, rig: Rig, frames: np.ndarray, det: np.ndarray, correctors: dict,
+def correct_views(source: Source, seq: Recording, rig: Rig, frames: np.ndarray, det: np.ndarray, correctors: dict,
                   batch_size: int = 16) -> np.ndarray:
     """Every view's hand and face detections corrected on its video frames (``build_h3wb.refine.corrector``).
 

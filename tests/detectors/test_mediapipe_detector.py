@@ -28,7 +28,7 @@ from build_h3wb.detectors.mediapipe import (
     person_region,
 )
 from build_h3wb.geometry.cameras import h36m_rig
-from build_h3wb.sources.base import FrameBatch, Sequence
+from build_h3wb.sources.base import FrameBatch, Recording
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 J = skeleton.NUM_KEYPOINTS
@@ -52,7 +52,7 @@ RIG = h36m_rig("S1")
 
 def _batch(images, frames=None, view=0):
     frames = np.arange(len(images)) if frames is None else np.asarray(frames)
-    return FrameBatch(Sequence("S1", "Posing", "Posing 1"), RIG[view], frames, images)
+    return FrameBatch(Recording("S1", "Posing", "Posing 1"), RIG[view], frames, images)
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,12 @@ from build_h3wb.detectors.simulated import (
     palm_occlusion,
 )
 from build_h3wb.geometry.cameras import h36m_rig
-from build_h3wb.sources.base import FrameBatch, Sequence
+from build_h3wb.sources.base import FrameBatch, Recording
 from build_h3wb.synthetic.motion import generate_motion
 
 RIG = h36m_rig("S1")
 VOL = dict(center_xy_mm=RIG.capture_volume["center_xy"], half_extent_xy_mm=RIG.capture_volume["half_extent_xy"])
-SEQ = Sequence("S1", "Walking", "Walking 1")
+SEQ = Recording("S1", "Walking", "Walking 1")
 FACE = skeleton.PARTS["face"]
 
 
@@ -117,7 +117,7 @@ def test_occlusion_statistics_are_realistic():
     for action in ("Walking", "Phoning", "Sitting", "Greeting"):
         frames, X = _poses(action, 20)
         for c in range(4):
-            b = FrameBatch(sequence=Sequence("S1", action, f"{action} 1"), camera=RIG[c], frames=frames,
+            b = FrameBatch(sequence=Recording("S1", action, f"{action} 1"), camera=RIG[c], frames=frames,
                            world_keypoints=X)
             found.append(np.nan_to_num(det(b)[..., 2]) >= 0.3)  # confidently found
     f = np.concatenate(found)

@@ -8,7 +8,7 @@ from build_h3wb.geometry.alignment import umeyama
 from build_h3wb.geometry.cameras import h36m_rig
 from build_h3wb.geometry.triangulation import triangulate
 from build_h3wb.refine.refinement import REFINED_PARTS, PartModel, fit_part_models, refine_sequence
-from build_h3wb.sources.base import FrameBatch, Sequence
+from build_h3wb.sources.base import FrameBatch, Recording
 from build_h3wb.synthetic.motion import generate_motion
 
 RIG = h36m_rig("S1")
@@ -19,7 +19,7 @@ PART_KP = np.concatenate([np.arange(skeleton.PARTS[p].start, skeleton.PARTS[p].s
 BODY = np.setdiff1d(np.arange(J), PART_KP)
 
 
-def detect(gt: np.ndarray, seq: Sequence, frames: np.ndarray, detector) -> np.ndarray:
+def detect(gt: np.ndarray, seq: Recording, frames: np.ndarray, detector) -> np.ndarray:
     """(C, T, J, 3) detections of every view."""
     return np.stack([detector(FrameBatch(sequence=seq, camera=cam, frames=frames, world_keypoints=gt))
                      for cam in RIG])
@@ -40,13 +40,13 @@ def capture():
     train = []
     for action in ("Phoning", "Greeting", "Eating"):
         frames = np.arange(0, 1000, 5)
-        seq = Sequence("S1", action, f"{action} 1")
+        seq = Recording("S1", action, f"{action} 1")
         gt = generate_motion("S1", action, frames / 50.0, **VOLUME)
         kp, _, _ = build(detect(gt, seq, frames, detector))
         train.append(kp)
     train = np.concatenate(train)
     frames = np.arange(0, 500, 5)
-    seq = Sequence("S1", "Discussion", "Discussion 1")
+    seq = Recording("S1", "Discussion", "Discussion 1")
     gt = generate_motion("S1", "Discussion", frames / 50.0, **VOLUME)
     det = detect(gt, seq, frames, detector)
     kp, views, num = build(det)
@@ -158,7 +158,7 @@ def test_shape_errors(capture, models):
 
 def test_noise_free_detections_stay_put(models):
     frames = np.arange(0, 200, 5)
-    seq = Sequence("S1", "Directions", "Directions 1")
+    seq = Recording("S1", "Directions", "Directions 1")
     gt = generate_motion("S1", "Directions", frames / 50.0, **VOLUME)
     clean = default_simulated_detector(
         noise_px={p: 1e-9 for p in ("body", "feet", "face", "left_hand", "right_hand")},

@@ -12,7 +12,7 @@ from conftest import run_cli
 
 from build_h3wb.geometry.calibration_formats import save_anipose_toml
 from build_h3wb.geometry.cameras import Camera, Rig, h36m_rig
-from build_h3wb.sources.base import Sequence
+from build_h3wb.sources.base import Recording
 from build_h3wb.sources.h36m import H36MSource
 from build_h3wb.sources.rig import RigSource
 from build_h3wb.sources.video import VideoError, fit_camera_to_video
@@ -105,7 +105,7 @@ def test_h36m_uses_a_half_size_video_with_scaled_intrinsics(tmp_path, caplog):
         w, h = cam.image_size
         write_video(videos / f"Walking 1.{cam.name}.avi", (w // 2, h // 2) if cam.name == "54138969" else (w, h))
     src = H36MSource(str(tmp_path), subjects=["S1"], actions=["Walking"], mocap=False, stride=1)
-    seq = Sequence("S1", "Walking", "Walking 1")
+    seq = Recording("S1", "Walking", "Walking 1")
     with caplog.at_level(logging.WARNING):
         fitted = src.rig(seq)
     cam, small = rig["54138969"], fitted["54138969"]

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from build_h3wb import skeleton
 from build_h3wb.config import register_configs
 from build_h3wb.geometry.cameras import h36m_rig
-from build_h3wb.sources.base import Sequence
+from build_h3wb.sources.base import Recording
 from build_h3wb.sources.h36m import MOCAP_TO_WHOLEBODY, H36MSource, canonical_action, mocap_to_wholebody, read_mocap
 from build_h3wb.sources.video import FrameReader, VideoError
 from build_h3wb.stages import run_stage
@@ -104,7 +104,7 @@ def test_canonical_actions():
 def test_sequences_frames_and_mocap(tree):
     src = H36MSource(str(tree), subjects=["S1"])
     seqs = src.sequences()
-    assert seqs == [Sequence("S1", "Photo", "TakingPhoto 1"), Sequence("S1", "Walking", "Walking 1")]
+    assert seqs == [Recording("S1", "Photo", "TakingPhoto 1"), Recording("S1", "Walking", "Walking 1")]
     walking = seqs[1]
     np.testing.assert_array_equal(src.view_frames(walking, "54138969"), [0, 5, 10, 15, 20])
     np.testing.assert_array_equal(src.view_frames(walking, "60457274"), [0, 5, 10, 15])
@@ -124,7 +124,7 @@ def test_sequences_frames_and_mocap(tree):
 def test_bad_input_is_clear(tree, tmp_path):
     src = H36MSource(str(tree), subjects=["S1"])
     with pytest.raises(VideoError, match="cannot open|no decodable"):
-        src.view_frames(Sequence("S1", "Photo", "TakingPhoto 1"), "58860488")
+        src.view_frames(Recording("S1", "Photo", "TakingPhoto 1"), "58860488")
     with pytest.raises(FileNotFoundError, match="S5/Videos"):
         H36MSource(str(tree), subjects=["S5"]).sequences()
     with pytest.raises(FileNotFoundError, match="no such folder"):
@@ -136,7 +136,7 @@ def test_bad_input_is_clear(tree, tmp_path):
     small.mkdir(parents=True)
     write_video(small / "Walking 1.54138969.mp4", 5, (500, 800))
     with pytest.raises(VideoError, match="500x800, the calibration of camera '54138969' is for 1000x1002"):
-        H36MSource(str(tmp_path), subjects=["S1"]).view_frames(Sequence("S1", "Walking", "Walking 1"), "54138969")
+        H36MSource(str(tmp_path), subjects=["S1"]).view_frames(Recording("S1", "Walking", "Walking 1"), "54138969")
 
 
 def test_reader_seeks_and_reads_image_folders(tree, tmp_path):

@@ -19,7 +19,7 @@ from build_h3wb.detectors.base import check_detections
 from build_h3wb.detectors.mediapipe import MediaPipeHolisticDetector
 from build_h3wb.geometry.cameras import h36m_rig, save_rig
 from build_h3wb.leaderboard.lifter import LifterConfig, load_lifter, save_lifter, train_lifter
-from build_h3wb.sources.base import FrameBatch, Sequence
+from build_h3wb.sources.base import FrameBatch, Recording
 from build_h3wb.sources.synthetic import SyntheticSource
 from build_h3wb.stages import run_stage
 from build_h3wb.synthetic.motion import generate_motion
@@ -380,7 +380,7 @@ def astronaut_detection(photo):
     _, jpg, _ = photo
     image = cv2.cvtColor(cv2.imread(str(jpg)), cv2.COLOR_BGR2RGB)
     with MediaPipeHolisticDetector() as det:
-        batch = FrameBatch(Sequence("image", "image", "astronaut"), pinhole_camera(512, 512), np.zeros(1), image[None])
+        batch = FrameBatch(Recording("image", "image", "astronaut"), pinhole_camera(512, 512), np.zeros(1), image[None])
         return image, check_detections(det(batch), 1, det.name)[0, 0]
 
 
