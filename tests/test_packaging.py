@@ -1,6 +1,7 @@
 """The package as users install it: a wheel built from the checkout carries the configuration and runs a build."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -27,8 +28,11 @@ def test_every_subpackage_is_listed_in_pyproject():
 def wheel_site(tmp_path_factory):
     """The project's wheel installed (without dependencies) into a folder of its own."""
     tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"  # a copy, so the build's own build/ and egg-info never land in the checkout
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", ".venv*", "outputs", "multirun", "build", "dist",
+                                                             "*.egg-info", "__pycache__", ".pytest_cache"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "-w", str(tmp / "dist"), str(REPO)], check=True, capture_output=True)
+                    "-w", str(tmp / "dist"), str(src)], check=True, capture_output=True)
     (wheel,) = (tmp / "dist").glob("build_h3wb-*.whl")
     site = tmp / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
