@@ -38,21 +38,10 @@ import numpy as np
 
 from build_h3wb import skeleton
 from build_h3wb.geometry.cameras import Rig
+from build_h3wb.geometry.epipolar import essential_matrix, symmetric_epipolar_distance
 
 #: Bump when the choice's rule changes (stored in the detect configuration, so sequences are chosen again).
 CHOICE_VERSION = 2
-
-
-def _cross_matrix(t: np.ndarray) -> np.ndarray:
-    return np.array([[0.0, -t[2], t[1]], [t[2], 0.0, -t[0]], [-t[1], t[0], 0.0]])
-
-
-def essential_matrix(rig: Rig, a: int, b: int) -> np.ndarray:
-    """(3, 3) essential matrix E with ``x_b^T E x_a = 0`` for undistorted normalised points of views a and b."""
-    ca, cb = rig[a], rig[b]
-    R = cb.R @ ca.R.T
-    t = cb.t - R @ ca.t
-    return _cross_matrix(t) @ R
 
 
 def pairwise_agreement(
@@ -99,13 +88,7 @@ def pairwise_agreement(
     for a in range(C):
         for b in range(a + 1, C):
             E = essential_matrix(rig, a, b)
-            lines_b = homog[a] @ E.T  # (T, P, Jb, 3): epipolar lines in view b of view a's points
-            lines_a = homog[b] @ E  # (T, Q, Jb, 3): epipolar lines in view a of view b's points
-            num = np.abs(np.einsum("tqjk,tpjk->tpqj", homog[b], lines_b))  # (T, P, Q, Jb)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                inv_b = 1.0 / np.linalg.norm(lines_b[..., :2], axis=-1)  # (T, P, Jb)
-                inv_a = 1.0 / np.linalg.norm(lines_a[..., :2], axis=-1)  # (T, Q, Jb)
-            dist = 0.5 * num * (inv_b[:, :, None] + inv_a[:, None]) * focal
+            dist = symmetric_epipolar_distance(homog[a][:, :, None], homog[b][:, None], E) * focal  # (T, P, Q, Jb)
             both = valid[a][:, :, None] & valid[b][:, None]  # (T, P, Q, Jb)
             n = both.sum(-1)
             tol = np.maximum(epipolar_px, epipolar_share * 0.5 * (size[a][:, :, None] + size[b][:, None]))  # (T, P, Q)

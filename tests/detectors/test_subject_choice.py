@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from build_h3wb import skeleton
-from build_h3wb.detectors.subject import choose_subject, essential_matrix, pairwise_agreement, subject_consistency
+from build_h3wb.detectors.subject import choose_subject, pairwise_agreement, subject_consistency
 from build_h3wb.synthetic.motion import generate_motion
 
 
@@ -27,17 +27,6 @@ def two_people(rig, rng):
     cand = np.stack([np.where(swap[..., None, None], b, a), np.where(swap[..., None, None], a, b)], axis=2)
     truth = np.where(swap, 1, 0)
     return cand, truth, subject
-
-
-def test_essential_matrix_holds_for_projected_points(rig, rng):
-    X = np.array([[100.0, 500.0, 1000.0], [-300.0, 800.0, 200.0]])
-    for a in range(4):
-        for b in range(4):
-            if a != b:
-                xa = np.c_[rig[a].undistort_pixels(rig[a].project(X)), np.ones(2)]
-                xb = np.c_[rig[b].undistort_pixels(rig[b].project(X)), np.ones(2)]
-                residual = np.einsum("ni,ij,nj->n", xb, essential_matrix(rig, a, b), xa)
-                assert np.abs(residual).max() < 1e-9
 
 
 def test_the_subject_is_chosen_in_every_view_and_frame(rig, two_people):
