@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,8 @@ def write_images(source, sequences: list[ExportSequence], directory: Path, jpeg_
     """
     import cv2  # noqa: PLC0415
 
-    from build_h3wb.sources.base import Recording as Recording  # noqa: PLC0415
+    from build_h3wb.artifacts import atomic_path  # noqa: PLC0415
+    from build_h3wb.sources.base import Recording  # noqa: PLC0415
     from build_h3wb.sources.video import VideoError  # noqa: PLC0415
 
     counts: dict[str, Any] = {"written": 0, "present": 0, "failed_views": [], "no_pixels": False}
@@ -54,12 +54,10 @@ def write_images(source, sequences: list[ExportSequence], directory: Path, jpeg_
                         return counts
                     for f, image in zip(batch.frames, batch.images):
                         path = paths[int(f)]
-                        path.parent.mkdir(parents=True, exist_ok=True)
-                        tmp = path.with_name(f".{path.name}.tmp.jpg")
-                        if not cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
-                                           [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]):
-                            raise OSError(f"{tmp}: OpenCV could not write the image")
-                        os.replace(tmp, path)
+                        with atomic_path(path, suffix=".jpg") as tmp:  # the suffix tells OpenCV the format
+                            if not cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+                                               [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]):
+                                raise OSError(f"{path}: OpenCV could not write the image")
                         counts["written"] += 1
             except VideoError as err:
                 log.warning("export: images of %s camera %s: %s", seq.key, cam, err)

@@ -42,14 +42,14 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from build_h3wb.geometry.cameras import _UNIT_TO_MM, CalibrationError, Camera, Rig, distort, load_rig
+from build_h3wb.geometry.cameras import _UNIT_TO_MM, CalibrationError, Camera, Rig, load_rig
+from build_h3wb.geometry.distortion import distort
 
 try:
     import tomllib
@@ -190,16 +190,11 @@ def _check_scale(rig: Rig, units: str, source: str | os.PathLike) -> None:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace`` (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` through ``artifacts.atomic_path`` (never a half-written file)."""
+    from build_h3wb.artifacts import atomic_path
+
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text(text, newline="\n")
 
 
 def fit_opencv_distortion(cam: Camera, grid: int = 41) -> tuple[np.ndarray, float]:

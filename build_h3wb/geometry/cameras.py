@@ -6,11 +6,8 @@ Conventions (the same as ``data/rigs/h36m/*.json`` and OpenCV):
 - pixels: ``u = fx * x_d + s * y_d + cx``, ``v = fy * y_d + cy`` where ``(x_d, y_d)`` are the distorted normalised
   coordinates of ``(x, y) = X_cam[:2] / X_cam[2]``.
 
-Two Brown-Conrady distortion models are supported, both with coefficients ``dist = [k1, k2, p1, p2, k3]``
-(OpenCV order) and radial factor ``a = 1 + k1 r^2 + k2 r^4 + k3 r^6``:
-- ``opencv``: ``x_d = x a + 2 p1 x y + p2 (r^2 + 2 x^2)``, ``y_d = y a + p1 (r^2 + 2 y^2) + 2 p2 x y``;
-- ``h36m`` (Human3.6M's own ProjectPointRadial): with ``c = p1 y + p2 x``, ``x_d = x (a + c) + p2 r^2``,
-  ``y_d = y (a + c) + p1 r^2``. It differs from OpenCV in the tangential cross term (sub-pixel on Human3.6M).
+Lens distortion (``opencv`` or Human3.6M's own ``h36m`` model, ``dist = [k1, k2, p1, p2, k3]``): see
+``build_h3wb.geometry.distortion``.
 
 Rig file format (JSON, one file per rig), ``format = "build_h3wb.rig/1"``::
 
@@ -28,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -36,89 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
+from build_h3wb.geometry.distortion import DISTORTION_MODELS, distort_xy, undistort_xy
+
 RIG_FORMAT = "build_h3wb.rig/1"
-DISTORTION_MODELS = ("opencv", "h36m")
 _UNIT_TO_MM = {"mm": 1.0, "cm": 10.0, "m": 1000.0}
 
 
 class CalibrationError(ValueError):
     """A rig or camera calibration is missing, malformed or physically impossible."""
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Distortion on normalised coordinates
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def distort(xy: np.ndarray, dist: np.ndarray, model: str = "opencv") -> np.ndarray:
-    """Apply Brown-Conrady distortion to normalised image coordinates.
-
-    Args:
-        xy: (..., 2) undistorted normalised coordinates ``X_cam[:2] / X_cam[2]``.
-        dist: (5,) coefficients ``[k1, k2, p1, p2, k3]``.
-        model: ``"opencv"`` or ``"h36m"`` (see the module docstring).
-
-    Returns:
-        (..., 2) distorted normalised coordinates.
-    """
-    return np.stack(distort_xy(xy[..., 0], xy[..., 1], dist, model), axis=-1)
-
-
-def distort_xy(x: np.ndarray, y: np.ndarray, dist: np.ndarray, model: str = "opencv") -> tuple[np.ndarray, np.ndarray]:
-    """:func:`distort` on separate coordinate arrays (any equal shapes); returns ``(x_d, y_d)``."""
-    k1, k2, p1, p2, k3 = (float(c) for c in dist)
-    r2 = x * x + y * y
-    radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
-    if model == "opencv":
-        xy2 = 2.0 * x * y
-        return x * radial + p1 * xy2 + p2 * (r2 + 2.0 * x * x), y * radial + p1 * (r2 + 2.0 * y * y) + p2 * xy2
-    if model == "h36m":
-        cross = radial + p1 * y + p2 * x
-        return x * cross + p2 * r2, y * cross + p1 * r2
-    raise ValueError(f"unknown distortion model {model!r}; expected one of {DISTORTION_MODELS}")
-
-
-def undistort(xy_d: np.ndarray, dist: np.ndarray, model: str = "opencv", iterations: int = 5) -> np.ndarray:
-    """Invert :func:`distort` by fixed-point iteration (the scheme of OpenCV's ``undistortPoints``).
-
-    Each iteration removes the tangential part at the current estimate and divides by the radial factor; for
-    Human3.6M's lenses the residual falls about twentyfold per iteration: 5 iterations round-trip within 1e-5 px
-    everywhere inside the image, 8 within 1e-9 px (tested).
-
-    Args:
-        xy_d: (..., 2) distorted normalised coordinates; NaN stays NaN.
-        dist: (5,) coefficients ``[k1, k2, p1, p2, k3]``.
-        model: ``"opencv"`` or ``"h36m"``.
-        iterations: number of fixed-point iterations.
-
-    Returns:
-        (..., 2) undistorted normalised coordinates.
-    """
-    return np.stack(undistort_xy(xy_d[..., 0], xy_d[..., 1], dist, model, iterations), axis=-1)
-
-
-def undistort_xy(
-    xd: np.ndarray, yd: np.ndarray, dist: np.ndarray, model: str = "opencv", iterations: int = 5
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`undistort` on separate coordinate arrays; returns ``(x, y)``."""
-    k1, k2, p1, p2, k3 = (float(c) for c in dist)
-    if model not in DISTORTION_MODELS:
-        raise ValueError(f"unknown distortion model {model!r}; expected one of {DISTORTION_MODELS}")
-    x, y = xd, yd
-    if k1 == k2 == k3 == p1 == p2 == 0.0:
-        return x.copy(), y.copy()
-    for _ in range(iterations):
-        r2 = x * x + y * y
-        radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
-        if model == "opencv":
-            xy2 = 2.0 * x * y
-            x_new = (xd - p1 * xy2 - p2 * (r2 + 2.0 * x * x)) / radial
-            y = (yd - p1 * (r2 + 2.0 * y * y) - p2 * xy2) / radial
-            x = x_new
-        else:
-            cross = radial + p1 * y + p2 * x
-            x, y = (xd - p2 * r2) / cross, (yd - p1 * r2) / cross
-    return x, y
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -397,17 +318,11 @@ def load_rig(path: str | os.PathLike) -> Rig:
 
 
 def save_rig(rig: Rig, path: str | os.PathLike) -> None:
-    """Write a rig file atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(rig.to_dict(), f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write a rig file atomically (``artifacts.atomic_path``: temporary file, then rename; usual permissions)."""
+    from build_h3wb.artifacts import atomic_path
+
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text(json.dumps(rig.to_dict(), indent=1))
 
 
 H36M_SUBJECTS = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")

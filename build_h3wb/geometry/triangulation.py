@@ -42,7 +42,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from build_h3wb.geometry.cameras import Rig, distort_xy
+from build_h3wb.geometry.cameras import Rig
+from build_h3wb.geometry.distortion import distort_xy
 
 MAX_VIEWS = 16  # views-used masks are stored as uint16 bitmasks
 

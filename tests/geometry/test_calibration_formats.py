@@ -16,7 +16,8 @@ from build_h3wb.geometry.calibration_formats import (
     save_anipose_toml,
     save_easymocap,
 )
-from build_h3wb.geometry.cameras import CalibrationError, Camera, Rig, distort, load_rig, save_rig
+from build_h3wb.geometry.cameras import CalibrationError, Camera, Rig, load_rig, save_rig
+from build_h3wb.geometry.distortion import distort
 
 # ----------------------------------------------------------------------------------------------------------------
 # Hand-written files with known numbers

@@ -8,12 +8,11 @@ from build_h3wb.geometry.cameras import (
     H36M_SUBJECTS,
     CalibrationError,
     Camera,
-    distort,
     h36m_rig,
     load_rig,
     save_rig,
-    undistort,
 )
+from build_h3wb.geometry.distortion import distort, undistort
 
 
 @pytest.mark.parametrize("subject", H36M_SUBJECTS)
