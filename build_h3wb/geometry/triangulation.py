@@ -146,6 +146,55 @@ def _solve_rows(G: np.ndarray) -> np.ndarray:
     return X
 
 
+def normal_equations(xy: np.ndarray, weights: np.ndarray, extrinsics: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The weighted DLT normal equations ``M X = v`` of points seen by C views (views first).
+
+    ``M = sum_c w_c^2 A_c^T A_c`` and ``v = sum_c w_c^2 A_c^T b_c``, where ``A_c X - b_c`` (the rows ``x P3 - P1``,
+    ``y P3 - P2``) is the point's lateral offset from view c's ray at its depth. :func:`triangulate_linear` solves
+    them; the refinement adds its shape prior to them first.
+
+    Args:
+        xy: (C, ..., 2) undistorted normalised coordinates; entries with zero weight are ignored (may be NaN).
+        weights: (C, ...) finite non-negative weights (0 = view not used).
+        extrinsics: (C, 3, 4) ``[R | t]`` per view, world millimetres.
+
+    Returns:
+        ``M`` (..., 3, 3) symmetric and ``v`` (..., 3).
+    """
+    C = extrinsics.shape[0]
+    if weights.shape[0] != C or xy.shape != weights.shape + (2,) or extrinsics.shape != (C, 3, 4):
+        raise ValueError(f"expected xy (C, ..., 2), weights (C, ...), extrinsics (C, 3, 4); got {xy.shape}, "
+                         f"{weights.shape}, {extrinsics.shape}")
+    lead = weights.shape[1:]
+    coef = _coefficients(xy[..., 0].reshape(C, -1), xy[..., 1].reshape(C, -1),
+                         np.asarray(weights, dtype=np.float64).reshape(C, -1))  # (C, 4, N)
+    G = _normal_basis(extrinsics).reshape(4 * C, 9).T @ coef.reshape(4 * C, -1)  # (9, N)
+    m00, m01, m02, m11, m12, m22, v0, v1, v2 = G
+    M = np.stack([m00, m01, m02, m01, m11, m12, m02, m12, m22], -1).reshape(lead + (3, 3))
+    v = np.stack([v0, v1, v2], -1).reshape(lead + (3,))
+    return M, v
+
+
+def reprojection_residuals(X: np.ndarray, xy: np.ndarray, extrinsics: np.ndarray) -> np.ndarray:
+    """Distance between observed and reprojected undistorted normalised coordinates, views first.
+
+    Args:
+        X: (..., 3) world millimetres.
+        xy: (C, ..., 2) observed undistorted normalised coordinates.
+        extrinsics: (C, 3, 4).
+
+    Returns:
+        (C, ...) residuals in normalised units (times a focal length: approximate pixels); NaN where a view has no
+        observation or the point is behind the camera.
+    """
+    Xc = np.einsum("cij,...j->c...i", extrinsics[:, :, :3], X)  # (C, ..., 3)
+    Xc = Xc + extrinsics[:, :, 3].reshape((extrinsics.shape[0],) + (1,) * (X.ndim - 1) + (3,))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(Xc[..., 2] > 1e-6, Xc[..., 2], np.nan)
+        d = Xc[..., :2] / z[..., None] - xy
+    return np.sqrt((d * d).sum(-1))
+
+
 def triangulate_linear(xy: np.ndarray, weights: np.ndarray, extrinsics: np.ndarray) -> np.ndarray:
     """Weighted linear triangulation of N points from C views.
 
@@ -180,12 +229,7 @@ def normalized_residuals(X: np.ndarray, xy: np.ndarray, extrinsics: np.ndarray) 
         (N, C) residual in normalised units (multiply by a focal length for approximate pixels); NaN where a view
         has no observation or the point is behind the camera.
     """
-    Xc = np.einsum("cij,nj->nci", extrinsics[:, :, :3], X) + extrinsics[None, :, :, 3]  # (N, C, 3)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(Xc[..., 2] > 1e-6, Xc[..., 2], np.nan)
-        dx = Xc[..., 0] / z - xy[..., 0]
-        dy = Xc[..., 1] / z - xy[..., 1]
-    return np.sqrt(dx * dx + dy * dy)
+    return reprojection_residuals(X, np.moveaxis(xy, 1, 0), extrinsics).T  # the one implementation, points first
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ import numpy as np
 from build_h3wb import skeleton
 from build_h3wb.geometry.alignment import umeyama
 from build_h3wb.geometry.cameras import Rig
-from build_h3wb.geometry.triangulation import bits_to_mask
+from build_h3wb.geometry.triangulation import bits_to_mask, normal_equations, reprojection_residuals
 
 log = logging.getLogger(__name__)
 
@@ -296,38 +296,9 @@ def _undistort(det: np.ndarray, rig: Rig, iterations: int) -> np.ndarray:
     return xy
 
 
-def _dlt_rows(xy: np.ndarray, extr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """DLT rows of every observation: ``A X - b`` is the lateral offset in mm at the point's depth.
-
-    Args:
-        xy: (C, T, K, 2) undistorted normalised coordinates (NaN where missing).
-        extr: (C, 3, 4) ``[R | t]``.
-
-    Returns:
-        ``A`` (C, T, K, 2, 3) and ``b`` (C, T, K, 2); zero where the observation is missing.
-    """
-    x = np.nan_to_num(xy)  # (C, T, K, 2)
-    P = extr[:, None, None]  # (C, 1, 1, 3, 4)
-    A = x[..., None] * P[..., 2:3, :3] - P[..., :2, :3]  # (C, T, K, 2, 3)
-    b = P[..., :2, 3] - x * P[..., 2, 3][..., None]  # (C, T, K, 2)
-    return A, b
-
-
-def _normal_equations(A: np.ndarray, b: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``M = sum_c w_c^2 A_c^T A_c`` (T, K, 3, 3) and ``v = sum_c w_c^2 A_c^T b_c`` (T, K, 3) over views."""
-    w2 = w * w  # (C, T, K)
-    M = np.einsum("ctk,ctkri,ctkrj->tkij", w2, A, A)
-    v = np.einsum("ctk,ctkri,ctkr->tki", w2, A, b)
-    return M, v
-
-
 def _residual_px(X: np.ndarray, xy: np.ndarray, extr: np.ndarray, focal: np.ndarray) -> np.ndarray:
     """Reprojection residual (C, T, K) in approximate pixels of points X (T, K, 3) against xy (C, T, K, 2)."""
-    Xc = np.einsum("cij,tkj->ctki", extr[:, :, :3], X) + extr[:, None, None, :, 3]  # (C, T, K, 3)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        z = np.where(Xc[..., 2] > 1e-6, Xc[..., 2], np.nan)
-        d = Xc[..., :2] / z[..., None] - xy
-    return np.sqrt((d * d).sum(-1)) * focal[:, None, None]
+    return reprojection_residuals(X, xy, extr) * focal[:, None, None]
 
 
 def _refine_part(
@@ -365,7 +336,6 @@ def _refine_part(
         cand = np.isfinite(det[..., :2]).all(-1) & (score >= min_score)  # (C, T, K)
     xy = _undistort(det, rig, undistort_iterations)
     cand &= np.isfinite(xy).all(-1)
-    A, b = _dlt_rows(xy, extr)
     known = np.isfinite(Y).all(-1)  # (T, K)
     if views_used is not None:
         used = np.moveaxis(bits_to_mask(views_used, C), -1, 0) & cand  # (C, T, K)
@@ -401,7 +371,7 @@ def _refine_part(
         Rm = np.where(ok[:, None, None], Rm, np.eye(3))
         s = np.where(ok, s, 1.0)
         # linear least squares for theta = [t (3), c (R)] with the rotation fixed: X_k = G_k theta + h_k
-        M, v = _normal_equations(A, b, w_obs * huber)  # (T, K, 3, 3), (T, K, 3)
+        M, v = normal_equations(xy, w_obs * huber, extr)  # (T, K, 3, 3), (T, K, 3)
         M = M + pseudo[..., None, None] * np.eye(3)
         v = v + pseudo[..., None] * Yz
         sRB = s[:, None, None, None] * np.einsum("tij,rkj->tkir", Rm, B)  # (T, K, 3, R)
@@ -434,7 +404,7 @@ def _refine_part(
     with np.errstate(invalid="ignore"):
         keep_loose = loose & (res <= outlier_threshold_px)
     w_final = np.where(used & tri[None], score, 0.0) + np.where(keep_loose, score, 0.0)
-    M, v = _normal_equations(A, b, w_final)
+    M, v = normal_equations(xy, w_final, extr)
     M = M + pseudo[..., None, None] * np.eye(3)
     v = v + pseudo[..., None] * Yz
     has_prior = np.isfinite(prior).all(-1)  # (T, K)

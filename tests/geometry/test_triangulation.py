@@ -166,3 +166,20 @@ def test_view_set_hypotheses_shapes(rig, rng):
     assert (sets.sum(1)[:-1] >= sets.sum(1)[1:]).all()  # largest sets first
     assert worst.shape == usable.shape == pts.shape[:2]
     assert np.abs(pts[usable] - np.repeat(X[:, None], pts.shape[1], 1)[usable]).max() < 1e-3
+
+
+def test_normal_equations_solve_to_the_linear_triangulation(rig, rng):
+    from build_h3wb.geometry.triangulation import normal_equations, normalized_residuals, reprojection_residuals
+
+    X = rng.normal(size=(50, 3)) * 300 + np.array([0.0, 500.0, 1000.0])
+    extr = np.stack([c.extrinsic for c in rig])
+    Xc = np.einsum("cij,nj->cni", extr[:, :, :3], X) + extr[:, None, :, 3]  # (C, N, 3)
+    xy = Xc[..., :2] / Xc[..., 2:] + rng.normal(scale=1e-3, size=(len(rig), 50, 2))  # views first
+    w = rng.uniform(0.5, 1.0, size=(len(rig), 50))
+    M, v = normal_equations(xy, w, extr)  # (N, 3, 3), (N, 3)
+    np.testing.assert_allclose(np.linalg.solve(M, v[..., None])[..., 0],
+                               triangulate_linear(np.moveaxis(xy, 0, 1), w.T, extr), rtol=1e-9, atol=1e-6)
+    res = reprojection_residuals(X, xy, extr)
+    assert res.shape == (len(rig), 50) and np.allclose(normalized_residuals(X, np.moveaxis(xy, 0, 1), extr), res.T)
+    with pytest.raises(ValueError, match=r"expected xy \(C, \.\.\., 2\)"):
+        normal_equations(xy[:, :10], w, extr)
