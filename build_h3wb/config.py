@@ -101,6 +101,7 @@ class DetectionsDataConfig:
     calibration: str = MISSING  # rig .json, anipose/Pose2Sim .toml, or an EasyMocap intri.yml/extri.yml folder
     pattern: str = "{sequence}/{camera}"
     first_frame: int = 0
+    fps: float = 0.0  # the recording's frame rate (0: unknown, triangulate's time-based checks stay off)
     calibration_format: str = "auto"
     units: str = ""
     subject: str = "subject"

@@ -242,7 +242,7 @@ def check_sequence(
         score: (T, C, J) confidence.
         rig: the C cameras.
         threshold_px: (T, C) agreement threshold per frame and view.
-        frame_dt_s: time between consecutive frames (the stride over the video's frame rate).
+        frame_dt_s: time between consecutive frames (seconds; 0 when unknown: no jump check).
         bone_tolerance: a bone is off when its length differs from the sequence's median by more than this share...
         bone_tolerance_mm: ...or this many millimetres, whichever is larger (short finger bones).
         max_speed_mm_s: a keypoint moving further than this speed allows, away from both neighbouring frames while
@@ -269,7 +269,7 @@ def check_sequence(
     X = X.copy()
     status = np.zeros((T, J), dtype=np.int8)
     views = np.zeros((T, J), dtype=np.int64)
-    jump_mm = max_speed_mm_s * frame_dt_s
+    jump_mm = max_speed_mm_s * frame_dt_s if frame_dt_s > 0 else np.inf  # unknown frame times: no jump check
     bones = skeleton.RIGID_BONES
     with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
         sup.filter(RuntimeWarning)

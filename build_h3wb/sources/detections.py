@@ -31,6 +31,8 @@ class DetectionsSource(RigSource):
         pattern: a view's path below ``root``: ``{sequence}/`` then a path naming ``{camera}`` (several
             recordings), or a path naming ``{camera}`` (one recording, the cameras directly in ``root``).
         first_frame: the number the tool gave the first frame.
+        fps: the frame rate of the recording the files were detected on (0: unknown; triangulate's jump check and
+            temporal smoothing then stay off, since the time between frames is not known).
         calibration_format, units, subject, sequences, cameras, stride, start, stop: as for
             :class:`~build_h3wb.sources.rig.RigSource`.
     """
@@ -43,6 +45,7 @@ class DetectionsSource(RigSource):
         calibration: str,
         pattern: str = "{sequence}/{camera}",
         first_frame: int = 0,
+        fps: float = 0.0,
         calibration_format: str = "auto",
         units: str = "",
         subject: str = "subject",
@@ -57,11 +60,12 @@ class DetectionsSource(RigSource):
         if "{camera}" not in pattern or not (pattern.startswith("{sequence}/") or "{sequence}" not in pattern):
             raise ValueError(f"data.pattern={pattern!r}: data=detections reads <root>/{{sequence}}/...{{camera}}... "
                              "(or, for one recording, <root>/...{camera}...)")
-        self.pattern, self.first_frame = pattern, int(first_frame)
+        self.pattern, self.first_frame, self.fps = pattern, int(first_frame), float(fps)
 
     def describe(self) -> dict[str, Any]:
         """Settings that determine the frames (the calibration itself is stored with the detections)."""
-        return {**super().describe(), "source": self.name, "pattern": self.pattern, "first_frame": self.first_frame}
+        return {**super().describe(), "source": self.name, "pattern": self.pattern, "first_frame": self.first_frame,
+                "video_fps": self.fps}
 
     def _base(self, folder: Path, view: str) -> Path:
         """A view's detections path, ``folder`` being the sequence folder (or ``root`` for a single recording)."""

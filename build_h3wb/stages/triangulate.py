@@ -83,7 +83,7 @@ def run(cfg: DictConfig) -> dict:
         "sync_max_shift": int(tcfg.sync_max_shift),
         "smooth_sigma_s": float(tcfg.smooth_sigma_s),
         "bone_strength": float(tcfg.bone_strength),
-        "frame_dt_s": _frame_dt(det),
+        "video_fps": _video_fps(det),
     }
     sd = build.stage_dir("triangulate", {"params": params, "rules": rules,
                                          "detect_assembly": det["counts"].get("assembly_hash")}, inputs)
@@ -114,14 +114,21 @@ def run(cfg: DictConfig) -> dict:
     return summary
 
 
-def _frame_dt(det: dict) -> float:
-    """Seconds between consecutive selected frames, from the detect manifest's source settings."""
+def _video_fps(det: dict) -> float:
+    """The source's frame rate from the detect manifest (0.0 when the source does not know it)."""
     src = det.get("config", {}).get("source", {})
     fps = float(src.get("video_fps") or src.get("fps") or 0.0)
     if fps <= 0:
-        fps = 50.0
-        log.warning("triangulate: the detect manifest names no frame rate; the jump check assumes %.0f fps", fps)
-    return max(int(src.get("stride", 1)), 1) / fps
+        log.warning("triangulate: the source reports no frame rate; the jump check and the temporal smoothing are "
+                    "off (set the source's frame rate, e.g. data.fps for data=detections)")
+    return fps
+
+
+def frame_dt_s(frames: np.ndarray, fps: float) -> float:
+    """Seconds between consecutive selected frames: the usual frame-number step over the frame rate (0: unknown)."""
+    step = np.diff(np.asarray(frames, dtype=np.int64))
+    step = step[step > 0]
+    return float(np.median(step)) / fps if fps > 0 and len(step) else 0.0
 
 
 def _triangulate_chunk(kp: np.ndarray, rig, params: dict, rules: dict) -> dict:
@@ -201,6 +208,7 @@ def _triangulate_sequence(in_path, out_path, unit: dict, params: dict, rules: di
                                 f"frames x {J} keypoints x 3")
         if list(cameras) != list(rig.names):
             raise BuildDirError(f"{in_path}: camera order {cameras} differs from the rig's {list(rig.names)}")
+        seq_rules = dict(rules, frame_dt_s=frame_dt_s(frames, rules["video_fps"]))  # from the real frame spacing
         with atomic_h5(out_path, sd.unit_attrs(unit)) as out:
             out.create_dataset("frames", data=frames)
             out.create_dataset("cameras", data=np.array(rig.names, dtype=h5py.string_dtype()))
@@ -219,7 +227,7 @@ def _triangulate_sequence(in_path, out_path, unit: dict, params: dict, rules: di
                 t = block.shape[1]
                 with np.errstate(invalid="ignore"):
                     seen = (np.nan_to_num(block[..., 2], nan=0.0) >= params["min_score"]).any(0)  # (t, J)
-                r = _triangulate_chunk(block, rig, params, rules)
+                r = _triangulate_chunk(block, rig, params, seq_rules)
                 d3[s : s + t] = r["points"]
                 dviews[s : s + t] = r["views"]
                 dnum[s : s + t] = r["num_views"]
