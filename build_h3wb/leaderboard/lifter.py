@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from build_h3wb import skeleton
 from build_h3wb.checkpoints import load_weights_only, save_weights_only
 from build_h3wb.leaderboard.masking import i2d_masks
+from build_h3wb.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +282,7 @@ def train_lifter(
         seed: seed of the weights' initialisation and of the batch order.
         val: ``(kp2d, kp3d)`` or ``(kp2d, kp3d, mask)`` validation set; for I2D without a mask, fixed masks
             ``i2d_masks(n, cfg.mask_seed)`` are used.
-        progress: show a tqdm bar over the epochs.
+        progress: report the epochs (a bar on a terminal, log lines elsewhere: ``build_h3wb.progress``).
 
     Returns:
         ``(model, stats, history)``: the model in eval mode, the normalisation statistics, and a history with
@@ -321,7 +321,7 @@ def train_lifter(
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.lr_decay)
     history: dict[str, list[float]] = {"epoch": [], "lr": [], "train_mpjpe": [], "val_mpjpe": [], "seconds": []}
     t0 = time.perf_counter()
-    bar = tqdm(range(cfg.epochs), desc="lifter" + (" i2d" if cfg.i2d else ""), disable=not progress)
+    bar = progress_bar(range(cfg.epochs), desc="lifter" + (" i2d" if cfg.i2d else ""), unit="epoch", enabled=progress)
     for epoch in bar:
         if cfg.i2d:
             m_np = _epoch_masks(rng, n)  # (N, J) fresh masks every epoch
@@ -361,7 +361,7 @@ def train_lifter(
         post = {"train": f"{history['train_mpjpe'][-1]:.1f}"}
         if history["val_mpjpe"]:
             post["val"] = f"{history['val_mpjpe'][-1]:.1f}"
-        bar.set_postfix(post)
+        bar.set_postfix(**post)
         log.info("lifter%s epoch %d/%d: lr %.2e, train MPJPE %.1f mm, validation MPJPE %s mm (%.0f s)",
                  " i2d" if cfg.i2d else "", epoch + 1, cfg.epochs, lr, history["train_mpjpe"][-1],
                  post.get("val", "-"), history["seconds"][-1])

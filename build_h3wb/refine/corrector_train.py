@@ -34,9 +34,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from build_h3wb import skeleton
+from build_h3wb.progress import progress as progress_bar
 from build_h3wb.refine.corrector import (
     CorrectorConfig,
     PartCorrector,
@@ -420,7 +420,7 @@ def train_corrector(
         data: annotated instances (:func:`load_part_annotations`).
         device: where to train.
         backbone_weights: optional local torchvision resnet18 state-dict file to initialise the backbone.
-        progress: show a progress bar over epochs.
+        progress: report the epochs (a bar on a terminal, log lines elsewhere: ``build_h3wb.progress``).
 
     Returns:
         The trained model in eval mode and a plain-types summary (losses per epoch, training time, validation
@@ -445,7 +445,8 @@ def train_corrector(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * s / total)))
     history: list[float] = []
     t0 = time.perf_counter()
-    for epoch in tqdm(range(train_cfg.epochs), desc=f"corrector {model_cfg.part}", disable=not progress):
+    for epoch in progress_bar(range(train_cfg.epochs), desc=f"corrector {model_cfg.part}", unit="epoch",
+                              enabled=progress):
         dataset.reseed(train_cfg.seed * 100003 + epoch)
         model.train()
         l1_sum, n = 0.0, 0

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -91,7 +90,7 @@ def run(cfg: DictConfig) -> dict:
             else:
                 train_2d, train_3d, test = kp2d, kp3d, load_test(folder, task)
             trained = train_task(train_2d, train_3d, test, base, device=device, seed=int(lcfg.seed),
-                                 progress=sys.stderr.isatty())
+                                 progress=True)  # a bar on a terminal, log lines elsewhere
             save_lifter(tdir / "model.pt", trained.model, trained.cfg, trained.stats, trained.history)
             split_name = f"fold {fold} of the training file" if fold else "test split"
             plot_learning_curve(trained.history, tdir / "learning_curve.png",
