@@ -159,7 +159,8 @@ def test_contact_sheet_layout_and_overlay(built, sequence):
     fig.canvas.draw()
     canvas = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(np.int64)  # (H, W, 3)
     png = (imread(built / "pictures" / "S1" / "Walking 1" / f"sheet_{CAM}.png")[..., :3] * 255).round()
-    assert png.shape == canvas.shape == (round(fig.get_figheight() * 100), round(fig.get_figwidth() * 100), 3)
+    assert png.shape == canvas.shape  # Agg truncates the figure size in pixels:
+    assert np.abs(np.array(canvas.shape[:2]) - 100 * np.array([fig.get_figheight(), fig.get_figwidth()])).max() < 1
     assert np.abs(png - canvas).mean() < 0.5  # the stage wrote this figure
     blue = COLOURS["triangulated"]
     for n, ax in enumerate(tiles):
