@@ -110,10 +110,14 @@ class CompletionNet(nn.Module):
         Solves ``(B_o^T B_o + diag(ridge)) c = B_o^T (x_o - mean_o)`` per pose, then returns ``mean + B c``.
         """
         basis = self.prior_basis  # (D, r)
+        j, r = visible.shape[1], basis.shape[1]
+        per_kp = basis.view(j, 3, r)  # (J, 3, r): a keypoint's three coordinates
+        outer = torch.einsum("jkr,jks->jrs", per_kp, per_kp).reshape(j, r * r)  # (J, r*r) sum_k b_jk b_jk^T
         w = visible.repeat_interleave(3, dim=1).to(basis.dtype)  # (B, D)
         y = (x.flatten(1).to(basis.dtype) - self.prior_mean) * w  # (B, D)
-        a = (basis.T[None] * w[:, None, :]) @ basis + torch.diag(self.prior_ridge)  # (B, r, r)
-        c = torch.linalg.solve(a, (y @ basis)[..., None])[..., 0]  # (B, r)
+        # B_o^T B_o as a sum of per-keypoint outer products: (B, J) @ (J, r*r), not (B, r, D) @ (D, r)
+        a = (visible.to(basis.dtype) @ outer).view(-1, r, r) + torch.diag(self.prior_ridge)  # (B, r, r)
+        c = torch.cholesky_solve((y @ basis)[..., None], torch.linalg.cholesky(a))[..., 0]  # (B, r); a is SPD
         return (self.prior_mean + c @ basis.T).to(x.dtype).view(x.shape)
 
     def forward(self, x: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
