@@ -3,14 +3,21 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup openpifpaf run test lint bench clean
 
+# the project with its extras (PyTorch, MediaPipe, test tools, Slurm launcher): pip only, no compiler needed
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml scripts/install_openpifpaf.sh
+$(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test,openpifpaf,mediapipe,slurm]"
+	touch $@
+
+# OpenPifPaf compiled against the installed torch (needs a C++20 compiler once; the wheel is cached, see the script)
+openpifpaf: $(VENV)/.openpifpaf
+
+$(VENV)/.openpifpaf: $(VENV)/.installed scripts/install_openpifpaf.sh
 	scripts/install_openpifpaf.sh $(PY)
 	touch $@
 
@@ -20,10 +27,10 @@ run: setup
 lint: setup
 	$(PY) -m ruff check build_h3wb tests benchmarks scripts
 
-test: setup lint
+test: setup openpifpaf lint
 	$(PY) -m pytest -q
 
-bench: setup
+bench: setup openpifpaf
 	$(PY) -m pip install --quiet -e ".[test,openpifpaf,mediapipe,slurm,bench]"
 	$(PY) benchmarks/bench_triangulation.py
 	$(PY) benchmarks/bench_scaling.py --repeats 2 --json benchmarks/results/scaling.json

@@ -13,15 +13,10 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import openpifpaf
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from openpifpaf.decoder.utils import nms
-from openpifpaf.plugins.coco import CocoKp
-from openpifpaf.plugins.wholebody import Wholebody
-from openpifpaf.plugins.wholebody.constants import WHOLEBODY_KEYPOINTS
 
 from build_h3wb import skeleton
 from build_h3wb.config import register_configs
@@ -34,6 +29,13 @@ from build_h3wb.detectors.openpifpaf import (
     to_original_pixels,
 )
 from build_h3wb.sources.base import FrameBatch
+
+# OpenPifPaf is compiled by its own set-up target (`make openpifpaf`, which `make test` runs)
+openpifpaf = pytest.importorskip("openpifpaf")
+from openpifpaf.decoder.utils import nms  # noqa: E402
+from openpifpaf.plugins.coco import CocoKp  # noqa: E402
+from openpifpaf.plugins.wholebody import Wholebody  # noqa: E402
+from openpifpaf.plugins.wholebody.constants import WHOLEBODY_KEYPOINTS  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 J = skeleton.NUM_KEYPOINTS
