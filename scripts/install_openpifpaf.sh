@@ -53,10 +53,11 @@ start=$(date +%s)
 MAX_JOBS=${MAX_JOBS:-$(nproc)} "$PY" -m pip wheel --quiet --no-build-isolation --no-deps "$src" -w "$work/wheel"
 echo "openpifpaf compiled in $(( $(date +%s) - start )) s"
 built=$(ls "$work"/wheel/openpifpaf-"$VERSION"-*.whl)
-"$PY" -m pip install --quiet --no-deps --no-index "$built"
-"$PY" -c "import openpifpaf; print('openpifpaf', openpifpaf.__version__, 'installed')"
-# cache it last, atomically (a half-copied wheel is never found)
+# cache it atomically (a half-copied wheel is never found), before installing: a failing import below means missing
+# runtime dependencies (the `openpifpaf` extra), not a bad build
 mkdir -p "$cache"
 cp "$built" "$cache/.partial.whl"
 mv "$cache/.partial.whl" "$cache/$(basename "$built")"
 echo "cached $cache/$(basename "$built")"
+"$PY" -m pip install --quiet --no-deps --no-index "$built"
+"$PY" -c "import openpifpaf; print('openpifpaf', openpifpaf.__version__, 'installed')"
