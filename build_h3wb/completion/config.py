@@ -41,13 +41,13 @@ class CompletionConfig:
             triangulated poses), when the caller provides them.
     """
 
-    width: int = 512
+    width: int = 256
     num_blocks: int = 3
     dropout: float = 0.0
     prior_rank: int = 60
     scale_mm: float = 1000.0
     yaw_normalize: bool = True
-    epochs: int = 120
+    epochs: int = 80
     patience: int = 0
     batch_size: int = 256
     lr: float = 5e-4
