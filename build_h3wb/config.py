@@ -252,7 +252,8 @@ class CompleteConfig:
         init: ``scratch`` trains the network on the build's complete poses from scratch; ``prior`` starts from the
             prior (``checkpoint``, else the synthetic prior ``prior``) and fine-tunes it on them. Either way, a
             build with fewer than ``min_train_poses`` complete poses uses the prior as it is.
-        checkpoint: a completion checkpoint file to use as the prior instead of the synthetic one ("": none).
+        checkpoint: a completion checkpoint file to use as the prior instead of the synthetic one ("": none); when
+            given it is always the starting point (fine-tuned on the build's complete poses where there are enough).
         min_train_poses: fewest complete triangulated poses that train (or fine-tune) the network on the build.
         prior: the synthetic prior.
     """

@@ -4,7 +4,8 @@ Which network fills the holes (``complete.init``; recorded in the log, ``complet
 ``network``): by default one trained from scratch on the build's complete triangulated poses ("build");
 with ``complete.init=prior`` a build-independent prior fine-tuned on them ("prior fine-tuned on the build"); and,
 whatever ``init`` says, the prior as it is when the build has fewer than ``complete.min_train_poses`` complete poses
-("prior"; e.g. a detector that never finds the face). The prior is ``complete.checkpoint`` when given, else the
+("prior"; e.g. a detector that never finds the face). The prior is ``complete.checkpoint`` when given (then always
+the starting point: fine-tuned where there are enough complete poses, whatever ``init`` says), else the
 network trained on the synthetic generator's ground-truth poses of ``complete.prior`` (its own subjects and seed;
 cached, see ``build_h3wb.completion.prior``).
 
@@ -77,7 +78,7 @@ def run(cfg: DictConfig) -> dict:
         info = {"config_hash": sd.hash, "config": stage_config, "device": device, "complete_poses": n_complete,
                 "train_poses": len(train) if enough else 0, "val_poses": len(val) if enough else 0}
         init = None
-        if not enough or ccfg.init == "prior":
+        if not enough or ccfg.init == "prior" or ccfg.checkpoint:  # a given checkpoint is always the start
             init, info["prior"] = _prior(ccfg, model_cfg, device)
             if not enough:
                 log.warning("complete: only %d complete triangulated poses (complete.min_train_poses=%d): filling "
