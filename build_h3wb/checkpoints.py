@@ -60,12 +60,16 @@ def load_weights_only(path: str | os.PathLike, fmt: str, what: str, device: torc
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file is not a ``fmt`` checkpoint.
+        ValueError: the file cannot be read as a checkpoint (damaged, truncated, not a torch file, or holding
+            more than plain types), or is not a ``fmt`` checkpoint.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no {what} checkpoint at {path}")
-    ckpt = torch.load(path, map_location=device, weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # torch raises many kinds (pickle, zip, runtime) for a damaged or foreign file
+        raise ValueError(f"{path}: not a readable {what} checkpoint ({type(e).__name__}: {str(e)[:200]})") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{path}: expected key 'format' = {fmt!r}, found {found!r}")

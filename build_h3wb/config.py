@@ -265,6 +265,31 @@ class TriangulateConfig:
 
 
 @dataclass
+class CompletionPriorConfig:
+    """The completion prior that does not depend on the build: the network trained on synthetic ground truth.
+
+    The poses come from the synthetic motion generator (complete by construction); the trained network is cached
+    in ``cache_dir`` under a key of everything that determines it (the poses themselves, ``complete.model``, the
+    training seed, the package version). The defaults are subjects and a seed that no default build uses.
+
+    Attributes:
+        subjects: synthetic subject names (the body proportions are drawn from the name and the seed).
+        actions: actions of ``build_h3wb.synthetic.motion.ACTIONS``; empty: all of them.
+        seed: motion and body seed (the default capture uses 0, the README's independent capture 1).
+        duration_s: seconds per (subject, action).
+        fps: poses per second.
+        cache_dir: where trained priors are kept (``~`` is expanded).
+    """
+
+    subjects: list[str] = field(default_factory=lambda: ["P1", "P2", "P3", "P4", "P5", "P6"])
+    actions: list[str] = field(default_factory=list)
+    seed: int = 7
+    duration_s: float = 20.0
+    fps: float = 10.0
+    cache_dir: str = "~/.cache/build_h3wb/completion"
+
+
+@dataclass
 class CompleteConfig:
     """Completion stage settings; the network's own settings are ``complete.model`` (``CompletionConfig``).
 
@@ -279,6 +304,13 @@ class CompleteConfig:
         robust_fill_mm: per part, observed keypoints the network's linear pose model leaves more than this
             unexplained are not used as input when filling (they stay in the output as triangulated); an empty
             mapping trusts every observation.
+        init: ``scratch`` trains the network on the build's complete poses from scratch; ``prior`` starts from the
+            prior (``checkpoint``, else the synthetic prior ``prior``) and fine-tunes it on them. Either way, a
+            build with fewer than ``min_train_poses`` complete poses uses the prior as it is.
+        checkpoint: a completion checkpoint file to use as the prior instead of the synthetic one ("": none); when
+            given it is always the starting point (fine-tuned on the build's complete poses where there are enough).
+        min_train_poses: fewest complete triangulated poses that train (or fine-tune) the network on the build.
+        prior: the synthetic prior.
     """
 
     model: CompletionConfig = field(default_factory=CompletionConfig)
@@ -290,6 +322,10 @@ class CompleteConfig:
     robust_fill_mm: dict[str, float] = field(
         default_factory=lambda: {"body": 80.0, "feet": 80.0, "face": 35.0, "left_hand": 35.0, "right_hand": 35.0}
     )
+    init: str = "scratch"
+    checkpoint: str = ""
+    min_train_poses: int = 50
+    prior: CompletionPriorConfig = field(default_factory=CompletionPriorConfig)
 
 
 @dataclass

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+#: The fields that define the network and its input (the rest only shape the training): a network can be
+#: fine-tuned with another training setting, never with other values of these.
+ARCHITECTURE_FIELDS: tuple[str, ...] = ("width", "num_blocks", "dropout", "prior_rank", "scale_mm", "yaw_normalize")
+
 
 @dataclass
 class CompletionConfig:
@@ -19,7 +23,11 @@ class CompletionConfig:
         prior_rank: principal components of the linear prior (0: no prior, a plain MLP).
         scale_mm: poses are divided by this after root-centring (mm per normalised unit).
         yaw_normalize: rotate each pose about the vertical (world z) so the right-to-left hip line points along +x.
-        epochs: passes over the training poses (each with freshly drawn masks and augmentations).
+        epochs: passes over the training poses (each with freshly drawn masks and augmentations); the most, with
+            ``patience``.
+        patience: stop when the validation error (hidden keypoints, fixed masks) has not improved for this many
+            epochs and keep the weights of the best epoch (0: train all ``epochs`` and keep the last; needs
+            validation poses).
         batch_size: poses per optimisation step.
         lr: peak learning rate of AdamW (linear warm-up, then cosine decay to 1% of it).
         weight_decay: AdamW weight decay.
@@ -33,13 +41,14 @@ class CompletionConfig:
             triangulated poses), when the caller provides them.
     """
 
-    width: int = 512
+    width: int = 256
     num_blocks: int = 3
     dropout: float = 0.0
     prior_rank: int = 60
     scale_mm: float = 1000.0
     yaw_normalize: bool = True
-    epochs: int = 120
+    epochs: int = 80
+    patience: int = 0
     batch_size: int = 256
     lr: float = 5e-4
     weight_decay: float = 1e-4

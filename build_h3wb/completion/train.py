@@ -7,6 +7,7 @@ is missing (either hip not observed) cannot be normalised and is never filled, b
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 
 from build_h3wb import skeleton
 from build_h3wb.checkpoints import load_weights_only, save_weights_only
+from build_h3wb.completion.config import ARCHITECTURE_FIELDS
 from build_h3wb.completion.model import CompletionConfig, CompletionNet
 
 log = logging.getLogger(__name__)
@@ -256,6 +258,14 @@ def _complete_training_poses(poses: np.ndarray, name: str) -> np.ndarray:
     return poses
 
 
+def _adamw(model: CompletionNet, cfg: CompletionConfig) -> torch.optim.Optimizer:
+    """AdamW, in its fused form where this torch and device have one (about 3x faster steps on a CPU)."""
+    try:
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    except (RuntimeError, TypeError):  # no fused kernel for this device (or torch < 2.4 on a CPU)
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
 @torch.no_grad()
 def _masked_error_mm(
     model: CompletionNet, x: torch.Tensor, visible: torch.Tensor, batch_size: int, scale_mm: float
@@ -279,6 +289,7 @@ def train_completion(
     progress: bool = True,
     val_poses: np.ndarray | None = None,
     mask_bank: np.ndarray | None = None,
+    init: CompletionNet | None = None,
 ) -> tuple[CompletionNet, dict]:
     """Train the completion network on complete poses with holes drawn fresh each epoch (:func:`draw_masks`).
 
@@ -294,21 +305,37 @@ def train_completion(
         val_poses: (M, J, 3) complete poses scored after each epoch with fixed masks, or None.
         mask_bank: (K, J) bool hole patterns really met (True = missing), e.g. those of the incomplete
             triangulated poses; a share ``cfg.real_mask_share`` of the training masks is drawn from it.
+        init: a trained network to fine-tune (a copy; its linear prior is kept, not refitted); its architecture
+            fields (:data:`~build_h3wb.completion.config.ARCHITECTURE_FIELDS`) must equal ``cfg``'s. None: a new
+            network with its linear prior fitted on ``poses``.
 
     Returns:
         The trained model in eval mode on ``device``, and a history dict of per-epoch lists: ``epoch``,
         ``train_hidden_mm`` (training error of the hidden keypoints, mm, with dropout), ``val_hidden_mm`` (if
-        val_poses), ``time_s`` (since the start), plus ``train_time_s`` and ``num_params``.
+        val_poses), ``time_s`` (since the start), plus ``train_time_s``, ``num_params`` and, with ``cfg.patience``,
+        ``best_epoch`` (the epoch whose weights are returned).
+
+    Raises:
+        ValueError: poses not complete or of the wrong shape; ``cfg.patience`` without validation poses; ``init``
+            of another architecture.
     """
     poses = _complete_training_poses(poses, "poses")
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     norm = normalize_poses(poses, cfg.scale_mm, cfg.yaw_normalize)[0]  # (N, J, 3)
-    model = CompletionNet(cfg)
-    model.fit_prior(norm)
+    if init is None:
+        model = CompletionNet(cfg)
+        model.fit_prior(norm)
+    else:
+        differ = [k for k in ARCHITECTURE_FIELDS if getattr(init.cfg, k) != getattr(cfg, k)]
+        if differ:
+            raise ValueError(f"cannot fine-tune a network whose {differ} differ from the configuration's: "
+                             + ", ".join(f"{k} {getattr(init.cfg, k)!r} vs {getattr(cfg, k)!r}" for k in differ))
+        model = copy.deepcopy(init).cpu()
+        model.cfg = cfg
     model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = _adamw(model, cfg)
     steps = max(1, math.ceil(len(norm) / cfg.batch_size))
     total, warm = cfg.epochs * steps, cfg.warmup_epochs * steps
 
@@ -327,6 +354,9 @@ def train_completion(
     history: dict = {"epoch": [], "train_hidden_mm": [], "time_s": []}
     if val is not None:
         history["val_hidden_mm"] = []
+    if cfg.patience > 0 and val is None:
+        raise ValueError(f"patience={cfg.patience} needs validation poses (val_poses), got none")
+    best = (math.inf, 0, None)  # validation error, epoch, weights
     log.info("training completion net (%d parameters) on %d poses, %d epochs x %d steps, device %s",
              n_params, len(norm), cfg.epochs, steps, device)
     t0 = time.perf_counter()
@@ -360,6 +390,16 @@ def train_completion(
             postfix["val_mm"] = f"{history['val_hidden_mm'][-1]:.1f}"
         history["time_s"].append(time.perf_counter() - t0)
         bar.set_postfix(postfix)
+        if cfg.patience > 0:
+            if history["val_hidden_mm"][-1] < best[0]:
+                best = (history["val_hidden_mm"][-1], epoch + 1, copy.deepcopy(model.state_dict()))
+            elif epoch + 1 - best[1] >= cfg.patience:
+                log.info("completion: validation error not better than %.2f mm (epoch %d) for %d epochs: stopping",
+                         best[0], best[1], cfg.patience)
+                break
+    if best[2] is not None:
+        model.load_state_dict(best[2])
+        history["best_epoch"] = best[1]
     history["train_time_s"] = time.perf_counter() - t0
     history["num_params"] = n_params
     log.info("completion net trained in %.1f s: hidden-keypoint error %.1f mm (train)%s", history["train_time_s"],
@@ -460,7 +500,10 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[Compl
     except ValueError as e:
         raise ValueError(f"{path}: key 'config': {e}") from None
     model = CompletionNet(cfg)
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, RuntimeError) as e:
+        raise ValueError(f"{path}: key 'state_dict' does not fit its configuration: {str(e)[:300]}") from None
     return model.to(device).eval(), cfg, ckpt.get("extra", {})
 
 

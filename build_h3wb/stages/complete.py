@@ -1,8 +1,18 @@
 """Stage ``complete``: train the completion network on the complete triangulated poses and fill the holes.
 
+Which network fills the holes (``complete.init``; recorded in the log, ``complete/model.json`` and the manifest's
+``network``): by default one trained from scratch on the build's complete triangulated poses ("build");
+with ``complete.init=prior`` a build-independent prior fine-tuned on them ("prior fine-tuned on the build"); and,
+whatever ``init`` says, the prior as it is when the build has fewer than ``complete.min_train_poses`` complete poses
+("prior"; e.g. a detector that never finds the face). The prior is ``complete.checkpoint`` when given (then always
+the starting point: fine-tuned where there are enough complete poses, whatever ``init`` says), else the
+network trained on the synthetic generator's ground-truth poses of ``complete.prior`` (its own subjects and seed;
+cached, see ``build_h3wb.completion.prior``).
+
 Reads ``triangulate/`` and writes:
 - ``complete/model.pt`` (state dict + config, loadable with ``weights_only=True``) and ``complete/model.json``
-  (config, training history, data sizes); a finished checkpoint is reused while the configuration is unchanged;
+  (config, training history, data sizes); a finished checkpoint is reused while the configuration is unchanged
+  (both ``model.json`` and the hash stored in the checkpoint must match);
 - ``complete/<subject>/<sequence>.h5``: ``keypoints_3d`` (T, J, 3) float32 world mm, every triangulated keypoint
   kept as it was and the missing ones filled (NaN only where the pose has no root to normalise around);
   ``filled`` (T, J) bool, what the network filled; ``frames``;
@@ -12,9 +22,12 @@ Reads ``triangulate/`` and writes:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 import time
+from dataclasses import fields, replace
+from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
@@ -22,22 +35,19 @@ from omegaconf import DictConfig
 from build_h3wb import skeleton
 from build_h3wb.artifacts import atomic_h5, open_h5, read_json, write_json
 from build_h3wb.build import Build
-from build_h3wb.completion.config import CompletionConfig
+from build_h3wb.completion.config import ARCHITECTURE_FIELDS, CompletionConfig
 from build_h3wb.sources.base import Recording
 from build_h3wb.stages.common import make_source, plain, progress
 
 log = logging.getLogger(__name__)
 
+#: ``complete.init``: train on the build from scratch, or fine-tune the build-independent prior.
+INIT_MODES = ("scratch", "prior")
+
 
 def run(cfg: DictConfig) -> dict:
     """Train (or reuse) the network and complete every triangulated sequence."""
-    from build_h3wb.completion.train import (
-        complete_poses,
-        load_checkpoint,
-        resolve_device,
-        save_checkpoint,
-        train_completion,
-    )
+    from build_h3wb.completion.train import complete_poses, resolve_device, save_checkpoint, train_completion
 
     build = Build.from_config(cfg)
     root = build.root
@@ -45,8 +55,14 @@ def run(cfg: DictConfig) -> dict:
     tri = inputs["triangulate"]
     ccfg = cfg.complete
     model_cfg = CompletionConfig(**plain(ccfg.model))
+    if ccfg.init not in INIT_MODES:
+        raise ValueError(f"complete.init: expected one of {INIT_MODES}, got {ccfg.init!r}")
     stage_config = {"model": model_cfg.to_dict(), "seed": int(ccfg.seed), "max_train_poses": int(ccfg.max_train_poses),
-                    "val_share": float(ccfg.val_share), "robust_fill_mm": plain(ccfg.robust_fill_mm)}
+                    "val_share": float(ccfg.val_share), "robust_fill_mm": plain(ccfg.robust_fill_mm),
+                    "init": str(ccfg.init),
+                    "min_train_poses": int(ccfg.min_train_poses),
+                    "prior": {k: v for k, v in plain(ccfg.prior).items() if k != "cache_dir"},  # where: not what
+                    "checkpoint": _file_identity(str(ccfg.checkpoint))}
     robust_mm = _per_keypoint(plain(ccfg.robust_fill_mm))
     sd = build.stage_dir("complete", stage_config, inputs)
     if sd.up_to_date(tri["units"]):
@@ -55,21 +71,38 @@ def run(cfg: DictConfig) -> dict:
     device = resolve_device(str(ccfg.device))
     ckpt = sd.root / "model.pt"
     info_path = sd.root / "model.json"
-    if ckpt.exists() and info_path.exists() and read_json(info_path).get("config_hash") == sd.hash:
-        model, _, _ = load_checkpoint(ckpt, device)
-        info = read_json(info_path)
-        log.info("complete: reusing the finished checkpoint %s", ckpt)
+    reused = _reusable_checkpoint(ckpt, info_path, sd.hash, device)
+    if reused is not None:
+        model, info = reused
+        log.info("complete: reusing the finished checkpoint %s (network: %s)", ckpt, info.get("network"))
     else:
         train, val, bank = _training_poses(root, tri["units"], int(ccfg.max_train_poses), float(ccfg.val_share),
                                            int(ccfg.seed))
-        log.info("complete: training on %d complete poses (%d held out) on %s", len(train), len(val), device)
-        model, history = train_completion(train, model_cfg, device=device, seed=int(ccfg.seed),
-                                          val_poses=val if len(val) else None, progress=sys.stderr.isatty(),
-                                          mask_bank=bank)
-        info = {"config_hash": sd.hash, "config": stage_config, "device": device, "train_poses": len(train),
-                "val_poses": len(val), "history": history}
-        save_checkpoint(ckpt, model, model_cfg, {"config_hash": sd.hash})
+        n_complete = len(train) + len(val)
+        enough = n_complete >= int(ccfg.min_train_poses)
+        info = {"config_hash": sd.hash, "config": stage_config, "device": device, "complete_poses": n_complete,
+                "train_poses": len(train) if enough else 0, "val_poses": len(val) if enough else 0}
+        init = None
+        if not enough or ccfg.init == "prior" or ccfg.checkpoint:  # a given checkpoint is always the start
+            init, info["prior"] = _prior(ccfg, model_cfg, device)
+            if not enough:
+                log.warning("complete: only %d complete triangulated poses (complete.min_train_poses=%d): filling "
+                            "with the prior as it is (%s)", n_complete, int(ccfg.min_train_poses),
+                            info["prior"]["what"])
+        if enough:
+            train_cfg = model_cfg if init is None else _fine_tune_config(init.cfg, model_cfg)
+            log.info("complete: %s on %d complete poses (%d held out) on %s",
+                     "training" if init is None else "fine-tuning the prior", len(train), len(val), device)
+            model, info["history"] = train_completion(train, train_cfg, device=device, seed=int(ccfg.seed),
+                                                      val_poses=val if len(val) else None,
+                                                      progress=sys.stderr.isatty(), mask_bank=bank, init=init)
+            save_cfg = train_cfg
+        else:
+            model, save_cfg = init.to(device), init.cfg
+        info["network"] = "build" if init is None else ("prior fine-tuned on the build" if enough else "prior")
+        save_checkpoint(ckpt, model, save_cfg, {"config_hash": sd.hash, "network": info["network"]})
         write_json(info_path, info)
+    log.info("complete: network: %s", _describe(info))
 
     filled_total = {p: 0 for p in skeleton.REPORT_PARTS}
     computed = 0
@@ -89,7 +122,9 @@ def run(cfg: DictConfig) -> dict:
         for p, sl in skeleton.REPORT_PARTS.items():
             filled_total[p] += int(filled[:, sl].sum())
     counts = {"computed": computed, "sequences": len(tri["units"]), "train_poses": info["train_poses"],
-              "device": device}
+              "device": device, "network": info["network"], "complete_poses": info.get("complete_poses")}
+    if "prior" in info:
+        counts["prior"] = info["prior"]
     if computed:
         counts["filled_keypoints"] = filled_total
     if ccfg.baseline_eval_poses > 0:
@@ -100,6 +135,69 @@ def run(cfg: DictConfig) -> dict:
                      format_filling_table(evaluation))
     sd.write_manifest(counts, units=tri["units"])
     return counts
+
+
+def _file_identity(path: str) -> dict | None:
+    """A checkpoint file named by the configuration, by path and content (sha256), so editing it recomputes."""
+    if not path:
+        return None
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(f"complete.checkpoint: no file at {p}")
+    return {"path": str(p.resolve()), "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+
+
+def _reusable_checkpoint(ckpt: Path, info_path: Path, stage_hash: str, device: str):
+    """(model, info) of a finished checkpoint of this configuration, or None when there is none to reuse.
+
+    Both the training record and the hash stored inside the checkpoint must match ``stage_hash``; a checkpoint file
+    that cannot be read raises ValueError naming it.
+    """
+    from build_h3wb.completion.train import load_checkpoint
+
+    if not (ckpt.exists() and info_path.exists()) or read_json(info_path).get("config_hash") != stage_hash:
+        return None
+    model, _, extra = load_checkpoint(ckpt, device)
+    if extra.get("config_hash") != stage_hash:
+        log.warning("complete: %s holds config hash %s, not this configuration's %s (%s says it does): training "
+                    "again", ckpt, extra.get("config_hash"), stage_hash, info_path.name)
+        return None
+    return model, read_json(info_path)
+
+
+def _prior(ccfg: DictConfig, model_cfg: CompletionConfig, device: str):
+    """The build-independent network: ``complete.checkpoint`` when given, else the (cached) synthetic prior."""
+    from build_h3wb.completion.prior import SyntheticPriorData, synthetic_prior
+    from build_h3wb.completion.train import load_checkpoint
+
+    if ccfg.checkpoint:
+        path = Path(str(ccfg.checkpoint)).expanduser()
+        model, _, _ = load_checkpoint(path, device)
+        return model, {"what": f"checkpoint {path}", "path": str(path)}
+    p = plain(ccfg.prior)
+    data = SyntheticPriorData(subjects=tuple(p["subjects"]), actions=tuple(p["actions"]), seed=int(p["seed"]),
+                              duration_s=float(p["duration_s"]), fps=float(p["fps"]))
+    model, info = synthetic_prior(data, model_cfg, p["cache_dir"], seed=int(ccfg.seed), device=device,
+                                  progress=sys.stderr.isatty())
+    info.pop("history", None)
+    what = (f"synthetic prior trained on {info['poses']} ground-truth poses of {', '.join(data.subjects)} "
+            f"(seed {data.seed}), {'cached' if info['cached'] else 'trained now'}: {info['path']}")
+    return model, info | {"what": what}
+
+
+def _fine_tune_config(prior: CompletionConfig, wanted: CompletionConfig) -> CompletionConfig:
+    """The prior's architecture with the training settings of ``complete.model``."""
+    return replace(prior, **{f.name: getattr(wanted, f.name) for f in fields(CompletionConfig)
+                             if f.name not in ARCHITECTURE_FIELDS})
+
+
+def _describe(info: dict) -> str:
+    """One line: which network fills the holes, and on what it was trained."""
+    if info["network"] == "build":
+        return f"trained on the build's {info['train_poses']} complete poses"
+    if info["network"] == "prior":
+        return f"{info['prior']['what']} (the build has {info['complete_poses']} complete poses)"
+    return f"{info['prior']['what']}, fine-tuned on the build's {info['train_poses']} complete poses"
 
 
 def _per_keypoint(per_part: dict) -> np.ndarray | None:
@@ -129,13 +227,10 @@ def _training_poses(root, units, max_poses: int, val_share: float, seed: int) ->
         poses.append(kp[~missing.any(1)])
         holes.append(missing[missing.any(1) & ~missing[:, [skeleton.LEFT_HIP, skeleton.RIGHT_HIP]].any(1)])
     allp = np.concatenate(poses) if poses else np.zeros((0, skeleton.NUM_KEYPOINTS, 3), np.float32)
-    if len(allp) < 50:
-        raise RuntimeError(f"only {len(allp)} complete triangulated poses in {root}: too few to train the completion "
-                           "network (need at least 50); lower triangulate.min_score or add data")
     rng = np.random.default_rng(seed)
     idx = rng.permutation(len(allp))[:max_poses]
     n_val = int(round(val_share * len(idx)))
-    bank = np.concatenate(holes)
+    bank = np.concatenate(holes) if holes else np.zeros((0, skeleton.NUM_KEYPOINTS), bool)
     bank = bank[rng.permutation(len(bank))[:max_poses]]
     return allp[idx[n_val:]].astype(np.float64), allp[idx[:n_val]].astype(np.float64), bank
 
@@ -188,10 +283,13 @@ def evaluate_filling(root, units, cfg: DictConfig, max_poses: int, seed: int) ->
         for k, row in zip(np.flatnonzero(mine) + i_inc, np.flatnonzero(mine)):
             picked[int(k)] = (kp[sel[row]], net[sel[row]], gt[row])
         i_inc += ni
-    tri_p, net_p, gt_p = (np.stack([picked[int(k)][j] for k in sub]) for j in range(3))
-    train_p = np.concatenate(train)
-    hole = np.isnan(tri_p).any(-1)  # (n, J)
     out = {"incomplete_poses": n_inc, "filled_keypoints": all_err.keypoints, "network_all": all_err.means()}
+    train_p = np.concatenate(train)
+    if not len(sub) or len(train_p) < 2:
+        log.info("complete: %d complete poses, %d incomplete: no baseline comparison", len(train_p), len(sub))
+        return out
+    tri_p, net_p, gt_p = (np.stack([picked[int(k)][j] for k in sub]) for j in range(3))
+    hole = np.isnan(tri_p).any(-1)  # (n, J)
     t = time.perf_counter()
     nn_fill = nearest_pose_completion(train_p, tri_p)
     t_nn = time.perf_counter() - t
@@ -245,6 +343,8 @@ def _errors(pred: np.ndarray, gt: np.ndarray, hole: np.ndarray) -> dict:
 def format_filling_table(ev: dict) -> str:
     """Markdown table of :func:`evaluate_filling`."""
     parts = list(skeleton.REPORT_PARTS)
+    if "network" not in ev:
+        return "network on all incomplete poses: " + ", ".join(f"{p} {ev['network_all'][p]}" for p in parts)
     lines = ["| method | " + " | ".join(parts) + " |", "|---" * (len(parts) + 1) + "|"]
     for m in ("network", "nearest_pose", "low_rank"):
         lines.append(f"| {m} | " + " | ".join(str(ev[m][p]) for p in parts) + " |")

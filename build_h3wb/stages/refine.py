@@ -18,10 +18,11 @@ import logging
 import numpy as np
 from omegaconf import DictConfig
 
+from build_h3wb import skeleton
 from build_h3wb.artifacts import atomic_h5, open_h5
 from build_h3wb.build import Build, read_rig
 from build_h3wb.geometry.cameras import Rig
-from build_h3wb.refine.refinement import fit_part_models, refine_sequence
+from build_h3wb.refine.refinement import REFINED_PARTS, fit_part_models, refine_sequence
 from build_h3wb.sources.base import Recording, Source
 from build_h3wb.stages.common import make_source, plain, progress
 
@@ -130,7 +131,7 @@ def _part_models(root, units, best_poses: int, min_poses: int, ranks) -> dict:
         score = np.concatenate([s for _, s in items])
         best[subject] = poses[np.argsort(score, kind="stable")[:best_poses]]
     if sum(len(p) for p in best.values()) < 10:
-        raise RuntimeError(f"too few complete triangulated poses in {root} to learn hand and face models")
+        return _part_models_by_part(root, units, best_poses, min_poses, ranks)
     pooled = None
     models = {}
     for subject in sorted({u["subject"] for u in units}):
@@ -143,4 +144,51 @@ def _part_models(root, units, best_poses: int, min_poses: int, ranks) -> dict:
         if pooled is None:
             pooled = fit_part_models(np.concatenate(list(best.values())), ranks=ranks, similarity=True)
         models[subject] = pooled
+    return models
+
+
+def _part_models_by_part(root, units, best_poses: int, min_poses: int, ranks) -> dict:
+    """Part models when whole complete poses are (almost) absent: each part from the poses that have that part.
+
+    A detector that never finds one part (a subject in a cap: no face) leaves no complete pose; the other parts can
+    still be modelled from the poses where they were triangulated completely, scored by the part's own mean
+    reprojection error. A part with fewer than 3 such poses gets no model and is not refined (logged).
+    """
+    cand: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
+    for u in units:
+        with open_h5(root / "triangulate" / u["subject"] / f"{u['sequence']}.h5") as f:
+            kp = f["keypoints_3d"][:]
+            err = f["reprojection_error"][:]
+        for part in REFINED_PARTS:
+            sl = skeleton.PARTS[part]
+            ok = np.isfinite(kp[:, sl]).all((1, 2))
+            if ok.any():
+                cand.setdefault((u["subject"], part), []).append((kp[ok].astype(np.float64),
+                                                                  np.nanmean(err[ok][:, sl], axis=1)))
+    subjects = sorted({u["subject"] for u in units})
+    models: dict[str, dict] = {s: {} for s in subjects}
+    for part in REFINED_PARTS:
+        best = {}
+        for subject in subjects:
+            items = cand.get((subject, part), [])
+            if items:
+                poses = np.concatenate([p for p, _ in items])
+                score = np.concatenate([e for _, e in items])
+                best[subject] = poses[np.argsort(score, kind="stable")[:best_poses]]
+        if sum(len(p) for p in best.values()) < 3:
+            log.warning("refine: part %s is complete in %d triangulated poses: it is not refined", part,
+                        sum(len(p) for p in best.values()))
+            continue
+        pooled = None
+        for subject in subjects:
+            poses = best.get(subject)
+            if poses is not None and len(poses) >= min_poses:
+                models[subject].update(fit_part_models(poses, parts=(part,), ranks=ranks, subject=subject))
+                continue
+            if pooled is None:
+                pooled = fit_part_models(np.concatenate(list(best.values())), parts=(part,), ranks=ranks,
+                                         similarity=True)
+            models[subject].update(pooled)
+    log.warning("refine: too few complete triangulated poses; part models learned per part from the poses that "
+                "have it: %s", ", ".join(f"{s}: {sorted(m)}" for s, m in models.items()))
     return models

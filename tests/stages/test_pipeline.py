@@ -1,6 +1,7 @@
 """The whole pipeline from the command line on a small synthetic capture: complete, refine, filter, export."""
 
 import json
+import shutil
 
 import h5py
 import numpy as np
@@ -159,3 +160,16 @@ def test_pictures_overlays_land_on_the_keypoints(built):
     assert used.sum() > 100 and np.median(gap) < 5.0  # the reprojected points sit on the detections they came from
     out = cli(d, "stage=pictures", *SMALL, "pictures.frame=3", check=False)
     assert out.returncode != 0 and "not a selected frame" in out.stdout + out.stderr
+
+
+def test_complete_from_a_given_checkpoint_fine_tunes_it(built, tmp_path):
+    d, _ = built
+    for stage in ("detect", "triangulate"):
+        shutil.copytree(d / stage, tmp_path / stage)
+    ckpt = d / "complete" / "model.pt"
+    cli(tmp_path, "stage=complete", *SMALL, f"complete.checkpoint={ckpt}")
+    counts = json.loads((tmp_path / "complete" / "manifest.json").read_text())["counts"]
+    assert counts["network"] == "prior fine-tuned on the build" and counts["prior"]["path"] == str(ckpt)
+    assert counts["train_poses"] >= 45  # the smoke build has enough complete poses to fine-tune on
+    model = json.loads((tmp_path / "complete" / "model.json").read_text())
+    assert len(model["history"]["epoch"]) == 3
