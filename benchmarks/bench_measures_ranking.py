@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
 
 import numpy as np
 
 from build_h3wb import skeleton
-from build_h3wb.config import SimulatedDetectorConfig
+from build_h3wb.config import SimulatedDetectorConfig, option_values
 from build_h3wb.detectors.base import check_detections
 from build_h3wb.detectors.simulated import SimulatedDetector
 from build_h3wb.geometry.triangulation import triangulate
@@ -41,7 +40,7 @@ MEASURES = ("bone_cv_median", "frames_bone_off_share", "reprojection_px_median_b
 
 def detector(noise: float, outliers: float, seed: int = 0) -> SimulatedDetector:
     """The simulated detector with its pixel noise and its gross-outlier probabilities scaled."""
-    s = {k: v for k, v in asdict(SimulatedDetectorConfig()).items() if k != "_target_"}
+    s = option_values("detector", "simulated", SimulatedDetectorConfig)
     s["noise_px"] = {k: v * noise for k, v in s["noise_px"].items()}
     for key in ("outlier_prob", "part_outlier_prob"):
         s[key] = {k: min(v * outliers, 0.5) for k, v in s[key].items()}

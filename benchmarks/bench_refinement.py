@@ -28,7 +28,7 @@ import numpy as np
 
 from build_h3wb import skeleton
 from build_h3wb.build import read_rig
-from build_h3wb.config import SyntheticDataConfig
+from build_h3wb.config import SyntheticDataConfig, option_values
 from build_h3wb.evaluation import keypoint_errors
 from build_h3wb.geometry.triangulation import bits_to_mask
 from build_h3wb.refine.refinement import DEFAULT_RANKS, REFINED_PARTS, fit_part_models, refine_sequence
@@ -109,7 +109,7 @@ def reprojection(X: np.ndarray, s: dict, sel: np.ndarray) -> np.ndarray:
 
 def run(args) -> dict:
     data = load(Path(args.build))
-    cfg = SyntheticDataConfig()
+    cfg = SyntheticDataConfig(**option_values("data", "synthetic", SyntheticDataConfig))
     source = SyntheticSource(cfg.subjects, cfg.actions, repeats=cfg.repeats, duration_s=cfg.duration_s,
                              video_fps=cfg.video_fps, stride=cfg.stride, seed=cfg.seed)
     models, t_fit = build_models(data, args)

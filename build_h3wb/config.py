@@ -1,5 +1,9 @@
 """Typed Hydra configuration: one dataclass schema per config group, registered in Hydra's ConfigStore.
 
+The dataclasses are the schema (types, and what each setting means); the values live in ``conf/``: every option
+file of a group (``conf/data/synthetic.yaml``, ``conf/triangulate/default.yaml``, ...) holds all of its values, and
+``conf/config.yaml`` picks the default option of every group. A field without a value here is ``MISSING``.
+
 The YAML files under ``conf/`` extend these schemas (``defaults: [<name>_schema]``), so a misspelled key or a
 value of the wrong type fails when the configuration is composed, before any work starts.
 """
@@ -7,10 +11,12 @@ value of the wrong type fails when the configuration is composed, before any wor
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from build_h3wb.completion.config import CompletionConfig
 
@@ -26,67 +32,57 @@ class BuildConfig:
             pipeline), ``complete`` or ``triangulate`` (see ``build_h3wb.build``).
     """
 
-    dir: str = "outputs/default"
-    overwrite: bool = False
-    poses: str = "refine"
+    dir: str = MISSING
+    overwrite: bool = MISSING
+    poses: str = MISSING
 
 
 @dataclass
 class SyntheticDataConfig:
     """The synthetic Human3.6M-like capture (see ``build_h3wb.sources.synthetic``)."""
 
-    _target_: str = "build_h3wb.sources.synthetic.SyntheticSource"
-    subjects: list[str] = field(default_factory=lambda: ["S1", "S5", "S6", "S7", "S8"])
-    actions: list[str] = field(
-        default_factory=lambda: [
-            "Directions", "Discussion", "Eating", "Greeting", "Phoning", "Photo", "Posing", "Purchases",
-            "Sitting", "SittingDown", "Smoking", "Waiting", "WalkDog", "Walking", "WalkTogether",
-        ]
-    )  # fmt: skip
-    repeats: int = 1  # sub-actions per action ("Walking 1", "Walking 2", ...)
-    duration_s: float = 20.0  # length of every sequence
-    video_fps: float = 50.0  # frame rate of the simulated video (Human3.6M: 50)
-    stride: int = 5  # keep every stride-th video frame (H3WB: 5, a 10 fps grid)
-    seed: int = 0
-    rig: str = ""  # a calibration file (any format data=rig reads) to use instead of Human3.6M's cameras
+    _target_: str = MISSING
+    subjects: list[str] = MISSING
+    actions: list[str] = MISSING  # fmt: skip
+    repeats: int = MISSING  # sub-actions per action ("Walking 1", "Walking 2", ...)
+    duration_s: float = MISSING  # length of every sequence
+    video_fps: float = MISSING  # frame rate of the simulated video (Human3.6M: 50)
+    stride: int = MISSING  # keep every stride-th video frame (H3WB: 5, a 10 fps grid)
+    seed: int = MISSING
+    rig: str = MISSING  # a calibration file (any format data=rig reads) to use instead of Human3.6M's cameras
 
 
 @dataclass
 class H36MDataConfig:
     """Human3.6M on disk (see ``build_h3wb.sources.h36m``): videos, optional mocap, the shipped calibration."""
 
-    _target_: str = "build_h3wb.sources.h36m.H36MSource"
-    root: str = "data/h36m"  # the folder holding S1, S5, ... (each with Videos/ and MyPoseFeatures/)
-    subjects: list[str] = field(default_factory=lambda: ["S1", "S5", "S6", "S7", "S8", "S9", "S11"])
-    actions: list[str] = field(
-        default_factory=lambda: [
-            "Directions", "Discussion", "Eating", "Greeting", "Phoning", "Photo", "Posing", "Purchases",
-            "Sitting", "SittingDown", "Smoking", "Waiting", "WalkDog", "Walking", "WalkTogether",
-        ]
-    )  # fmt: skip
-    cameras: list[str] = field(default_factory=list)  # empty: all four
-    stride: int = 5  # H3WB: every frame number is a multiple of 5 (10 fps on the 50 fps videos)
-    start: int = 0  # first frame, counted from 0 as OpenCV reads them
-    stop: int = 0  # 0: to the end of each video
-    mocap: bool = True  # evaluate against D3_Positions/<Sequence>.cdf where present
-    exclude: list[str] = field(default_factory=list)  # sequences to leave out, "S11/Directions"
+    _target_: str = MISSING
+    root: str = MISSING  # the folder holding S1, S5, ... (each with Videos/ and MyPoseFeatures/)
+    subjects: list[str] = MISSING
+    actions: list[str] = MISSING  # fmt: skip
+    cameras: list[str] = MISSING  # empty: all four
+    stride: int = MISSING  # H3WB: every frame number is a multiple of 5 (10 fps on the 50 fps videos)
+    start: int = MISSING  # first frame, counted from 0 as OpenCV reads them
+    stop: int = MISSING  # 0: to the end of each video
+    mocap: bool = MISSING  # evaluate against D3_Positions/<Sequence>.cdf where present
+    exclude: list[str] = MISSING  # sequences to leave out, "S11/Directions"
 
 
 @dataclass
 class RigDataConfig:
     """Any calibrated rig (see ``build_h3wb.sources.rig``): synchronised videos or image folders + a calibration."""
 
-    _target_: str = "build_h3wb.sources.rig.RigSource"
+    _target_: str = MISSING
     root: str = MISSING  # <root>/<sequence>/<camera>.mp4 (or <camera>/ image folders)
     calibration: str = MISSING  # rig .json, anipose/Pose2Sim .toml, or an EasyMocap intri.yml/extri.yml folder
-    calibration_format: str = "auto"  # auto | rig | anipose | easymocap | qualisys
-    units: str = ""  # translations' unit (mm | cm | m); empty: the format's default
-    subject: str = "subject"
-    sequences: list[str] = field(default_factory=list)  # empty: every sequence folder
-    cameras: list[str] = field(default_factory=list)  # empty: all in the calibration
-    stride: int = 1
-    start: int = 0
-    stop: int = 0
+    calibration_format: str = MISSING  # auto | rig | anipose | easymocap | qualisys
+    units: str = MISSING  # translations' unit (mm | cm | m); empty: the format's default
+    subject: str = MISSING
+    sequences: list[str] = MISSING  # empty: every sequence folder
+    cameras: list[str] = MISSING  # empty: all in the calibration
+    stride: int = MISSING
+    start: int = MISSING
+    stop: int = MISSING
 
 
 @dataclass
@@ -96,20 +92,20 @@ class DetectionsDataConfig:
     ``root``, ``pattern`` and ``first_frame`` follow ``detector=files`` (conf/data/detections.yaml).
     """
 
-    _target_: str = "build_h3wb.sources.detections.DetectionsSource"
+    _target_: str = MISSING
     root: str = MISSING  # the detections folder (default: ${detector.root})
     calibration: str = MISSING  # rig .json, anipose/Pose2Sim .toml, or an EasyMocap intri.yml/extri.yml folder
-    pattern: str = "{sequence}/{camera}"
-    first_frame: int = 0
-    fps: float = 0.0  # the recording's frame rate (0: unknown, triangulate's time-based checks stay off)
-    calibration_format: str = "auto"
-    units: str = ""
-    subject: str = "subject"
-    sequences: list[str] = field(default_factory=list)
-    cameras: list[str] = field(default_factory=list)
-    stride: int = 1
-    start: int = 0
-    stop: int = 0
+    pattern: str = MISSING
+    first_frame: int = MISSING
+    fps: float = MISSING  # the recording's frame rate (0: unknown, triangulate's time-based checks stay off)
+    calibration_format: str = MISSING
+    units: str = MISSING
+    subject: str = MISSING
+    sequences: list[str] = MISSING
+    cameras: list[str] = MISSING
+    stride: int = MISSING
+    start: int = MISSING
+    stop: int = MISSING
 
 
 @dataclass
@@ -122,44 +118,35 @@ class SimulatedDetectorConfig:
     ``body, feet, face, left_hand, right_hand``.
     """
 
-    _target_: str = "build_h3wb.detectors.simulated.SimulatedDetector"
-    seed: int = 0
-    noise_px: dict[str, float] = field(
-        default_factory=lambda: {"body": 2.0, "feet": 3.5, "face": 1.5, "left_hand": 3.0, "right_hand": 3.0}
-    )  # median pixel noise (per axis) of a clearly seen keypoint
-    noise_spread_part: float = 0.4  # log-normal spread of the noise level shared by a part in one view and frame
-    noise_spread: float = 0.25  # log-normal spread of the noise level of single keypoints
-    score_scale_px: float = 10.0  # score = base_score * exp(-noise level / score_scale_px) + N(0, 0.03)
-    base_score: float = 0.9
-    miss_prob: dict[str, float] = field(
-        default_factory=lambda: {"body": 0.005, "feet": 0.01, "face": 0.001, "left_hand": 0.004, "right_hand": 0.004}
-    )  # single keypoints not found in one view
-    part_miss_prob: dict[str, float] = field(
-        default_factory=lambda: {"face": 0.04, "left_hand": 0.03, "right_hand": 0.03}
-    )  # the whole part not found in one view
-    occluded_report_prob: dict[str, float] = field(
-        default_factory=lambda: {"body": 0.97, "feet": 0.95, "face": 0.6, "left_hand": 0.85, "right_hand": 0.85}
-    )  # an occluded keypoint is still reported (a guess) with this probability, else missing
-    occluded_score_factor: float = 0.55  # a guess scores this fraction of what the keypoint would score if seen
-    occluded_noise_factor: float = 2.0  # guesses are this much noisier (plus 3 px)
-    face_min_cos: float = -0.6  # a head landmark is lost once its outward normal turns this far from the camera
-    face_part_min_cos: float = -0.45  # the face is found at all while it faces the camera at least this much
-    torso_radius_mm: float = 150.0  # capsules around torso, head and limbs hide what is behind them
-    limb_radius_mm: float = 45.0
-    head_radius_mm: float = 95.0
-    outlier_prob: dict[str, float] = field(
-        default_factory=lambda: {"body": 0.01, "feet": 0.01, "face": 0.001, "left_hand": 0.002, "right_hand": 0.002}
-    )  # single keypoints grossly off (50-300 px) with a confident score
-    part_outlier_prob: dict[str, float] = field(
-        default_factory=lambda: {"face": 0.01, "left_hand": 0.03, "right_hand": 0.03}
-    )  # a whole part found at the wrong place in one view (shifted 50-300 px), still confident
-    swap_prob: float = 0.01  # left/right swap of the whole body in one view
-    hand_swap_prob: float = 0.02  # left/right swap of the two hands in one view
-    edge_margin_px: float = 2.0  # keypoints this close to the image border are lost (out of frame)
-    limb_fault_prob: float = 0.3  # in unusual poses (raised/crossed arm, lunge) a limb is found wrong in several views
-    limb_fault_view_prob: float = 0.75  # ...in each view with this probability...
-    limb_fault_px: list[float] = field(default_factory=lambda: [15.0, 60.0])  # ...this far off at its end
-    pixel_scale: float = 1.0  # multiplies every pixel quantity above (a person larger in the image than in H36M)
+    _target_: str = MISSING
+    seed: int = MISSING
+    noise_px: dict[str, float] = MISSING  # median pixel noise (per axis) of a clearly seen keypoint
+    noise_spread_part: float = MISSING  # log-normal spread of the noise level shared by a part in one view and frame
+    noise_spread: float = MISSING  # log-normal spread of the noise level of single keypoints
+    score_scale_px: float = MISSING  # score = base_score * exp(-noise level / score_scale_px) + N(0, 0.03)
+    base_score: float = MISSING
+    miss_prob: dict[str, float] = MISSING  # single keypoints not found in one view
+    part_miss_prob: dict[str, float] = MISSING  # the whole part not found in one view
+    # an occluded keypoint is still reported (a guess) with this probability, else missing
+    occluded_report_prob: dict[str, float] = MISSING
+    occluded_score_factor: float = MISSING  # a guess scores this fraction of what the keypoint would score if seen
+    occluded_noise_factor: float = MISSING  # guesses are this much noisier (plus 3 px)
+    face_min_cos: float = MISSING  # a head landmark is lost once its outward normal turns this far from the camera
+    face_part_min_cos: float = MISSING  # the face is found at all while it faces the camera at least this much
+    torso_radius_mm: float = MISSING  # capsules around torso, head and limbs hide what is behind them
+    limb_radius_mm: float = MISSING
+    head_radius_mm: float = MISSING
+    outlier_prob: dict[str, float] = MISSING  # single keypoints grossly off (50-300 px) with a confident score
+    # a whole part found at the wrong place in one view (shifted 50-300 px), still confident
+    part_outlier_prob: dict[str, float] = MISSING
+    swap_prob: float = MISSING  # left/right swap of the whole body in one view
+    hand_swap_prob: float = MISSING  # left/right swap of the two hands in one view
+    edge_margin_px: float = MISSING  # keypoints this close to the image border are lost (out of frame)
+    # in unusual poses (raised/crossed arm, lunge) a limb is found wrong in several views
+    limb_fault_prob: float = MISSING
+    limb_fault_view_prob: float = MISSING  # ...in each view with this probability...
+    limb_fault_px: list[float] = MISSING  # ...this far off at its end
+    pixel_scale: float = MISSING  # multiplies every pixel quantity above (a person larger in the image than in H36M)
 
 
 @dataclass
@@ -170,26 +157,26 @@ class OpenPifPafDetectorConfig:
     ``shufflenetv2k16-wholebody``, the faster; fetched by OpenPifPaf on a machine with internet) or a local file.
     """
 
-    _target_: str = "build_h3wb.detectors.openpifpaf.OpenPifPafDetector"
-    checkpoint: str = "shufflenetv2k30-wholebody"
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    batch_size: int = 8  # images per network call (the stage's detect.batch_size frames are split into these)
-    long_edge: int = 0  # resize so the longer image side is this many pixels (0: native resolution)
-    max_people: int = 4  # candidates kept per image (best first); the stage picks the subject among them
-    instance_threshold: float = 0.15  # OpenPifPaf decoder: drop people scoring below this
-    extra_safe_globals: list[str] = field(default_factory=list)  # more classes a trusted checkpoint may unpickle
+    _target_: str = MISSING
+    checkpoint: str = MISSING
+    device: str = MISSING  # auto | cpu | cuda | cuda:N
+    batch_size: int = MISSING  # images per network call (the stage's detect.batch_size frames are split into these)
+    long_edge: int = MISSING  # resize so the longer image side is this many pixels (0: native resolution)
+    max_people: int = MISSING  # candidates kept per image (best first); the stage picks the subject among them
+    instance_threshold: float = MISSING  # OpenPifPaf decoder: drop people scoring below this
+    extra_safe_globals: list[str] = MISSING  # more classes a trusted checkpoint may unpickle
 
 
 @dataclass
 class MediaPipeDetectorConfig:
     """MediaPipe Holistic (see ``build_h3wb.detectors.mediapipe``): offline, models inside the package."""
 
-    _target_: str = "build_h3wb.detectors.mediapipe.MediaPipeHolisticDetector"
-    model_complexity: int = 1  # 0 lite, 1 full, 2 heavy; only 1 ships in the wheel, 0 and 2 download on first use
-    min_detection_confidence: float = 0.5
-    refine_face_landmarks: bool = False
-    static_image_mode: bool = True  # strided frames are far apart: detect each frame on its own
-    max_people: int = 1  # > 1: paint over each person found and detect again (candidates for the subject choice)
+    _target_: str = MISSING
+    model_complexity: int = MISSING  # 0 lite, 1 full, 2 heavy; only 1 ships in the wheel, 0 and 2 download on first use
+    min_detection_confidence: float = MISSING
+    refine_face_landmarks: bool = MISSING
+    static_image_mode: bool = MISSING  # strided frames are far apart: detect each frame on its own
+    max_people: int = MISSING  # > 1: paint over each person found and detect again (candidates for the subject choice)
 
 
 @dataclass
@@ -199,26 +186,26 @@ class FilesDetectorConfig:
     ``<root>/<pattern>`` is each view's folder of per-frame files (or, with ``.json`` appended, one file per video).
     """
 
-    _target_: str = "build_h3wb.detectors.files.FilesDetector"
+    _target_: str = MISSING
     root: str = MISSING  # the folder holding the detections
-    layout: str = "auto"  # auto | openpose_body25 | openpose_coco18 | coco17 | halpe26 | halpe136 | coco_wholebody
-    pattern: str = "{sequence}/{camera}"  # per view, below root; {subject}, {sequence}, {camera}
-    first_frame: int = 0  # the number the tool gave the first frame (OpenPose, MMPose inferencer: 0; from 1: 1)
-    max_people: int = 4  # candidates kept per frame (best mean score first); the stage picks the subject
+    layout: str = MISSING  # auto | openpose_body25 | openpose_coco18 | coco17 | halpe26 | halpe136 | coco_wholebody
+    pattern: str = MISSING  # per view, below root; {subject}, {sequence}, {camera}
+    first_frame: int = MISSING  # the number the tool gave the first frame (OpenPose, MMPose inferencer: 0; from 1: 1)
+    max_people: int = MISSING  # candidates kept per frame (best mean score first); the stage picks the subject
 
 
 @dataclass
 class SubjectChoiceConfig:
     """Keeping one subject among several detected people (see ``build_h3wb.detectors.subject.choose_subject``)."""
 
-    min_score: float = 0.3
-    epipolar_px: float = 20.0  # keypoints of one person in two views lie this close to each other's epipolar lines
-    agreement_weight: float = 2.0
-    track_weight: float = 1.0
-    centre_weight: float = 1.0
-    score_weight: float = 0.5
-    margin: float = 0.5  # a choice is reported ambiguous when another costs less than this many points
-    track_gate_mm: float = 500.0  # the subject's 3D body centre moves at most this far between selected frames
+    min_score: float = MISSING
+    epipolar_px: float = MISSING  # keypoints of one person in two views lie this close to each other's epipolar lines
+    agreement_weight: float = MISSING
+    track_weight: float = MISSING
+    centre_weight: float = MISSING
+    score_weight: float = MISSING
+    margin: float = MISSING  # a choice is reported ambiguous when another costs less than this many points
+    track_gate_mm: float = MISSING  # the subject's 3D body centre moves at most this far between selected frames
 
 
 @dataclass
@@ -231,12 +218,12 @@ class DetectConfig:
     assembles the sequences and writes the manifest.
     """
 
-    batch_size: int = 32  # frames decoded and given to the detector at once
-    subjects: list[str] = field(default_factory=list)  # only these subjects' videos (empty: all)
-    actions: list[str] = field(default_factory=list)  # only these actions (canonical names; empty: all)
-    cameras: list[str] = field(default_factory=list)  # only these cameras (empty: all)
-    shard: int = 0  # this run detects the videos i with i % num_shards == shard (of the selection above)
-    num_shards: int = 1
+    batch_size: int = MISSING  # frames decoded and given to the detector at once
+    subjects: list[str] = MISSING  # only these subjects' videos (empty: all)
+    actions: list[str] = MISSING  # only these actions (canonical names; empty: all)
+    cameras: list[str] = MISSING  # only these cameras (empty: all)
+    shard: int = MISSING  # this run detects the videos i with i % num_shards == shard (of the selection above)
+    num_shards: int = MISSING
     subject: SubjectChoiceConfig = field(default_factory=SubjectChoiceConfig)
 
 
@@ -244,24 +231,25 @@ class DetectConfig:
 class TriangulateConfig:
     """Triangulation settings (see ``build_h3wb.geometry.triangulation.triangulate``)."""
 
-    min_score: float = 0.3
-    opposing_angle_deg: float = 140.0
-    min_ray_angle_deg: float = 10.0  # robust: two rays must cross at the point at >= this and <= 180 - this
-    robust: bool = True
-    outlier_threshold_px: float = 15.0  # agreement threshold when person_threshold is 0
-    person_threshold: float = 0.03  # agreement threshold: this share of the person's box diagonal in each view...
-    min_threshold_px: float = 6.0  # ...but at least this many pixels
-    fix_swaps: bool = True  # swap a view's left/right labels back (body, hands, face) where that makes it agree
-    sequence_check: bool = True  # re-solve or drop keypoints that break a bone length or jump
-    bone_tolerance: float = 0.2  # a bone is off beyond this share of the subject's median length...
-    bone_tolerance_mm: float = 25.0  # ...or this many mm, whichever is larger
-    max_speed_mm_s: float = 10000.0  # faster than this, away from both neighbouring frames, is a jump
-    recover_relax: float = 2.0  # body keypoints left out are recovered within this x the threshold if bones agree
-    sync_max_shift: int = 3  # per camera, residuals are also measured with its detections shifted this many frames
-    smooth_sigma_s: float = 0.03  # Gaussian over neighbouring frames, in seconds (no-op at 10 fps; 0: off)
-    bone_strength: float = 0.0  # pull limb bones towards the subject's median lengths (soft constraint; 0: off)
-    undistort_iterations: int = 5
-    chunk_frames: int = 250  # frames triangulated at once (memory stays flat with sequence length)
+    min_score: float = MISSING
+    opposing_angle_deg: float = MISSING
+    min_ray_angle_deg: float = MISSING  # robust: two rays must cross at the point at >= this and <= 180 - this
+    robust: bool = MISSING
+    outlier_threshold_px: float = MISSING  # agreement threshold when person_threshold is 0
+    person_threshold: float = MISSING  # agreement threshold: this share of the person's box diagonal in each view...
+    min_threshold_px: float = MISSING  # ...but at least this many pixels
+    fix_swaps: bool = MISSING  # swap a view's left/right labels back (body, hands, face) where that makes it agree
+    sequence_check: bool = MISSING  # re-solve or drop keypoints that break a bone length or jump
+    bone_tolerance: float = MISSING  # a bone is off beyond this share of the subject's median length...
+    bone_tolerance_mm: float = MISSING  # ...or this many mm, whichever is larger
+    max_speed_mm_s: float = MISSING  # faster than this, away from both neighbouring frames, is a jump
+    recover_relax: float = MISSING  # body keypoints left out are recovered within this x the threshold if bones agree
+    # per camera, residuals are also measured with its detections shifted this many frames
+    sync_max_shift: int = MISSING
+    smooth_sigma_s: float = MISSING  # Gaussian over neighbouring frames, in seconds (no-op at 10 fps; 0: off)
+    bone_strength: float = MISSING  # pull limb bones towards the subject's median lengths (soft constraint; 0: off)
+    undistort_iterations: int = MISSING
+    chunk_frames: int = MISSING  # frames triangulated at once (memory stays flat with sequence length)
 
 
 @dataclass
@@ -281,12 +269,12 @@ class CompletionPriorConfig:
         cache_dir: where trained priors are kept (``~`` is expanded).
     """
 
-    subjects: list[str] = field(default_factory=lambda: ["P1", "P2", "P3", "P4", "P5", "P6"])
-    actions: list[str] = field(default_factory=list)
-    seed: int = 7
-    duration_s: float = 20.0
-    fps: float = 10.0
-    cache_dir: str = "~/.cache/build_h3wb/completion"
+    subjects: list[str] = MISSING
+    actions: list[str] = MISSING
+    seed: int = MISSING
+    duration_s: float = MISSING
+    fps: float = MISSING
+    cache_dir: str = MISSING
 
 
 @dataclass
@@ -313,18 +301,16 @@ class CompleteConfig:
         prior: the synthetic prior.
     """
 
-    model: CompletionConfig = field(default_factory=CompletionConfig)
-    device: str = "auto"
-    seed: int = 0
-    max_train_poses: int = 50000
-    val_share: float = 0.1
-    baseline_eval_poses: int = 2000
-    robust_fill_mm: dict[str, float] = field(
-        default_factory=lambda: {"body": 80.0, "feet": 80.0, "face": 35.0, "left_hand": 35.0, "right_hand": 35.0}
-    )
-    init: str = "scratch"
-    checkpoint: str = ""
-    min_train_poses: int = 50
+    model: CompletionConfig = MISSING
+    device: str = MISSING
+    seed: int = MISSING
+    max_train_poses: int = MISSING
+    val_share: float = MISSING
+    baseline_eval_poses: int = MISSING
+    robust_fill_mm: dict[str, float] = MISSING
+    init: str = MISSING
+    checkpoint: str = MISSING
+    min_train_poses: int = MISSING
     prior: CompletionPriorConfig = field(default_factory=CompletionPriorConfig)
 
 
@@ -355,19 +341,19 @@ class RefineConfig:
             on the video frames before the re-triangulation (needs a source with pixels). Empty: none (default).
     """
 
-    best_poses: int = 500
-    min_subject_poses: int = 200
-    correctors: dict[str, str] = field(default_factory=dict)  # optional 2D corrector checkpoints: part -> file
-    ranks: dict[str, int] = field(default_factory=dict)
-    min_score: float = 0.3
-    prior_weight: float = 4.0
-    temporal_window: int = 2
-    noise_mm: float = 10.0
-    trust_views: float = 1.0
-    trust_power: float = 8.0
-    filled_weight: float = 0.1
-    keep_views: int = 3
-    keep_score: float = 0.6
+    best_poses: int = MISSING
+    min_subject_poses: int = MISSING
+    correctors: dict[str, str] = MISSING  # optional 2D corrector checkpoints: part -> file
+    ranks: dict[str, int] = MISSING
+    min_score: float = MISSING
+    prior_weight: float = MISSING
+    temporal_window: int = MISSING
+    noise_mm: float = MISSING
+    trust_views: float = MISSING
+    trust_power: float = MISSING
+    filled_weight: float = MISSING
+    keep_views: int = MISSING
+    keep_score: float = MISSING
 
 
 @dataclass
@@ -385,28 +371,28 @@ class FilterConfig:
         true_error: score the kept poses against ground truth where the source has it.
     """
 
-    max_reprojection_px: float = 6.0
-    min_views: float = 2.5
-    max_filled_share: float = 0.35
-    max_bone_deviation: float = 0.1
-    max_asymmetry: float = 0.15
-    max_jump_mm_s: float = 8000.0
-    target_size: int = 0
-    true_error: bool = True
+    max_reprojection_px: float = MISSING
+    min_views: float = MISSING
+    max_filled_share: float = MISSING
+    max_bone_deviation: float = MISSING
+    max_asymmetry: float = MISSING
+    max_jump_mm_s: float = MISSING
+    target_size: int = MISSING
+    true_error: bool = MISSING
 
 
 @dataclass
 class ExportConfig:
     """Export settings: the benchmark split and the JSON details (see ``build_h3wb.export``)."""
 
-    train_subjects: list[str] = field(default_factory=lambda: ["S1", "S5", "S6", "S7"])
-    test_subjects: list[str] = field(default_factory=lambda: ["S8"])
-    bbox_margin: float = 0.1
-    rgb_test_seed: int = 0  # permutes the RGB-to-3D test ids, as the official release does
-    i2d_mask_seed: int = 0  # the fixed I2D test masks (export/json/I2Dto3D_test_masks.npz)
-    decimals: int = 2  # rounding of the JSON keypoints (-1: full precision)
-    images: bool = False  # cut the selected frames out of the videos: export/images/<H3WB image_path> (real sources)
-    jpeg_quality: int = 95
+    train_subjects: list[str] = MISSING
+    test_subjects: list[str] = MISSING
+    bbox_margin: float = MISSING
+    rgb_test_seed: int = MISSING  # permutes the RGB-to-3D test ids, as the official release does
+    i2d_mask_seed: int = MISSING  # the fixed I2D test masks (export/json/I2Dto3D_test_masks.npz)
+    decimals: int = MISSING  # rounding of the JSON keypoints (-1: full precision)
+    images: bool = MISSING  # cut the selected frames out of the videos: export/images/<H3WB image_path> (real sources)
+    jpeg_quality: int = MISSING
 
 
 @dataclass
@@ -421,10 +407,10 @@ class BenchmarkConfig:
             ``cvN`` mode; ``build_h3wb.leaderboard.scoring.cv_fold``).
     """
 
-    predictions: str = ""
-    task: str = "2Dto3D"
-    method: str = "predictions"
-    cross_validation: int = 0
+    predictions: str = MISSING
+    task: str = MISSING
+    method: str = MISSING
+    cross_validation: int = MISSING
 
 
 @dataclass
@@ -452,22 +438,22 @@ class PicturesConfig:
         crop_margin: the crop of ``image`` extends the detection's box by this share of its size on each side.
     """
 
-    subject: str = "S1"
-    sequence: str = "Walking 1"
-    frame: int = 100
-    views: bool = True
-    sheet: bool = False
-    video: bool = False
-    camera: str = ""
-    sheet_frames: int = 12
-    sheet_columns: int = 4
-    video_fps: float = 0.0
-    image: str = ""
-    detections: str = ""
-    layout: str = "auto"
-    lifter: str = ""
-    min_score: float = 0.3
-    crop_margin: float = 0.15
+    subject: str = MISSING
+    sequence: str = MISSING
+    frame: int = MISSING
+    views: bool = MISSING
+    sheet: bool = MISSING
+    video: bool = MISSING
+    camera: str = MISSING
+    sheet_frames: int = MISSING
+    sheet_columns: int = MISSING
+    video_fps: float = MISSING
+    image: str = MISSING
+    detections: str = MISSING
+    layout: str = MISSING
+    lifter: str = MISSING
+    min_score: float = MISSING
+    crop_margin: float = MISSING
 
 
 @dataclass
@@ -489,16 +475,16 @@ class LifterStageConfig:
             standard deviation of every metric (``lifter/cv_summary.{json,md}``).
     """
 
-    tasks: list[str] = field(default_factory=lambda: ["2Dto3D", "I2Dto3D"])
-    epochs: int = 12
-    width: int = 1024
-    large: bool = False
-    batch_size: int = 256
-    lr_decay: float = 0.9
-    device: str = "auto"
-    seed: int = 0
-    method: str = "residual lifter"
-    cross_validation: int = 0
+    tasks: list[str] = MISSING
+    epochs: int = MISSING
+    width: int = MISSING
+    large: bool = MISSING
+    batch_size: int = MISSING
+    lr_decay: float = MISSING
+    device: str = MISSING
+    seed: int = MISSING
+    method: str = MISSING
+    cross_validation: int = MISSING
 
 
 @dataclass
@@ -509,7 +495,7 @@ class EvaluateConfig:
         stage: which stage's 3D output to score: ``all`` (every finished pose stage), ``latest`` or a stage name.
     """
 
-    stage: str = "all"
+    stage: str = MISSING
 
 
 @dataclass
@@ -530,6 +516,32 @@ class Config:
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     pictures: PicturesConfig = field(default_factory=PicturesConfig)
     lifter: LifterStageConfig = field(default_factory=LifterStageConfig)
+
+
+def conf_dir() -> Path:
+    """The folder holding ``config.yaml``: the checkout's top-level ``conf/``, else the wheel's ``build_h3wb/conf``."""
+    checkout = Path(__file__).resolve().parent.parent / "conf"
+    if (checkout / "config.yaml").is_file() and (checkout / "__init__.py").is_file():
+        return checkout
+    return Path(str(resources.files("build_h3wb.conf")))
+
+
+def option_values(group: str, option: str, schema: type | None = None) -> dict[str, Any]:
+    """The values of one option file (``conf/<group>/<option>.yaml``) as plain Python, checked against ``schema``.
+
+    For code that builds a component outside a composed configuration (tests, benchmarks), e.g.
+    ``SimulatedDetector(**option_values("detector", "simulated"))``. Interpolations are left as written.
+    """
+    path = conf_dir() / group / f"{option}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no option {option!r} in config group {group!r}")
+    node = OmegaConf.load(path)
+    node.pop("defaults", None)
+    if schema is not None:
+        node = OmegaConf.merge(OmegaConf.structured(schema), node)
+    values = OmegaConf.to_container(node, resolve=False)
+    values.pop("_target_", None)
+    return values
 
 
 def register_configs() -> None:

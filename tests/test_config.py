@@ -27,7 +27,38 @@ REQUIRED = {
 }
 
 
-PLUGIN_GROUPS = [p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("experiment", "__pycache__")]
+PLUGIN_GROUPS = ["data", "detector"]  # options that build a component (`_target_`)
+STAGE_GROUPS = [p.name for p in CONF.iterdir() if p.is_dir() and p.name not in (*PLUGIN_GROUPS, "experiment",
+                                                                                 "__pycache__")]
+
+
+@pytest.mark.parametrize("group", STAGE_GROUPS)
+def test_every_stage_option_composes_with_every_value_set(group):
+    options = sorted((CONF / group).glob("*.yaml"))
+    assert "default.yaml" in [o.name for o in options]
+    for option in options:
+        cfg = _compose(f"{group}={option.stem}")
+        assert OmegaConf.missing_keys(cfg[group]) == set(), f"{option} leaves values unset"
+
+
+def test_the_values_live_in_yaml_not_in_the_schema():
+    from dataclasses import MISSING as NO_DEFAULT
+    from dataclasses import fields, is_dataclass
+
+    import build_h3wb.config as schema
+
+    for name in dir(schema):
+        cls = getattr(schema, name)
+        if not (isinstance(cls, type) and is_dataclass(cls) and cls.__module__ == schema.__name__) or name == "Config":
+            continue
+        for f in fields(cls):
+            nested = f.default_factory is not NO_DEFAULT and is_dataclass(f.default_factory)
+            assert nested or f.default == "???", f"{name}.{f.name} has a value in Python; put it in conf/"
+
+
+def test_triangulate_plain_is_the_baseline():
+    cfg = _compose("triangulate=plain")
+    assert cfg.triangulate.robust is False and cfg.triangulate.min_score == _compose().triangulate.min_score
 
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))

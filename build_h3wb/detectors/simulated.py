@@ -519,11 +519,9 @@ def palm_occlusion(X: np.ndarray, cam: Camera, margin_mm: float = 10.0) -> np.nd
 
 
 def default_simulated_detector(**overrides: Any) -> SimulatedDetector:
-    """A :class:`SimulatedDetector` with the configured defaults, some of them overridden."""
-    from dataclasses import asdict
+    """A :class:`SimulatedDetector` with the values of ``conf/detector/simulated.yaml``, some of them overridden."""
+    from build_h3wb.config import SimulatedDetectorConfig, option_values
 
-    from build_h3wb.config import SimulatedDetectorConfig
-
-    settings = {k: v for k, v in asdict(SimulatedDetectorConfig()).items() if k != "_target_"}
+    settings = option_values("detector", "simulated", SimulatedDetectorConfig)
     settings.update(overrides)
     return SimulatedDetector(**settings)
