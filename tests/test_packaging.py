@@ -29,8 +29,13 @@ def wheel_site(tmp_path_factory):
     """The project's wheel installed (without dependencies) into a folder of its own."""
     tmp = tmp_path_factory.mktemp("wheel")
     src = tmp / "src"  # a copy, so the build's own build/ and egg-info never land in the checkout
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", ".venv*", "outputs", "multirun", "build", "dist",
-                                                             "*.egg-info", "__pycache__", ".pytest_cache"))
+    top = {".git", "outputs", "multirun", "build", "dist"}  # only at the top: conf/build/ is configuration
+
+    def ignore(folder, names):
+        here = {n for n in names if Path(folder) == REPO and (n in top or n.startswith(".venv"))}
+        return here | {n for n in names if n in ("__pycache__", ".pytest_cache") or n.endswith(".egg-info")}
+
+    shutil.copytree(REPO, src, ignore=ignore)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                     "-w", str(tmp / "dist"), str(src)], check=True, capture_output=True)
     (wheel,) = (tmp / "dist").glob("build_h3wb-*.whl")

@@ -1,12 +1,14 @@
 """Stage ``filter``: assess every built pose and select the final ones.
 
-Reads the latest pose stage before it (``refine``, else ``complete``), plus ``triangulate`` (reprojection errors,
+Reads the pose stage ``build.poses`` (default ``refine``), plus ``triangulate`` (reprojection errors,
 views) and ``complete`` (what the network filled). Writes ``filter/<subject>/<sequence>.h5`` with ``selected`` (T,)
 bool, ``reason`` (T,) int8 (-1 kept, 0 incomplete, k rejected by the k-th filter, ``len(filters) + 1`` beyond the
 target size), ``quality`` (T,) float (lower is better) and every measure of ``build_h3wb.quality``; and
 ``filter/counts.json``: rejections by reason, poses kept, their estimated quality, how much of each part the
 completion filled (``filled_share``: over all poses and over the kept ones; one log line per part) and, where the
-source knows the truth, their true error. In a Hydra multirun the output of each job goes to
+source knows the truth, their true error. A part never triangulated anywhere in the build (a face the detector never
+found) is filled in every pose; it is listed in ``parts_never_triangulated`` and does not count against each pose's
+``filled_share``, so such a build still yields a dataset (its keypoints exported as completed). In a Hydra multirun the output of each job goes to
 ``filter/sweep/<overrides>/`` and ``filter/sweep/summary.{md,csv,png}`` gathers the jobs (see :class:`SweepSummary`).
 """
 
@@ -75,12 +77,22 @@ def run(cfg: DictConfig) -> dict:
     det_cfg = read_json(root / "detect" / "manifest.json")["config"]["source"]
     fps, stride = float(det_cfg.get("video_fps", 50.0)), int(det_cfg.get("stride", 1))
 
-    # pass 1: each subject's own bone lengths (median over its complete poses)
+    # pass 1: each subject's own bone lengths (median over its complete poses), and which keypoints the build saw
     lengths: dict[str, list[np.ndarray]] = {}
+    seen = np.zeros(skeleton.NUM_KEYPOINTS, dtype=bool)  # (J,) triangulated at least once in the build
     for u in units:
         kp = _read(root, pose_stage, u, "keypoints_3d")
         lengths.setdefault(u["subject"], []).append(bone_lengths(kp[np.isfinite(kp).all((1, 2))]))
+        seen |= (np.isfinite(kp[..., 0]) & ~_filled(root, pose_stage, u, kp)).any(0)
     reference = {s: np.nanmedian(np.concatenate(v), axis=0) for s, v in lengths.items()}
+    # a part the detector never saw anywhere in the build (a face under a cap) is filled in every pose: it is exported
+    # as completed and reported, but does not count against the filled share of each pose
+    unseen = [p for p, sl in skeleton.REPORT_PARTS.items() if not seen[sl].any()]
+    judged = np.ones(skeleton.NUM_KEYPOINTS, dtype=bool)
+    for p in unseen:
+        judged[skeleton.REPORT_PARTS[p]] = False
+        log.warning("filter: the %s was never triangulated in this build; the completion filled all of it, which "
+                    "does not count against filter.max_filled_share", p.replace("_", " "))
 
     # pass 2: measures, threshold filters and (with ground truth) each pose's true error, per sequence
     filters = make_filters(fcfg)
@@ -90,8 +102,8 @@ def run(cfg: DictConfig) -> dict:
         kp = _read(root, pose_stage, u, "keypoints_3d")
         with open_h5(root / "triangulate" / u["subject"] / f"{u['sequence']}.h5") as f:
             reproj, nviews, frames = f["reprojection_error"][:], f["num_views"][:], f["frames"][:]
-        filled = _read(root, "complete", u, "filled") if pose_stage != "triangulate" else np.isnan(kp[..., 0])
-        m = pose_measures(kp, reproj, nviews, filled, frames, reference[u["subject"]], fps, stride)
+        filled = _filled(root, pose_stage, u, kp)
+        m = pose_measures(kp, reproj, nviews, filled & judged, frames, reference[u["subject"]], fps, stride)
         keep, reason = apply_filters(filters, m, np.isfinite(kp).all((1, 2)))
         err_sum, err_n = _true_error(source, u, kp, frames)
         results.append(_SequenceResult(u, m, quality_score(m), keep, reason, frames, err_sum, err_n,
@@ -132,6 +144,7 @@ def run(cfg: DictConfig) -> dict:
         counts["rejected"]["beyond_target_size"] = beyond
     counts.update(_kept_summary(results, with_truth=source is not None))
     counts["filled_share"] = filled_shares(results)
+    counts["parts_never_triangulated"] = unseen
     counts["settings"] = settings
     write_json(sd.root / "counts.json", counts)
     log.info("filter: kept %d of %d poses (%d images); rejected: %s", counts["kept"], total, 4 * counts["kept"],
@@ -144,6 +157,11 @@ def run(cfg: DictConfig) -> dict:
                  counts["mean_quality"], counts["true_error_mm"])
     sd.write_manifest(counts, units=units)
     return counts
+
+
+def _filled(root: Path, pose_stage: str, u: dict, kp: np.ndarray) -> np.ndarray:
+    """(T, J) bool keypoints the completion filled (none after ``triangulate`` alone: the missing ones)."""
+    return _read(root, "complete", u, "filled") if pose_stage != "triangulate" else np.isnan(kp[..., 0])
 
 
 def _read(root: Path, stage: str, u: dict, name: str) -> np.ndarray:

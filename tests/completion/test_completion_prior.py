@@ -111,9 +111,7 @@ def test_build_without_any_face_detection_finishes_with_the_face_completed(tmp_p
     d = tmp_path / "b"
     cache = tmp_path / "cache"
     args = ["stage=all", "experiment=smoke", "detector.part_miss_prob.face=1.0", f"complete.prior.cache_dir={cache}",
-            *PRIOR_CLI, "complete.baseline_eval_poses=0",
-            # the face is 68 of 133 keypoints: every pose has more than the default 35% filled
-            "filter.max_filled_share=0.6"]
+            *PRIOR_CLI, "complete.baseline_eval_poses=0"]  # the default filter: an unseen face is not held against it
     out = run_cli(d, *args)
     log = out.stdout + out.stderr
     assert "only 0 complete triangulated poses" in log
@@ -127,6 +125,8 @@ def test_build_without_any_face_detection_finishes_with_the_face_completed(tmp_p
         kp = f["keypoints_3d"][:]
     assert len(prov) > 0
     assert (prov[:, face] == 1).all()  # every face keypoint completed (never refined: no face model)
+    counts = json.loads((d / "filter" / "counts.json").read_text())
+    assert counts["parts_never_triangulated"] == ["face"] and counts["filled_share"]["kept"]["face"] == 1.0
     assert np.isfinite(kp).all()
 
     # the same build from a checkpoint given by path; a bad checkpoint is refused with its name
