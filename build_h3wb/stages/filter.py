@@ -1,15 +1,16 @@
 """Stage ``filter``: assess every built pose and select the final ones.
 
-Reads the pose stage ``build.poses`` (default ``refine``), plus ``triangulate`` (reprojection errors,
-views) and ``complete`` (what the network filled). Writes ``filter/<subject>/<sequence>.h5`` with ``selected`` (T,)
-bool, ``reason`` (T,) int8 (-1 kept, 0 incomplete, k rejected by the k-th filter, ``len(filters) + 1`` beyond the
-target size), ``quality`` (T,) float (lower is better) and every measure of ``build_h3wb.quality``; and
+Reads the pose stage ``build.poses`` (default ``refine``), plus ``triangulate`` (reprojection errors, views) and
+``complete`` (what the network filled). Writes ``filter/<subject>/<sequence>.h5`` with ``selected`` (T,) bool,
+``reason`` (T,) int8 (-1 kept, 0 incomplete, k rejected by the k-th filter, ``len(filters) + 1`` beyond the target
+size), ``quality`` (T,) float (lower is better) and every measure of ``build_h3wb.quality``; and
 ``filter/counts.json``: rejections by reason, poses kept, their estimated quality, how much of each part the
 completion filled (``filled_share``: over all poses and over the kept ones; one log line per part) and, where the
 source knows the truth, their true error. A part never triangulated anywhere in the build (a face the detector never
 found) is filled in every pose; it is listed in ``parts_never_triangulated`` and does not count against each pose's
-``filled_share``, so such a build still yields a dataset (its keypoints exported as completed). In a Hydra multirun the output of each job goes to
-``filter/sweep/<overrides>/`` and ``filter/sweep/summary.{md,csv,png}`` gathers the jobs (see :class:`SweepSummary`).
+``filled_share``, so such a build still yields a dataset (its keypoints exported as completed). In a Hydra multirun
+the output of each job goes to ``filter/sweep/<overrides>/`` and ``filter/sweep/summary.{md,csv,png}`` gathers the
+jobs (see :class:`SweepSummary`).
 """
 
 from __future__ import annotations
