@@ -184,6 +184,29 @@ def fix_left_right_swaps(
     return out_uv, out_score, swapped
 
 
+def undo_swaps(detections: np.ndarray, swapped: np.ndarray) -> np.ndarray:
+    """The detections with the left/right swaps that triangulation undid applied again (for later stages).
+
+    Args:
+        detections: (C, T, J, K) per view, as in the detect artifact (``K`` = 3: ``[x, y, score]``).
+        swapped: (T, C) uint8 bits from the triangulate artifact: bit g set = part g of :data:`SWAP_GROUPS` of that
+            view and frame was read from its twin keypoints.
+
+    Returns:
+        (C, T, J, K) a new array: every swapped part of a view and frame takes its twins' detections.
+    """
+    C, T = detections.shape[:2]
+    if swapped.shape != (T, C):
+        raise ValueError(f"expected swapped (T, C) = {(T, C)} for detections {detections.shape}; got {swapped.shape}")
+    out = detections.copy()
+    flip = skeleton.FLIP_INDEX
+    for g, idx in enumerate(SWAP_GROUPS.values()):
+        t, c = np.nonzero((swapped >> g) & 1)
+        if len(t):
+            out[c[:, None], t[:, None], idx[None]] = detections[c[:, None], t[:, None], flip[idx][None]]
+    return out
+
+
 def bone_lengths(X: np.ndarray, bones: np.ndarray = skeleton.RIGID_BONES) -> np.ndarray:
     """(T, J, 3) mm -> (T, B) bone lengths in mm (NaN where an end is missing)."""
     return np.linalg.norm(X[:, bones[:, 0]] - X[:, bones[:, 1]], axis=-1)

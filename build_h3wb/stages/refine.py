@@ -22,6 +22,7 @@ from build_h3wb import skeleton
 from build_h3wb.artifacts import atomic_h5, open_h5
 from build_h3wb.build import Build, read_rig
 from build_h3wb.geometry.cameras import Rig
+from build_h3wb.geometry.sequence_check import undo_swaps
 from build_h3wb.refine.refinement import REFINED_PARTS, fit_part_models, refine_sequence
 from build_h3wb.sources.base import Recording, Source
 from build_h3wb.stages.common import make_source, plain, progress
@@ -63,10 +64,13 @@ def run(cfg: DictConfig) -> dict:
             frames = f["frames"][:]
         with open_h5(root / "triangulate" / u["subject"] / name) as f:
             views = f["views_used"][:]
+            swapped = f["swapped"][:] if "swapped" in f else None
         with open_h5(root / "detect" / u["subject"] / name) as f:
             det = f["keypoints"][:]
             rig = read_rig(dict(f.attrs), str(f.filename))
             det_frames = f["frames"][:]
+        if swapped is not None:  # the views the triangulation read swapped back are used the same way here
+            det = undo_swaps(det, swapped)
         if correctors:
             det = correct_views(source, Recording(u["subject"], u["action"], u["sequence"]), rig, det_frames, det,
                                 correctors)

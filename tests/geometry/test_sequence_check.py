@@ -133,3 +133,23 @@ def test_holding_bone_lengths_pulls_towards_the_median_and_can_be_off():
     assert cv(held) < 0.5 * cv(noisy)
     ok = np.isfinite(noisy[..., 0])
     assert np.linalg.norm(held - X, axis=-1)[ok].mean() < np.linalg.norm(noisy - X, axis=-1)[ok].mean()
+
+
+def test_undo_swaps_reads_the_swapped_parts_from_their_twins():
+    from build_h3wb import skeleton
+    from build_h3wb.geometry.sequence_check import SWAP_GROUPS, undo_swaps
+
+    C, T, J = 4, 3, skeleton.NUM_KEYPOINTS
+    det = np.random.default_rng(0).normal(size=(C, T, J, 3))
+    swapped = np.zeros((T, C), dtype=np.uint8)
+    swapped[1, 2] = 1 << list(SWAP_GROUPS).index("hands")  # the hands of view 2 in frame 1
+    out = undo_swaps(det, swapped)
+    hands = SWAP_GROUPS["hands"]
+    flip = skeleton.FLIP_INDEX
+    np.testing.assert_array_equal(out[2, 1, hands], det[2, 1, flip[hands]])
+    rest = np.ones((C, T, J), dtype=bool)
+    rest[2, 1, hands] = False
+    np.testing.assert_array_equal(out[rest], det[rest])  # everything else untouched
+    assert out is not det
+    with pytest.raises(ValueError, match=r"expected swapped \(T, C\)"):
+        undo_swaps(det, swapped.T)
