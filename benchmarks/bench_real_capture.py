@@ -4,9 +4,9 @@ Pose2Sim's wheel on PyPI ships ``Pose2Sim/Demo_MultiPerson/``: four synchronised
 people (100 frames) and ``calibration/Calib.qca.txt`` (Qualisys). This script
 
 1. fetches it into a cache (``pip download --no-deps pose2sim==0.10.49``; nothing is downloaded when cached);
-2. runs ``stage=all`` with ``data=rig`` and ``detector=mediapipe detector.max_people=2``; when the build stops
-   before the end (e.g. at ``complete``, which needs complete poses or a completion prior), it says so and runs
-   ``stage=triangulate`` and ``stage=evaluate`` so the measures exist;
+2. runs ``stage=all experiment=rig`` (``data=rig``, ``detector=mediapipe``) with ``detector.max_people=2``; when the
+   build stops before the end, it says so and runs ``stage=triangulate`` and ``stage=evaluate`` so the measures
+   exist;
 3. prints the measures without ground truth that ``evaluate`` wrote (``evaluate/<stage>_measures.json``), the same
    triangulation measures on the same detections for plain DLT (the robust rule off) and for a Pose2Sim-style
    minimal-exclusion rule (``build_h3wb.geometry.triangulation.triangulate_min_exclusion``, 25 px), and the subject
@@ -170,8 +170,8 @@ def main() -> None:
     cache = args.cache.expanduser().resolve()
     root = (args.build or cache / "realcap_build").expanduser().resolve()
     capture, calibration = fetch(cache)
-    overrides = ["data=rig", f"data.root={capture}", f"data.calibration={calibration}", "detector=mediapipe",
-                 "detector.max_people=2", f"build.dir={root}", "build.overwrite=true",
+    overrides = ["experiment=rig", f"data.root={capture}", f"data.calibration={calibration}",  # data=rig, mediapipe
+                 "detector.max_people=2", f"build.dir={root}", "build.overwrite=true", f"data.subject={SUBJECT}",
                  f"pictures.subject={SUBJECT}", f"pictures.sequence={SEQUENCE}", f"pictures.frame={args.frame}"]
     t0 = time.perf_counter()
     res = build(overrides, "all")
