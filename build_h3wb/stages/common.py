@@ -15,8 +15,10 @@ log = logging.getLogger(__name__)
 
 
 def build_dir(cfg: DictConfig) -> Path:
-    """The build directory (absolute)."""
-    return Path(cfg.build.dir).expanduser().resolve()
+    """The build directory (absolute), as :class:`build_h3wb.build.Build` resolves it."""
+    from build_h3wb.build import Build
+
+    return Build.from_config(cfg).root
 
 
 def make_source(cfg: DictConfig) -> Source:
