@@ -9,12 +9,7 @@ of one recording with its rig), optionally the shared ``views`` of :func:`sequen
 of the rigs (4 for Human3.6M; all sequences must share it), ``J`` is ``skeleton.NUM_KEYPOINTS`` (COCO-WholeBody
 order) and ``N`` the number of exported poses.
 
-Projections (all from the final world pose ``X``, millimetres, through :class:`~build_h3wb.geometry.cameras.Camera`):
-plain pinhole ``K (R X + t) / z`` (what H3WB publishes as 2D), the same with lens distortion (where the keypoint
-lies in the video frame), the camera frame ``R X + t`` (mm), and H3WB's 3D ``R X`` (world pose rotated into the
-camera's axes, not translated, mm). Bounding boxes ``[x_min, y_min, x_max, y_max]`` are integer pixels around both
-the pinhole and the distorted projections, widened by ``bbox_margin`` times the larger side of the keypoints' box
-on every side and clipped to the image ``[0, W - 1] x [0, H - 1]`` (:func:`keypoint_bbox`).
+Projections and bounding boxes: :mod:`build_h3wb.export.views` (computed once per sequence for every writer).
 
 Order of poses. The H3WB JSON files are ordered by quality (lower = better; ties keep input order) within each
 split: the pose of rank ``k`` gets the sample ids ``C k .. C k + C - 1``, one per camera in rig order. The HDF5 file
