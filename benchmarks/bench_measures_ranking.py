@@ -57,10 +57,8 @@ def build_variant(source: SyntheticSource, det: SimulatedDetector, robust: bool)
         frames = source.frames(seq)
         kp = np.stack([np.concatenate([check_detections(det(b), len(b.frames), det.name)[:, 0]
                                        for b in source.batches(seq, cam, frames, 256)]) for cam in rig.names])
-        C, T, J, _ = kp.shape
-        uv = np.moveaxis(kp[..., :2], 0, 2).reshape(T * J, C, 2).astype(np.float64)
-        score = np.nan_to_num(np.moveaxis(kp[..., 2], 0, 2).reshape(T * J, C)).astype(np.float64)
-        X = triangulate(uv, score, rig, robust=robust).points.reshape(T, J, 3)
+        X = triangulate(kp[..., :2].astype(np.float64), np.nan_to_num(kp[..., 2]).astype(np.float64), rig,
+                        robust=robust).points  # (C, T, J) views first -> (T, J, 3)
         built.append((seq, rig, frames, kp.astype(np.float64), X))
         lengths.setdefault(seq.subject, []).append(qm.bone_lengths(X))
     err_sum, err_n = 0.0, 0

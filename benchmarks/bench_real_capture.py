@@ -107,17 +107,16 @@ def compare_rules(seq: dict) -> dict:
     """The stage's robust rule, plain DLT and the Pose2Sim-style rule on the same detections."""
     from build_h3wb.geometry import triangulation  # noqa: PLC0415
 
-    C, T, J, _ = seq["kp"].shape
-    uv = np.moveaxis(seq["kp"][..., :2], 0, 2).reshape(T * J, C, 2)  # (T*J, C, 2)
-    score = np.nan_to_num(np.moveaxis(seq["kp"][..., 2], 0, 2).reshape(T * J, C))
+    uv = seq["kp"][..., :2]  # (C, T, J, 2) views first
+    score = np.nan_to_num(seq["kp"][..., 2])
     out = {"robust rule (stage=triangulate)": rule_measures(seq["robust"], seq)}
     t0 = time.perf_counter()
-    plain = triangulation.triangulate(uv, score, seq["rig"], robust=False).points.reshape(T, J, 3)
+    plain = triangulation.triangulate(uv, score, seq["rig"], robust=False).points
     out["plain DLT (robust off)"] = rule_measures(plain, seq) | {"seconds": round(time.perf_counter() - t0, 3)}
     if hasattr(triangulation, "triangulate_min_exclusion"):
         t0 = time.perf_counter()
         p2s = triangulation.triangulate_min_exclusion(uv, score, seq["rig"], threshold_px=25.0).points
-        out["Pose2Sim-style minimal exclusion, 25 px"] = (rule_measures(p2s.reshape(T, J, 3), seq)
+        out["Pose2Sim-style minimal exclusion, 25 px"] = (rule_measures(p2s, seq)
                                                           | {"seconds": round(time.perf_counter() - t0, 3)})
     else:
         log.warning("build_h3wb.geometry.triangulation has no triangulate_min_exclusion: that comparison is left out")

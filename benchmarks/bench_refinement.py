@@ -30,7 +30,7 @@ from build_h3wb import skeleton
 from build_h3wb.build import read_rig
 from build_h3wb.config import SyntheticDataConfig, option_values
 from build_h3wb.evaluation import keypoint_errors
-from build_h3wb.geometry.triangulation import bits_to_mask
+from build_h3wb.geometry.triangulation import view_mask
 from build_h3wb.refine.refinement import DEFAULT_RANKS, REFINED_PARTS, fit_part_models, refine_sequence
 from build_h3wb.sources.base import Recording
 from build_h3wb.sources.synthetic import SyntheticSource
@@ -86,7 +86,7 @@ def build_models(data: list[dict], args) -> tuple[dict, float]:
 def well_seen(s: dict, min_views: int = 3, min_score: float = 0.6) -> np.ndarray:
     """(T, J) bool keypoints of the refined parts seen well: >= min_views used, each with score >= min_score."""
     C = s["det"].shape[0]
-    used = np.moveaxis(bits_to_mask(s["views_used"], C), -1, 0)  # (C, T, J)
+    used = view_mask(s["views_used"], C)  # (C, T, J)
     score = np.nan_to_num(s["det"][..., 2], nan=0.0)
     good = (s["num_views"] >= min_views) & np.where(used, score >= min_score, True).all(0)
     part = np.zeros(good.shape[1], bool)
@@ -98,7 +98,7 @@ def well_seen(s: dict, min_views: int = 3, min_score: float = 0.6) -> np.ndarray
 def reprojection(X: np.ndarray, s: dict, sel: np.ndarray) -> np.ndarray:
     """Mean pixel distance (over the views used) of the selected keypoints X (T, J, 3) to their detections."""
     C = s["det"].shape[0]
-    used = np.moveaxis(bits_to_mask(s["views_used"], C), -1, 0)  # (C, T, J)
+    used = view_mask(s["views_used"], C)  # (C, T, J)
     tot = np.zeros(X.shape[:2])
     for c, cam in enumerate(s["rig"]):
         u, v = cam.project_uv(X)

@@ -32,7 +32,7 @@ from build_h3wb.detectors.simulated import default_simulated_detector
 from build_h3wb.geometry.cameras import h36m_rig
 from build_h3wb.geometry.sequence_check import person_size_px
 from build_h3wb.geometry.triangulation import (
-    normalized_residuals,
+    reprojection_residuals,
     triangulate,
     triangulate_linear,
     triangulate_min_exclusion,
@@ -46,9 +46,19 @@ BODY_BONES = [(_i(f"{s}_{a}"), _i(f"{s}_{b}")) for s in ("left", "right")
 BODY_BONES += [(_i("left_shoulder"), _i("right_shoulder")), (_i("left_hip"), _i("right_hip"))]
 
 
+def normalized_residuals(X: np.ndarray, xy: np.ndarray, extr: np.ndarray) -> np.ndarray:
+    """Points-first residuals, as the old rule was written: (N, 3), (N, C, 2) -> (N, C)."""
+    return reprojection_residuals(X, np.moveaxis(xy, 1, 0), extr).T
+
+
+def linear_points_first(xy: np.ndarray, w: np.ndarray, extr: np.ndarray) -> np.ndarray:
+    """Points-first linear triangulation, as the old rule was written: (N, C, 2), (N, C) -> (N, 3)."""
+    return triangulate_linear(np.moveaxis(xy, 1, 0), w.T, extr)
+
+
 def rule_before_issue_13(uv: np.ndarray, score: np.ndarray, rig, threshold_px: float = 15.0) -> np.ndarray:
     """The robust rule as it was: fixed threshold; the view pair agreeing with the most views (then the lowest
-    error) wins; one weighted re-solve. (N, C, 2) px, (N, C) -> (N, 3) mm."""
+    error) wins; one weighted re-solve. (N, C, 2) px, (N, C) -> (N, 3) mm (points first, as it was written)."""
     N, C = score.shape
     extr = np.stack([c.extrinsic for c in rig])
     focal = np.array([0.5 * (c.K[0, 0] + c.K[1, 1]) for c in rig])
@@ -56,7 +66,7 @@ def rule_before_issue_13(uv: np.ndarray, score: np.ndarray, rig, threshold_px: f
         cand = np.isfinite(uv[..., 0]) & (score >= 0.3)
     w = np.where(cand, score, 0.0)
     xy = np.stack([np.stack(c.undistort_uv(uv[:, k, 0], uv[:, k, 1]), -1) for k, c in enumerate(rig)], 1)
-    res = triangulate(uv, score, rig, robust=False)
+    res = triangulate(np.moveaxis(uv, 1, 0), score.T, rig, robust=False)
     X = res.points.copy()
     used = np.stack([(res.views >> k) & 1 for k in range(C)], 1).astype(bool)
     with np.errstate(invalid="ignore"):
@@ -74,7 +84,7 @@ def rule_before_issue_13(uv: np.ndarray, score: np.ndarray, rig, threshold_px: f
         has = cb[:, a] & cb[:, b]
         pw = np.zeros((M, C))
         pw[:, a], pw[:, b] = np.where(has, wb[:, a], 0), np.where(has, wb[:, b], 0)
-        Xp = triangulate_linear(xb, pw, extr)
+        Xp = linear_points_first(xb, pw, extr)
         with np.errstate(invalid="ignore"):
             e = normalized_residuals(Xp, xb, extr) * focal
             inl = cb & (e <= threshold_px) & has[:, None]
@@ -83,10 +93,10 @@ def rule_before_issue_13(uv: np.ndarray, score: np.ndarray, rig, threshold_px: f
         better = has & ((count > best_count) | ((count == best_count) & (me < best_err)))
         best_count, best_err = np.where(better, count, best_count), np.where(better, me, best_err)
         best[better] = inl[better]
-    Xn = triangulate_linear(xb, np.where(best, wb, 0.0), extr)
+    Xn = linear_points_first(xb, np.where(best, wb, 0.0), extr)
     with np.errstate(invalid="ignore"):
         keep = best & (normalized_residuals(Xn, xb, extr) * focal <= threshold_px)
-    Xn = triangulate_linear(xb, np.where(keep, wb, 0.0), extr)
+    Xn = linear_points_first(xb, np.where(keep, wb, 0.0), extr)
     Xn[keep.sum(1) < 2] = np.nan
     X[idx] = Xn
     return X
@@ -131,8 +141,8 @@ def main() -> None:
     # the person's size in this rig relative to Human3.6M's, for the detector's pixel quantities
     gt0 = src.ground_truth(seqs[0], src.frames(seqs[0]))
     ref = SyntheticSource(args.subjects[:1], args.actions[:1], duration_s=args.duration)
-    size = lambda rig, g: np.nanmedian(person_size_px(np.stack([c.project(g) for c in rig], 1),  # noqa: E731
-                                                      np.ones((len(g), len(rig), skeleton.NUM_KEYPOINTS)), rig))
+    size = lambda rig, g: np.nanmedian(person_size_px(np.stack([c.project(g) for c in rig]),  # noqa: E731
+                                                      np.ones((len(rig), len(g), skeleton.NUM_KEYPOINTS)), rig))
     scale = 1.0 if args.rig == "h36m" else size(src.rig(seqs[0]), gt0) / size(h36m_rig("S1"), gt0)
     det = default_simulated_detector(limb_fault_prob=args.limb_faults, pixel_scale=scale)
     del ref
@@ -175,15 +185,16 @@ def main() -> None:
         for kp, seq in zip(kps, seqs):
             rig = src.rig(seq)
             C, T = kp.shape[:2]
-            flat = np.moveaxis(kp, 0, 2).reshape(T * J, C, 3).astype(np.float64)
+            kp = kp.astype(np.float64)  # (C, T, J, 3) views first
             if how is None:
-                X = triangulate(flat[..., :2], flat[..., 2], rig, robust=False).points
+                X = triangulate(kp[..., :2], kp[..., 2], rig, robust=False).points
             elif how == "before":
+                flat = np.moveaxis(kp, 0, 2).reshape(T * J, C, 3)  # the old rule is points first
                 X = rule_before_issue_13(flat[..., :2], flat[..., 2], rig)
             elif how == "minex":
-                X = triangulate_min_exclusion(flat[..., :2], flat[..., 2], rig, threshold_px=25.0 * scale).points
+                X = triangulate_min_exclusion(kp[..., :2], kp[..., 2], rig, threshold_px=25.0 * scale).points
             else:
-                X = _triangulate_chunk(kp, rig, how[0], how[1])["points"].reshape(T * J, 3)
+                X = _triangulate_chunk(kp, rig, how[0], how[1])["points"]
             Xs.append(X.reshape(T, J, 3))
         m = measures(np.concatenate(Xs), gt, seq_of_frame)
         m["seconds"] = round(time.perf_counter() - t0, 2)

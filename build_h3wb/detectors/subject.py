@@ -240,7 +240,6 @@ def _hypothesis_centres(
     from build_h3wb.geometry.triangulation import triangulate  # noqa: PLC0415 (the triangulation imports the rig)
 
     C, T, P = candidates.shape[:3]
-    H = hyp.shape[1]
     body = skeleton.PARTS["body"]
     Jb = body.stop - body.start
     pick = combos[np.clip(hyp, 0, None)]  # (T, H, C)
@@ -248,14 +247,13 @@ def _hypothesis_centres(
     kp = np.concatenate([candidates[..., body, :], np.full((C, T, 1, Jb, 3), np.nan)], axis=2)  # (C, T, P+1, Jb, 3)
     ok = np.concatenate([valid[..., body], np.zeros((C, T, 1, Jb), bool)], axis=2)
     t_idx = np.arange(T)[:, None]
-    uv = np.stack([kp[c, t_idx, pick[..., c]] for c in range(C)], axis=2)  # (T, H, C, Jb, 3)
-    good = np.stack([ok[c, t_idx, pick[..., c]] for c in range(C)], axis=2)  # (T, H, C, Jb)
+    uv = np.stack([kp[c, t_idx, pick[..., c]] for c in range(C)])  # (C, T, H, Jb, 3)
+    good = np.stack([ok[c, t_idx, pick[..., c]] for c in range(C)])  # (C, T, H, Jb)
     score = np.where(good, np.nan_to_num(uv[..., 2]), 0.0)
-    pts = triangulate(uv[..., :2].transpose(0, 1, 3, 2, 4).reshape(-1, C, 2),
-                      score.transpose(0, 1, 3, 2).reshape(-1, C), rig, robust=False).points
+    pts = triangulate(uv[..., :2], score, rig, robust=False).points  # (T, H, Jb, 3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # hypotheses without points: NaN
-        return np.nanmedian(pts.reshape(T, H, Jb, 3), axis=2)
+        return np.nanmedian(pts, axis=2)
 
 
 def _link_tracks(centres: np.ndarray, gate_mm: float) -> np.ndarray:
@@ -335,7 +333,6 @@ def subject_consistency(candidates: np.ndarray, choice: np.ndarray, rig: Rig, *,
         chosen[~(chosen[..., 2] >= min_score)] = np.nan
     present = np.isfinite(body[..., 0]).any(-1)  # (C, T, P)
     rival = present & (np.arange(P)[None, None] != choice[..., None])  # (C, T, P)
-    Jb = chosen.shape[2]
 
     def median_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         with warnings.catch_warnings():
@@ -352,9 +349,8 @@ def subject_consistency(candidates: np.ndarray, choice: np.ndarray, rig: Rig, *,
         switches = steps & (d_rival < d_same)
         others = [b for b in range(C) if b != c]
         sub = Rig(name=rig.name, cameras=tuple(rig[b] for b in others))
-        uv = chosen[others][..., :2].transpose(1, 2, 0, 3).reshape(-1, C - 1, 2)  # (T * Jb, C - 1, 2)
-        sc = np.nan_to_num(chosen[others][..., 2].transpose(1, 2, 0).reshape(-1, C - 1))
-        X = triangulate(uv, sc, sub, min_score=min_score, robust=False).points.reshape(T, Jb, 3)
+        X = triangulate(chosen[others][..., :2], np.nan_to_num(chosen[others][..., 2]), sub, min_score=min_score,
+                        robust=False).points  # (T, Jb, 3)
         proj = cam.project(X)  # (T, Jb, 2)
         e_chosen = median_distance(chosen[c], proj)  # (T,)
         e_rival = np.where(rival[c], median_distance(body[c], proj[:, None]), np.inf).min(-1)  # (T,)

@@ -1,7 +1,9 @@
 """Checks of a triangulated sequence that need the keypoint layout or time, around :func:`triangulation.triangulate`.
 
 The per-point rule in :mod:`build_h3wb.geometry.triangulation` sees one keypoint at a time. What it cannot see, these
-functions do, on one person's sequence (T frames, C views, J keypoints):
+functions do, on one person's sequence (C views, T frames, J keypoints; detections views first as in the detect
+artifact and :func:`triangulation.triangulate`, ``(C, T, J, 2)`` pixels and ``(C, T, J)`` scores; per-view values such
+as thresholds ``(C, T)``; 3D points ``(T, J, 3)``):
 
 - :func:`person_size_px`: the person's size in every image (the diagonal of the body keypoints' box, a running
   median over frames), from which the stage makes the per-view agreement thresholds, so they scale with the rig
@@ -39,7 +41,7 @@ import numpy as np
 
 from build_h3wb import skeleton
 from build_h3wb.geometry.cameras import Rig
-from build_h3wb.geometry.triangulation import bits_to_mask, triangulate, view_set_hypotheses
+from build_h3wb.geometry.triangulation import bits_to_mask, triangulate, view_mask, view_set_hypotheses
 
 #: Parts whose labels can be swapped independently (MediaPipe's face mesh, for one, is found apart from the body).
 SWAP_GROUPS: dict[str, np.ndarray] = {
@@ -54,38 +56,37 @@ def person_size_px(uv: np.ndarray, score: np.ndarray, rig: Rig, min_score: float
     """The person's size in every image: the diagonal of the box around the body (+feet) keypoints.
 
     Args:
-        uv: (T, C, J, 2) detections in pixels, NaN where missing.
-        score: (T, C, J) confidence.
+        uv: (C, T, J, 2) detections in pixels, NaN where missing.
+        score: (C, T, J) confidence.
         rig: the C cameras (a view without a body falls back to 40% of its image diagonal).
         min_score: keypoints below this are ignored.
         window: frames of the running median (odd; a single outlier cannot stretch the box).
 
     Returns:
-        (T, C) pixels, finite and positive.
+        (C, T) pixels, finite and positive.
     """
-    T, C = uv.shape[:2]
     with np.errstate(invalid="ignore"):
-        ok = (score[:, :, _BODY] >= min_score) & np.isfinite(uv[:, :, _BODY, 0])  # (T, C, Jb)
+        ok = (score[:, :, _BODY] >= min_score) & np.isfinite(uv[:, :, _BODY, 0])  # (C, T, Jb)
     u = np.where(ok, uv[:, :, _BODY, 0], np.nan)
     v = np.where(ok, uv[:, :, _BODY, 1], np.nan)
     enough = ok.sum(-1) >= 4
     with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
         sup.filter(RuntimeWarning)
         diag = np.hypot(np.nanmax(u, -1) - np.nanmin(u, -1), np.nanmax(v, -1) - np.nanmin(v, -1))
-        diag = np.where(enough, diag, np.nan)  # (T, C)
+        diag = np.where(enough, diag, np.nan)  # (C, T)
         h = window // 2
-        padded = np.pad(diag, ((h, h), (0, 0)), constant_values=np.nan)
-        win = np.lib.stride_tricks.sliding_window_view(padded, window, axis=0)  # (T, C, window)
+        padded = np.pad(diag, ((0, 0), (h, h)), constant_values=np.nan)
+        win = np.lib.stride_tricks.sliding_window_view(padded, window, axis=1)  # (C, T, window)
         size = np.nanmedian(win, -1)
-        per_view = np.nanmedian(diag, 0)  # (C,)
+        per_view = np.nanmedian(diag, 1)  # (C,)
     fallback = np.array([0.4 * np.hypot(*cam.image_size) for cam in rig])
     per_view = np.where(np.isfinite(per_view), per_view, fallback)
-    size = np.where(np.isfinite(size), size, per_view)
+    size = np.where(np.isfinite(size), size, per_view[:, None])
     return np.maximum(size, 1.0)
 
 
 def agreement_threshold_px(size_px: np.ndarray, share: float, min_px: float) -> np.ndarray:
-    """(T, C) person sizes -> (T, C) agreement thresholds: ``share`` of the size, at least ``min_px``."""
+    """(C, T) person sizes -> (C, T) agreement thresholds: ``share`` of the size, at least ``min_px``."""
     return np.maximum(share * size_px, min_px)
 
 
@@ -96,24 +97,42 @@ def _project(rig: Rig, X: np.ndarray) -> np.ndarray:
 
 def _body_swaps(uv: np.ndarray, score: np.ndarray, rig: Rig, threshold_px: np.ndarray, min_score: float,
                 ) -> np.ndarray:
-    """(T, C) bool: which views' body labels to swap back in each frame (see the module docstring)."""
-    T, C, J = score.shape
+    """(C, T) bool: which views' body labels to swap back in each frame (see the module docstring).
+
+    Two shortcuts keep this to a fraction of the 2**C triangulations it describes, with the same result: a
+    combination and its complement see the same observations (the mirrored body, each lateral keypoint read from its
+    twin), so only the combinations leaving view 0 as labelled are triangulated and the others are read off them;
+    and a frame where the labels as given already use every confident observation cannot be beaten (a combination
+    only permutes the observations of the lateral keypoints), so no other combination is tried there.
+    """
+    C, T, J = score.shape
     flip = skeleton.FLIP_INDEX
     body = SWAP_GROUPS["body"]
     lat = body[flip[body] != body]  # (L,) lateral body keypoints
     L = len(lat)
-    combos = bits_to_mask(np.arange(2**C), C)  # (K, C)
+    twin = np.searchsorted(lat, flip[lat])  # (L,) position of each lateral keypoint's twin in ``lat``
+    combos = bits_to_mask(np.arange(2**C), C)  # (K, C); combination K-1-k is the complement of k
     K = len(combos)
     agree = np.zeros((K, T), dtype=np.int64)
-    pts = np.empty((K, T, L, 3))
-    thr = np.repeat(threshold_px, L, axis=0)  # (T*L, C)
-    for k, sw in enumerate(combos):
-        u = np.where(sw[None, :, None, None], uv[:, :, flip[lat]], uv[:, :, lat])  # (T, C, L, 2)
-        sc = np.where(sw[None, :, None], score[:, :, flip[lat]], score[:, :, lat])
-        res = triangulate(np.moveaxis(u, 1, 2).reshape(T * L, C, 2), np.moveaxis(sc, 1, 2).reshape(T * L, C), rig,
-                          min_score=min_score, outlier_threshold_px=thr)
-        agree[k] = res.num_views.reshape(T, L).astype(np.int64).sum(1)
-        pts[k] = res.points.reshape(T, L, 3)
+    pts = np.full((K, T, L, 3), np.nan)
+    with np.errstate(invalid="ignore"):
+        n_obs = ((score[:, :, lat] >= min_score) & np.isfinite(uv[:, :, lat, 0])).sum((0, 2))  # (T,) any combination
+
+    def solve(k: int, frames: np.ndarray) -> None:
+        sw = combos[k]
+        u, sc = uv[:, frames], score[:, frames]
+        u = np.where(sw[:, None, None, None], u[:, :, flip[lat]], u[:, :, lat])  # (C, t, L, 2)
+        sc = np.where(sw[:, None, None], sc[:, :, flip[lat]], sc[:, :, lat])
+        res = triangulate(u, sc, rig, min_score=min_score, outlier_threshold_px=threshold_px[:, frames, None])
+        agree[k, frames] = agree[K - 1 - k, frames] = res.num_views.astype(np.int64).sum(1)
+        pts[k, frames] = res.points  # (t, L, 3)
+        pts[K - 1 - k, frames] = res.points[:, twin]
+
+    solve(0, np.arange(T))
+    rest = np.flatnonzero(agree[0] < n_obs)  # frames where another labelling could use more observations
+    if len(rest):
+        for k in range(2, K, 2):  # view 0 as labelled; the complements follow
+            solve(k, rest)
     n_swaps = combos.sum(1)  # (K,)
     best = agree == agree.max(0, keepdims=True)  # (K, T)
     fewest = np.where(best, n_swaps[:, None], C + 1).min(0)  # (T,)
@@ -135,7 +154,7 @@ def _body_swaps(uv: np.ndarray, score: np.ndarray, rig: Rig, threshold_px: np.nd
                     choice[t] = nearest(t, pts[choice[t - 1], t - 1])
             for t in range(anchors[0] - 1, -1, -1):  # backward before it
                 choice[t] = nearest(t, pts[choice[t + 1], t + 1])
-    return combos[choice]  # (T, C)
+    return combos[choice].T  # (C, T)
 
 
 def fix_left_right_swaps(
@@ -145,42 +164,42 @@ def fix_left_right_swaps(
     """Swap back the left/right labels of a part in a view where that makes it agree (see the module docstring).
 
     Args:
-        uv: (T, C, J, 2) detections in pixels, NaN where missing; T consecutive frames.
-        score: (T, C, J) confidence.
+        uv: (C, T, J, 2) detections in pixels, NaN where missing; T consecutive frames.
+        score: (C, T, J) confidence.
         rig: the C cameras.
         X: (T, J, 3) world mm, a first triangulation (NaN where missing), for the hands and the face.
-        threshold_px: (T, C) agreement threshold per frame and view.
+        threshold_px: (C, T) agreement threshold per view and frame.
         min_score: keypoints below this do not vote.
         min_agree: hands and face: at least this many lateral keypoints must agree swapped, and more than twice as
             many as agree as labelled.
 
     Returns:
-        uv and score with the swaps undone (new arrays), and swapped (T, C, G) bool per part of
+        uv and score with the swaps undone (new arrays), and swapped (C, T, G) bool per part of
         :data:`SWAP_GROUPS` (in its order).
     """
-    T, C, J = score.shape
+    C, T, J = score.shape
     flip = skeleton.FLIP_INDEX
     out_uv, out_score = uv.copy(), score.copy()
-    swapped = np.zeros((T, C, len(SWAP_GROUPS)), dtype=bool)
+    swapped = np.zeros((C, T, len(SWAP_GROUPS)), dtype=bool)
     if C <= 6:
         swapped[:, :, 0] = _body_swaps(uv, score, rig, threshold_px, min_score)
-    proj = np.moveaxis(_project(rig, X), 0, 1)  # (T, C, J, 2)
+    proj = _project(rig, X)  # (C, T, J, 2)
     with np.errstate(invalid="ignore"):
-        conf = score >= min_score  # (T, C, J)
-        r_as = np.linalg.norm(uv - proj, axis=-1)  # (T, C, J)
+        conf = score >= min_score  # (C, T, J)
+        r_as = np.linalg.norm(uv - proj, axis=-1)  # (C, T, J)
         r_sw = np.linalg.norm(uv[:, :, flip] - proj, axis=-1)  # keypoint j read from its twin's label
         agree_as = conf & (r_as <= threshold_px[..., None])
         agree_sw = conf[:, :, flip] & (r_sw <= threshold_px[..., None])
     for g, idx in enumerate(SWAP_GROUPS.values()):
         if g > 0 or C > 6:
             lateral = idx[flip[idx] != idx]
-            n_as = agree_as[:, :, lateral].sum(-1)  # (T, C)
+            n_as = agree_as[:, :, lateral].sum(-1)  # (C, T)
             n_sw = agree_sw[:, :, lateral].sum(-1)
             swapped[:, :, g] = (n_sw >= min_agree) & (n_sw > 2 * n_as)
-        t, c = np.nonzero(swapped[:, :, g])
+        c, t = np.nonzero(swapped[:, :, g])
         if len(t):
-            out_uv[t[:, None], c[:, None], idx[None]] = uv[t[:, None], c[:, None], flip[idx][None]]
-            out_score[t[:, None], c[:, None], idx[None]] = score[t[:, None], c[:, None], flip[idx][None]]
+            out_uv[c[:, None], t[:, None], idx[None]] = uv[c[:, None], t[:, None], flip[idx][None]]
+            out_score[c[:, None], t[:, None], idx[None]] = score[c[:, None], t[:, None], flip[idx][None]]
     return out_uv, out_score, swapped
 
 
@@ -189,19 +208,19 @@ def undo_swaps(detections: np.ndarray, swapped: np.ndarray) -> np.ndarray:
 
     Args:
         detections: (C, T, J, K) per view, as in the detect artifact (``K`` = 3: ``[x, y, score]``).
-        swapped: (T, C) uint8 bits from the triangulate artifact: bit g set = part g of :data:`SWAP_GROUPS` of that
+        swapped: (C, T) uint8 bits from the triangulate artifact: bit g set = part g of :data:`SWAP_GROUPS` of that
             view and frame was read from its twin keypoints.
 
     Returns:
         (C, T, J, K) a new array: every swapped part of a view and frame takes its twins' detections.
     """
     C, T = detections.shape[:2]
-    if swapped.shape != (T, C):
-        raise ValueError(f"expected swapped (T, C) = {(T, C)} for detections {detections.shape}; got {swapped.shape}")
+    if swapped.shape != (C, T):
+        raise ValueError(f"expected swapped (C, T) = {(C, T)} for detections {detections.shape}; got {swapped.shape}")
     out = detections.copy()
     flip = skeleton.FLIP_INDEX
     for g, idx in enumerate(SWAP_GROUPS.values()):
-        t, c = np.nonzero((swapped >> g) & 1)
+        c, t = np.nonzero((swapped >> g) & 1)
         if len(t):
             out[c[:, None], t[:, None], idx[None]] = detections[c[:, None], t[:, None], flip[idx][None]]
     return out
@@ -261,10 +280,10 @@ def check_sequence(
 
     Args:
         X: (T, J, 3) world mm from :func:`triangulation.triangulate` on these detections; T consecutive frames.
-        uv: (T, C, J, 2) detections in pixels (after :func:`fix_left_right_swaps`), NaN where missing.
-        score: (T, C, J) confidence.
+        uv: (C, T, J, 2) detections in pixels (after :func:`fix_left_right_swaps`), NaN where missing.
+        score: (C, T, J) confidence.
         rig: the C cameras.
-        threshold_px: (T, C) agreement threshold per frame and view.
+        threshold_px: (C, T) agreement threshold per view and frame.
         frame_dt_s: time between consecutive frames (seconds; 0 when unknown: no jump check).
         bone_tolerance: a bone is off when its length differs from the sequence's median by more than this share...
         bone_tolerance_mm: ...or this many millimetres, whichever is larger (short finger bones).
@@ -285,9 +304,9 @@ def check_sequence(
         3 recovered (was left out); views (T, J) int64 bitmask of the views of the re-solved and recovered points
         (0 elsewhere).
     """
-    T, C, J = score.shape
-    if X.shape != (T, J, 3) or uv.shape != (T, C, J, 2) or threshold_px.shape != (T, C):
-        raise ValueError(f"expected X (T, J, 3), uv (T, C, J, 2), threshold (T, C) with (T, C, J) = {(T, C, J)}; "
+    C, T, J = score.shape
+    if X.shape != (T, J, 3) or uv.shape != (C, T, J, 2) or threshold_px.shape != (C, T):
+        raise ValueError(f"expected X (T, J, 3), uv (C, T, J, 2), threshold (C, T) with (C, T, J) = {(C, T, J)}; "
                          f"got {X.shape}, {uv.shape}, {threshold_px.shape}")
     X = X.copy()
     status = np.zeros((T, J), dtype=np.int8)
@@ -308,7 +327,7 @@ def check_sequence(
         tried |= sus
         t, j = np.nonzero(sus)
         pts, sets, worst, usable = view_set_hypotheses(
-            uv[t, :, j], score[t, :, j], rig, threshold_px=threshold_px[t] * relax, min_score=min_score,
+            uv[:, t, j], score[:, t, j], rig, threshold_px=threshold_px[:, t] * relax, min_score=min_score,
             opposing_angle_deg=opposing_angle_deg, min_ray_angle_deg=min_ray_angle_deg,
         )  # (M, S, 3), (S, C), (M, S), (M, S)
         cost, _ = _hypothesis_cost(pts, worst, usable, t, j, X, sus, med, tol, jump_mm)
@@ -331,13 +350,13 @@ def check_sequence(
         # body keypoints the per-point rule left out although two views saw them: the best set within a looser
         # threshold, where it fits the neighbouring bones and frames (at least one of them must be there to judge)
         with np.errstate(invalid="ignore"):
-            n_cand = ((score >= min_score) & np.isfinite(uv[..., 0])).sum(1)  # (T, J)
+            n_cand = ((score >= min_score) & np.isfinite(uv[..., 0])).sum(0)  # (T, J)
         missing = ~np.isfinite(X[..., 0]) & (n_cand >= 2) & (status != 2)
         missing[:, np.setdiff1d(np.arange(J), _BODY)] = False
         t, j = np.nonzero(missing)
         if len(t):
             pts, sets, worst, usable = view_set_hypotheses(
-                uv[t, :, j], score[t, :, j], rig, threshold_px=threshold_px[t] * recover_relax, min_score=min_score,
+                uv[:, t, j], score[:, t, j], rig, threshold_px=threshold_px[:, t] * recover_relax, min_score=min_score,
                 opposing_angle_deg=opposing_angle_deg, min_ray_angle_deg=min_ray_angle_deg)
             cost, checked = _hypothesis_cost(pts, worst, usable, t, j, X, missing, med, tol, jump_mm)
             best = cost.argmin(1)
@@ -489,38 +508,38 @@ def reprojection_error_px(X: np.ndarray, uv: np.ndarray, views: np.ndarray, rig:
     """Mean pixel distance between the points and the detections of the views used.
 
     Args:
-        X: (N, 3) world mm.
-        uv: (N, C, 2) pixels.
-        views: (N,) bitmask of the views used.
+        X: (..., 3) world mm.
+        uv: (C, ..., 2) pixels, views first.
+        views: (...) bitmask of the views used.
         rig: the C cameras.
 
     Returns:
-        (N,) float32, NaN where no view is used or the point is missing.
+        (...) float32, NaN where no view is used or the point is missing.
     """
-    used = bits_to_mask(views, len(rig))
-    err = np.zeros(len(X))
+    used = bits_to_mask(views, len(rig))  # (..., C)
+    err = np.zeros(X.shape[:-1])
     for c, cam in enumerate(rig):
-        d = np.linalg.norm(cam.project(X) - uv[:, c], axis=-1)
-        err += np.where(used[:, c], np.nan_to_num(d), 0.0)
-    n = used.sum(1)
+        d = np.linalg.norm(cam.project(X) - uv[c], axis=-1)
+        err += np.where(used[..., c], np.nan_to_num(d), 0.0)
+    n = used.sum(-1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where((n > 0) & np.isfinite(X[:, 0]), err / n, np.nan).astype(np.float32)
+        return np.where((n > 0) & np.isfinite(X[..., 0]), err / n, np.nan).astype(np.float32)
 
 
 def resolve_with_views(uv: np.ndarray, score: np.ndarray, rig: Rig, views: np.ndarray, min_score: float = 0.3):
-    """Plain triangulation of N points from given sets of views (the re-solved points' final numbers).
+    """Plain triangulation of points from given sets of views (the re-solved points' final numbers).
 
     Args:
-        uv: (N, C, 2) pixels.
-        score: (N, C) confidence.
+        uv: (C, ..., 2) pixels, views first.
+        score: (C, ...) confidence.
         rig: the cameras.
-        views: (N,) bitmask of the views to use.
+        views: (...) bitmask of the views to use.
         min_score: as in :func:`triangulation.triangulate`.
 
     Returns:
         The :class:`triangulation.Triangulation` of the points.
     """
-    mask = bits_to_mask(views, len(rig))
+    mask = view_mask(views, len(rig))  # (C, ...)
     return triangulate(uv, np.where(mask, score, 0.0), rig, min_score=min_score, robust=False,
                        opposing_angle_deg=180.0)
 
@@ -532,8 +551,8 @@ def camera_agreement(
     """Per camera, how far its body detections lie from the point the other views make, at several frame shifts.
 
     Args:
-        uv: (T, C, J, 2) detections in pixels (as triangulated, swaps undone).
-        score: (T, C, J) confidence.
+        uv: (C, T, J, 2) detections in pixels (as triangulated, swaps undone).
+        score: (C, T, J) confidence.
         rig: the C cameras.
         views: (T, J) bitmask of the views the triangulation used.
         max_shift: detections of frame ``t + s`` are compared with the others' point of frame ``t``, for
@@ -545,27 +564,26 @@ def camera_agreement(
         (C, 2 * max_shift + 1, len(bins) - 1) int64 histogram of residuals in pixels (sum these over chunks and
         sequences, then read medians with :func:`histogram_median`).
     """
-    T, C, J = score.shape
+    C, T, J = score.shape
     bins = np.arange(0.0, 1000.25, 0.25) if bins is None else bins
     shifts = np.arange(-max_shift, max_shift + 1)
     hist = np.zeros((C, len(shifts), len(bins) - 1), dtype=np.int64)
-    used = bits_to_mask(views[:, _BODY], C)  # (T, Jb, C)
-    flat_uv = np.moveaxis(uv[:, :, _BODY], 1, 2).reshape(-1, C, 2)  # (T*Jb, C, 2)
-    flat_score = np.moveaxis(score[:, :, _BODY], 1, 2).reshape(-1, C)
+    used = view_mask(views[:, _BODY], C)  # (C, T, Jb)
+    body_uv, body_score = uv[:, :, _BODY], score[:, :, _BODY]
     for c, cam in enumerate(rig):
-        others = used.reshape(-1, C).copy()
-        others[:, c] = False
-        res = triangulate(flat_uv, np.where(others, flat_score, 0.0), rig, min_score=min_score, robust=False,
+        others = used.copy()
+        others[c] = False
+        res = triangulate(body_uv, np.where(others, body_score, 0.0), rig, min_score=min_score, robust=False,
                           opposing_angle_deg=180.0)
-        Xo = res.points.reshape(T, len(_BODY), 3)
+        Xo = res.points  # (T, Jb, 3)
         proj = cam.project(Xo)  # (T, Jb, 2)
         for k, s in enumerate(shifts):
             a, b = max(0, -s), min(T, T - s)  # frames t with t + s inside
             if b <= a:
                 continue
-            obs = uv[a + s : b + s, c][:, _BODY]  # (t, Jb, 2)
+            obs = uv[c, a + s : b + s][:, _BODY]  # (t, Jb, 2)
             with np.errstate(invalid="ignore"):
-                ok = score[a + s : b + s, c][:, _BODY] >= min_score
+                ok = score[c, a + s : b + s][:, _BODY] >= min_score
                 r = np.linalg.norm(obs - proj[a:b], axis=-1)[ok & np.isfinite(proj[a:b, :, 0])]
             hist[c, k] += np.histogram(np.minimum(r, bins[-1] - 1e-9), bins)[0]
     return hist

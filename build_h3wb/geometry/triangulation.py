@@ -1,7 +1,9 @@
 """Multi-view triangulation: confidence-weighted linear triangulation and a robust rule for any rig.
 
-All functions are vectorised over points (any number of frames x keypoints flattened to N); the only Python loops
-run over views (at most a few dozen).
+**Axis order: views first**, as in the detect artifact: detections are ``(C, ..., 2)`` pixels and ``(C, ...)``
+scores for the rig's C views and any points' shape ``...`` (e.g. frames x keypoints), and results have the points'
+shape. All functions are vectorised over points; the only Python loops run over views (at most a few dozen) and over
+blocks of points, which large inputs share among threads (numpy releases the GIL), so a call uses every core.
 
 Linear triangulation follows Hartley and Zisserman, *Multiple View Geometry* (2nd ed., 2003), Sec. 12.2: each view
 ``c`` with undistorted normalised coordinates ``(x, y)`` and projection ``P = [R | t]`` contributes the rows
@@ -38,9 +40,12 @@ by ``benchmarks/bench_triangulation_rules.py`` (README, "The robust rule").
 from __future__ import annotations
 
 import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from build_h3wb.geometry.cameras import Rig
 from build_h3wb.geometry.distortion import distort_xy
@@ -74,6 +79,12 @@ def valid_view_sets(opposing: np.ndarray) -> np.ndarray:
 def bits_to_mask(views: np.ndarray, num_views: int) -> np.ndarray:
     """Bitmask (...,) -> bool (..., C)."""
     return ((views[..., None].astype(np.int64) >> np.arange(num_views)) & 1).astype(bool)
+
+
+def view_mask(views: np.ndarray, num_views: int) -> np.ndarray:
+    """Bitmask (...,) -> bool (C, ...), views first (as detections are): ``view_mask(b, C)[c]`` = view c used."""
+    return ((views[None].astype(np.int64) >> np.arange(num_views).reshape((-1,) + (1,) * np.ndim(views))) & 1
+            ).astype(bool)
 
 
 def mask_to_bits(mask: np.ndarray) -> np.ndarray:
@@ -196,53 +207,40 @@ def reprojection_residuals(X: np.ndarray, xy: np.ndarray, extrinsics: np.ndarray
 
 
 def triangulate_linear(xy: np.ndarray, weights: np.ndarray, extrinsics: np.ndarray) -> np.ndarray:
-    """Weighted linear triangulation of N points from C views.
+    """Weighted linear triangulation of points seen by C views (views first).
 
     Args:
-        xy: (N, C, 2) undistorted normalised image coordinates; entries with zero weight are ignored (may be NaN).
-        weights: (N, C) non-negative weights (confidence; 0 = view not used).
+        xy: (C, ..., 2) undistorted normalised image coordinates; entries with zero weight are ignored (may be NaN).
+        weights: (C, ...) non-negative weights (confidence; 0 = view not used).
         extrinsics: (C, 3, 4) ``[R | t]`` per view, world millimetres.
 
     Returns:
-        (N, 3) world millimetres; NaN where the system is singular (fewer than two usable views).
+        (..., 3) world millimetres; NaN where the system is singular (fewer than two usable views).
     """
-    N, C = weights.shape
-    if xy.shape != (N, C, 2) or extrinsics.shape != (C, 3, 4):
+    C = extrinsics.shape[0]
+    if weights.shape[:1] != (C,) or xy.shape != weights.shape + (2,) or extrinsics.shape != (C, 3, 4):
         raise ValueError(
-            f"expected xy (N, C, 2), weights (N, C), extrinsics (C, 3, 4); got {xy.shape}, {weights.shape}, "
+            f"expected xy (C, ..., 2), weights (C, ...), extrinsics (C, 3, 4); got {xy.shape}, {weights.shape}, "
             f"{extrinsics.shape}"
         )
-    coef = _coefficients(xy[..., 0].T, xy[..., 1].T, np.asarray(weights, dtype=np.float64).T)  # (C, 4, N)
-    basis = _normal_basis(extrinsics)  # (C, 4, 9)
-    return _solve_rows(basis.reshape(4 * C, 9).T @ coef.reshape(4 * C, N)).T
-
-
-def normalized_residuals(X: np.ndarray, xy: np.ndarray, extrinsics: np.ndarray) -> np.ndarray:
-    """Distance between observed and reprojected undistorted normalised coordinates.
-
-    Args:
-        X: (N, 3) world millimetres.
-        xy: (N, C, 2) observed undistorted normalised coordinates.
-        extrinsics: (C, 3, 4).
-
-    Returns:
-        (N, C) residual in normalised units (multiply by a focal length for approximate pixels); NaN where a view
-        has no observation or the point is behind the camera.
-    """
-    return reprojection_residuals(X, np.moveaxis(xy, 1, 0), extrinsics).T  # the one implementation, points first
+    lead = weights.shape[1:]
+    coef = _coefficients(xy[..., 0].reshape(C, -1), xy[..., 1].reshape(C, -1),
+                         np.asarray(weights, dtype=np.float64).reshape(C, -1))  # (C, 4, N)
+    X = _solve_rows(_normal_basis(extrinsics).reshape(4 * C, 9).T @ coef.reshape(4 * C, -1))  # (3, N)
+    return X.T.reshape(lead + (3,))
 
 
 @dataclass(frozen=True)
 class Triangulation:
-    """Result of :func:`triangulate`, for N points.
+    """Result of :func:`triangulate` for points of any leading shape ``...`` (e.g. frames x keypoints).
 
     Attributes:
-        points: (N, 3) world millimetres, NaN where not reconstructed.
-        views: (N,) uint16 bitmask of the views used (0 where not reconstructed).
-        num_views: (N,) uint8 number of views used.
-        reprojection_error: (N,) mean reprojection error in pixels over the views used (with lens distortion),
+        points: (..., 3) world millimetres, NaN where not reconstructed.
+        views: (...) uint16 bitmask of the views used (bit c = view c; 0 where not reconstructed).
+        num_views: (...) uint8 number of views used.
+        reprojection_error: (...) mean reprojection error in pixels over the views used (with lens distortion),
             NaN where not reconstructed.
-        rejected: (N,) uint8 number of candidate views dropped as outliers.
+        rejected: (...) uint8 number of candidate views dropped as outliers.
     """
 
     points: np.ndarray
@@ -261,7 +259,9 @@ def _bits(members: np.ndarray) -> np.ndarray:
 
 
 class _Views:
-    """A block of n observations from C views, view-major (every per-view array is (C, n), contiguous per view).
+    """A block of n points seen by C views, views first (every per-view array is (C, n), contiguous per view).
+
+    Built from (C, n, 2) pixels, (C, n) scores and (C, n) thresholds in pixels.
 
     Attributes:
         u, v: pixels as given; x, y: undistorted normalised coordinates; w: weights (0 = not a candidate);
@@ -281,9 +281,9 @@ class _Views:
         self._flat_basis = np.ascontiguousarray(self.basis.reshape(4 * self.C, 9).T)  # (9, 4C)
         if uv is None:
             return
-        uvT = np.asarray(uv, dtype=np.float64).transpose(1, 2, 0)  # (C, 2, n)
-        self.u, self.v = np.ascontiguousarray(uvT[:, 0]), np.ascontiguousarray(uvT[:, 1])
-        sc = np.asarray(score, dtype=np.float64).T  # (C, n)
+        uv = np.asarray(uv, dtype=np.float64)  # (C, n, 2)
+        self.u, self.v = np.ascontiguousarray(uv[..., 0]), np.ascontiguousarray(uv[..., 1])
+        sc = np.asarray(score, dtype=np.float64)  # (C, n)
         with np.errstate(invalid="ignore"):
             self.cand = np.isfinite(self.u) & np.isfinite(self.v) & (sc >= min_score)
         self.w = np.where(self.cand, sc, 0.0)
@@ -291,7 +291,7 @@ class _Views:
         with np.errstate(invalid="ignore", divide="ignore"):
             for c, cam in enumerate(rig):
                 self.x[c], self.y[c] = cam.undistort_uv(self.u[c], self.v[c], undistort_iterations)
-        self.thr = np.ascontiguousarray(np.broadcast_to(thr.T, self.u.shape))
+        self.thr = np.ascontiguousarray(np.broadcast_to(thr, self.u.shape))
         if not self.cand.all():  # non-candidates take no part: zero coordinates keep every sum finite
             self.x[~self.cand] = 0.0
             self.y[~self.cand] = 0.0
@@ -442,9 +442,10 @@ def triangulate(
     outlier_threshold_px: float | np.ndarray = 15.0,
     max_exhaustive_views: int = 6,
     undistort_iterations: int = 5,
-    block_size: int = 16384,
+    block_size: int = 65536,
+    workers: int | None = None,
 ) -> Triangulation:
-    """Triangulate N keypoints seen by the rig's C views (the rule is described in the module docstring).
+    """Triangulate keypoints seen by the rig's C views (the rule is described in the module docstring).
 
     A point is reconstructed from the views whose detection is finite and scores at least ``min_score``, only if
     at least two of them remain and they are not all pairwise opposing (optical axes more than
@@ -452,36 +453,64 @@ def triangulate(
     angle of at least ``min_ray_angle_deg`` (and at most 180 degrees minus it).
 
     Args:
-        uv: (N, C, 2) detected keypoints in pixels (distorted, as in the image), NaN where missing.
-        score: (N, C) detection confidence in [0, 1], NaN or 0 where missing.
+        uv: (C, ..., 2) detected keypoints in pixels (distorted, as in the image), views first as in the detect
+            artifact (e.g. (C, T, J, 2)), NaN where missing.
+        score: (C, ...) detection confidence in [0, 1], NaN or 0 where missing.
         rig: the C calibrated cameras, in the order of the view axis.
         min_score: views below this confidence are not used.
         opposing_angle_deg: axis angle above which two cameras count as opposing.
         min_ray_angle_deg: per-point depth conditioning (see above; plain DLT stays plain).
         robust: keep only the largest set of views that agree (see the module docstring).
-        outlier_threshold_px: residual in pixels up to which a view agrees: a number, or (N,) per point, or (N, C)
-            per point and view (e.g. a share of the person's size in each image).
+        outlier_threshold_px: residual in pixels up to which a view agrees: a number, an array of the points'
+            shape ``(...)`` (per point), or one broadcastable to ``(C, ...)`` (per view and point, e.g. (C, T, 1) for
+            a share of the person's size in each image).
         max_exhaustive_views: rigs with at most this many views try every subset; larger ones drop the worst view
             until the rest agree.
         undistort_iterations: fixed-point iterations of the undistortion.
-        block_size: points processed at once (small blocks stay in the CPU cache; the result does not depend on it
-            beyond rounding).
+        block_size: points processed at once (the result does not depend on it beyond rounding).
+        workers: threads sharing the blocks (None: the CPUs this process may use; numpy releases the GIL, so
+            large inputs use every core; inputs of one block stay on the calling thread).
 
     Returns:
-        A :class:`Triangulation` for the N points.
+        A :class:`Triangulation` with the points' leading shape ``(...)``.
     """
-    N, C = _check_shapes(uv, score, rig)
-    thr = _threshold_array(outlier_threshold_px, N, C)
+    C, lead = _check_shapes(uv, score, rig)
+    N = int(np.prod(lead, dtype=np.int64))
+    uv, score = uv.reshape(C, N, 2), score.reshape(C, N)
+    thr = _threshold_array(outlier_threshold_px, C, lead).reshape(C, N)
     valid_sets = valid_view_sets(rig.opposing(opposing_angle_deg))  # (2**C,)
     subsets = subset_table(C, valid_sets) if C <= max_exhaustive_views else None
     out = _empty_result(N)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # NaN marks what is missing
-        for s in range(0, N, block_size):
-            e = min(s + block_size, N)
-            _robust_block(out, slice(s, e), _Views(rig, uv[s:e], score[s:e], thr[s:e], min_score,
-                                                   undistort_iterations),
-                          robust, valid_sets, subsets, min_ray_angle_deg)
-    return out
+
+    def one_block(sl: slice) -> None:
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # NaN marks what is missing
+            vw = _Views(rig, uv[:, sl], score[:, sl], thr[:, sl], min_score, undistort_iterations)
+            _robust_block(out, sl, vw, robust, valid_sets, subsets, min_ray_angle_deg)
+
+    _run_blocks(one_block, N, block_size, workers)
+    return _shaped(out, lead)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. a Slurm allocation), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _run_blocks(fn, n: int, block_size: int, workers: int | None) -> None:
+    """Call ``fn(slice)`` on consecutive blocks of ``n`` points, on up to ``workers`` threads."""
+    blocks = [slice(s, min(s + block_size, n)) for s in range(0, n, block_size)]
+    workers = min(usable_cpus() if workers is None else max(1, workers), len(blocks))
+    if workers <= 1:
+        for sl in blocks:
+            fn(sl)
+        return
+    # one BLAS thread per worker: the threads already fill the cores
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        for f in [pool.submit(fn, sl) for sl in blocks]:
+            f.result()
 
 
 def _robust_block(out: Triangulation, sl: slice, vw: _Views, robust: bool, valid_sets: np.ndarray,
@@ -512,26 +541,30 @@ def _robust_block(out: Triangulation, sl: slice, vw: _Views, robust: bool, valid
     _finish(out, sl, vw, X, used)
 
 
-def _check_shapes(uv: np.ndarray, score: np.ndarray, rig: Rig) -> tuple[int, int]:
-    N, C = score.shape
-    if uv.shape != (N, C, 2):
-        raise ValueError(f"expected uv (N, C, 2) and score (N, C); got uv {uv.shape}, score {score.shape}")
-    if C != len(rig):
-        raise ValueError(f"detections have {C} views but the rig {rig.name!r} has {len(rig)} cameras")
+def _check_shapes(uv: np.ndarray, score: np.ndarray, rig: Rig) -> tuple[int, tuple[int, ...]]:
+    """(C, ..., 2) pixels and (C, ...) scores for the rig's C views -> (C, the points' shape ``(...)``)."""
+    C = len(rig)
+    if score.ndim < 1 or uv.shape != score.shape + (2,):
+        raise ValueError(f"expected uv (C, ..., 2) and score (C, ...), views first; got uv {uv.shape}, "
+                         f"score {score.shape}")
+    if score.shape[0] != C:
+        raise ValueError(f"detections have {score.shape[0]} views (first axis of {score.shape}) but the rig "
+                         f"{rig.name!r} has {C} cameras")
     if C > MAX_VIEWS:
         raise ValueError(f"at most {MAX_VIEWS} views are supported, got {C}")
-    return N, C
+    return C, score.shape[1:]
 
 
-def _threshold_array(value: float | np.ndarray, N: int, C: int) -> np.ndarray:
+def _threshold_array(value: float | np.ndarray, C: int, lead: tuple[int, ...]) -> np.ndarray:
+    """A threshold given per point ``(...)`` or per view and point (broadcastable to (C, ...)) -> (C, ...)."""
     thr = np.asarray(value, dtype=np.float64)
-    if thr.ndim == 1:
-        thr = thr[:, None]
+    if thr.ndim and thr.ndim == len(lead):
+        thr = thr[None]
     try:
-        thr = np.broadcast_to(thr, (N, C))
+        thr = np.broadcast_to(thr, (C,) + lead)
     except ValueError:
-        raise ValueError(f"outlier_threshold_px must be a number, (N,) or (N, C) = ({N}, {C}); got {thr.shape}"
-                         ) from None
+        raise ValueError(f"outlier_threshold_px must be a number, {lead} per point or (C, ...) = "
+                         f"{(C,) + lead} per view; got {thr.shape}") from None
     if not (np.isfinite(thr).all() and (thr > 0).all()):
         raise ValueError("outlier_threshold_px must be finite and positive")
     return thr
@@ -545,6 +578,13 @@ def _empty_result(N: int) -> Triangulation:
         reprojection_error=np.empty(N, dtype=np.float32),
         rejected=np.empty(N, dtype=np.uint8),
     )
+
+
+def _shaped(res: Triangulation, lead: tuple[int, ...]) -> Triangulation:
+    """A flat result given the points' leading shape."""
+    return Triangulation(points=res.points.reshape(lead + (3,)), views=res.views.reshape(lead),
+                         num_views=res.num_views.reshape(lead),
+                         reprojection_error=res.reprojection_error.reshape(lead), rejected=res.rejected.reshape(lead))
 
 
 def _finish(out: Triangulation, sl: slice, vw: _Views, X: np.ndarray, used: np.ndarray) -> None:
@@ -587,36 +627,40 @@ def view_set_hypotheses(
     min_ray_angle_deg: float = 10.0,
     undistort_iterations: int = 5,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Every allowed set of views solved for each of N points (for re-solving a few points under other evidence).
+    """Every allowed set of views solved for each point (for re-solving a few points under other evidence).
 
     Args:
-        uv: (N, C, 2) pixels, NaN where missing.
-        score: (N, C) confidence.
+        uv: (C, ..., 2) pixels, views first, NaN where missing.
+        score: (C, ...) confidence.
         rig: the C cameras.
-        threshold_px: agreement threshold in pixels: a number, (N,) or (N, C).
+        threshold_px: agreement threshold in pixels: a number, per point ``(...)`` or per view and point (C, ...).
         min_score: as in :func:`triangulate`.
         opposing_angle_deg: as in :func:`triangulate`.
         min_ray_angle_deg: as in :func:`triangulate`.
         undistort_iterations: as in :func:`triangulate`.
 
     Returns:
-        points (N, S, 3) world mm (NaN where unusable); members (S, C) bool, the sets (largest first; rigs with
-        more than 6 views get all views and every set of all but one); worst (N, S) the largest residual of a
-        member over its threshold; usable (N, S) bool (all views of the set present, conditioned).
+        points (..., S, 3) world mm (NaN where unusable); members (S, C) bool, the sets (largest first; rigs with
+        more than 6 views get all views and every set of all but one); worst (..., S) the largest residual of a
+        member over its threshold; usable (..., S) bool (all views of the set present, conditioned).
     """
-    N, C = _check_shapes(uv, score, rig)
+    C, lead = _check_shapes(uv, score, rig)
+    N = int(np.prod(lead, dtype=np.int64))
     valid_sets = valid_view_sets(rig.opposing(opposing_angle_deg))
     if C <= 6:
         subsets = subset_table(C, valid_sets)
     else:
         subsets = np.concatenate([np.ones((1, C), dtype=bool), ~np.eye(C, dtype=bool)])
         subsets = subsets[valid_sets[_bits(subsets.T)]]
+    S = len(subsets)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # NaN marks what is missing
-        vw = _Views(rig, uv, score, _threshold_array(threshold_px, N, C), min_score, undistort_iterations)
+        vw = _Views(rig, uv.reshape(C, N, 2), score.reshape(C, N),
+                    _threshold_array(threshold_px, C, lead).reshape(C, N), min_score, undistort_iterations)
         X, members, rel, usable = _evaluate_sets(vw, subsets, min_ray_angle_deg)
         worst = np.where(members, rel, 0.0).max(0)  # (S, N)
     X = np.where(usable, X, np.nan)
-    return X.transpose(2, 1, 0), subsets, worst.T, usable.T
+    return (X.transpose(2, 1, 0).reshape(lead + (S, 3)), subsets, worst.T.reshape(lead + (S,)),
+            usable.T.reshape(lead + (S,)))
 
 
 def triangulate_min_exclusion(
@@ -627,7 +671,8 @@ def triangulate_min_exclusion(
     threshold_px: float = 25.0,
     min_score: float = 0.3,
     undistort_iterations: int = 5,
-    block_size: int = 16384,
+    block_size: int = 65536,
+    workers: int | None = None,
 ) -> Triangulation:
     """A Pose2Sim-style rule, for comparison: drop the fewest views until the mean reprojection error is small.
 
@@ -637,34 +682,40 @@ def triangulate_min_exclusion(
     the threshold is dropped. No depth-conditioning or opposing-camera rule.
 
     Args:
-        uv: (N, C, 2) detected keypoints in pixels, NaN where missing.
-        score: (N, C) detection confidence; views below ``min_score`` are not used.
+        uv: (C, ..., 2) detected keypoints in pixels, views first, NaN where missing.
+        score: (C, ...) detection confidence; views below ``min_score`` are not used.
         rig: the C calibrated cameras (at most 10: every subset is solved).
         threshold_px: mean reprojection error the kept views must stay under.
         min_score: confidence below which a view is not used.
         undistort_iterations: fixed-point iterations of the undistortion.
         block_size: points processed at once.
+        workers: threads sharing the blocks, as in :func:`triangulate`.
 
     Returns:
-        A :class:`Triangulation`.
+        A :class:`Triangulation` with the points' leading shape.
     """
-    N, C = _check_shapes(uv, score, rig)
+    C, lead = _check_shapes(uv, score, rig)
     if C > 10:
         raise ValueError(f"triangulate_min_exclusion solves every subset of views; {C} views are too many")
+    N = int(np.prod(lead, dtype=np.int64))
+    uv, score = uv.reshape(C, N, 2), score.reshape(C, N)
     sets = np.ones(2**C, dtype=bool)
     sets[[m for m in range(2**C) if bin(m).count("1") < 2]] = False
     subsets = subset_table(C, sets)  # (S, C)
     sizes = subsets.sum(1)[:, None]
     out = _empty_result(N)
-    for s in range(0, N, block_size):
-        e = min(s + block_size, N)
+
+    def one_block(sl: slice) -> None:
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            vw = _Views(rig, uv[s:e], score[s:e], np.ones((e - s, C)), min_score, undistort_iterations)  # px
+            n = sl.stop - sl.start
+            vw = _Views(rig, uv[:, sl], score[:, sl], np.ones((C, n)), min_score, undistort_iterations)  # px
             X, members, px, usable = _evaluate_sets(vw, subsets, 0.0)
             mean = np.where(members, px, 0.0).sum(0) / sizes  # (S, n)
             key = np.where(usable & (mean < threshold_px), sizes * 1e6 - np.minimum(mean, 1e5), -np.inf)
-        best = key.argmax(0)
-        r = np.arange(e - s)
-        found = np.isfinite(key[best, r])
-        _finish(out, slice(s, e), vw, np.where(found, X[:, best, r], np.nan), members[:, best, r] & found)
-    return out
+            best = key.argmax(0)
+            r = np.arange(n)
+            found = np.isfinite(key[best, r])
+            _finish(out, sl, vw, np.where(found, X[:, best, r], np.nan), members[:, best, r] & found)
+
+    _run_blocks(one_block, N, block_size, workers)
+    return _shaped(out, lead)

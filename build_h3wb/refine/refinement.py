@@ -40,7 +40,7 @@ from threadpoolctl import threadpool_limits
 from build_h3wb import skeleton
 from build_h3wb.geometry.alignment import umeyama
 from build_h3wb.geometry.cameras import Rig
-from build_h3wb.geometry.triangulation import bits_to_mask, normal_equations, reprojection_residuals
+from build_h3wb.geometry.triangulation import normal_equations, reprojection_residuals, view_mask
 
 log = logging.getLogger(__name__)
 
@@ -342,7 +342,7 @@ def _refine_part(
     cand &= np.isfinite(xy).all(-1)
     known = np.isfinite(Y).all(-1)  # (T, K)
     if views_used is not None:
-        used = np.moveaxis(bits_to_mask(views_used, C), -1, 0) & cand  # (C, T, K)
+        used = view_mask(views_used, C) & cand  # (C, T, K)
         tri = (views_used > 0) & known  # triangulated keypoints
     else:
         res0 = _residual_px(np.where(known[..., None], Y, np.nan), xy, extr, focal)

@@ -6,12 +6,12 @@ Reads ``detect/`` and writes ``triangulate/<subject>/<sequence>.h5`` per sequenc
 - ``num_views`` (T, J) uint8; ``rejected_views`` (T, J) uint8 views dropped as outliers;
 - ``reprojection_error`` (T, J) float32 mean pixels over the views used (NaN where not reconstructed);
 - ``seen_any`` (T, J) bool: detected with enough confidence in at least one view;
-- ``swapped`` (T, C) uint8 bits of the parts whose left/right labels were swapped back in that view (bit g is the
+- ``swapped`` (C, T) uint8 bits of the parts whose left/right labels were swapped back in that view (bit g is the
   g-th of ``build_h3wb.geometry.sequence_check.SWAP_GROUPS``: body, hands, face);
 - ``sequence_check`` (T, J) int8: 0 as triangulated, 1 re-solved from another set of views, 2 dropped, 3 recovered
   (left out by the per-point rule, confirmed by the neighbouring bones and frames);
-- ``threshold_px`` (T, C) float32: the agreement threshold used per frame and view;
-- ``frames`` (T,) int64 and ``cameras`` (C,);
+- ``threshold_px`` (C, T) float32: the agreement threshold used per view and frame;
+- ``frames`` (T,) int64 and ``cameras`` (C,); per-view datasets are views first, as in ``detect/``;
 and ``triangulate/summary.json`` with the counts the H3WB paper reports (complete poses, poses with every
 keypoint seen in at least one view, per-part completeness), the counts of the robust rule's steps, and per camera
 its residual against the other views and whether shifting it by a few frames lowers it (a rig out of sync).
@@ -55,6 +55,10 @@ from build_h3wb.stages.common import progress
 
 log = logging.getLogger(__name__)
 
+#: The artifact's layout, part of its configuration hash, so a build written in an earlier layout is not read as this
+#: one (2: per-view datasets ``swapped`` and ``threshold_px`` views first, (C, T)).
+LAYOUT = 2
+
 
 def run(cfg: DictConfig) -> dict:
     """Triangulate every detected sequence not yet done; returns the summary counts."""
@@ -85,7 +89,7 @@ def run(cfg: DictConfig) -> dict:
         "bone_strength": float(tcfg.bone_strength),
         "video_fps": _video_fps(det),
     }
-    sd = build.stage_dir("triangulate", {"params": params, "rules": rules,
+    sd = build.stage_dir("triangulate", {"params": params, "rules": rules, "layout": LAYOUT,
                                          "detect_assembly": det["counts"].get("assembly_hash")}, inputs)
     J = skeleton.NUM_KEYPOINTS
     stats = _Counts()
@@ -101,7 +105,7 @@ def run(cfg: DictConfig) -> dict:
             step = int(tcfg.chunk_frames)
             for s in range(0, f["frames"].shape[0], step):
                 stats.add(f["keypoints_3d"][s : s + step], f["seen_any"][s : s + step],
-                          f["swapped"][s : s + step], f["sequence_check"][s : s + step])
+                          f["swapped"][:, s : s + step], f["sequence_check"][s : s + step])
             sync = json.loads(f.attrs["camera_agreement"])
             cameras[f"{u['subject']}/{u['sequence']}"] = sync
             stats.add_sync(sync)
@@ -133,30 +137,24 @@ def frame_dt_s(frames: np.ndarray, fps: float) -> float:
 
 def _triangulate_chunk(kp: np.ndarray, rig, params: dict, rules: dict) -> dict:
     """One chunk of consecutive frames, every step of the rule: (C, t, J, 3) detections -> the output arrays."""
-    C, t, J = kp.shape[:3]
-    uv = np.moveaxis(kp[..., :2], 0, 1).astype(np.float64)  # (t, C, J, 2)
-    score = np.moveaxis(kp[..., 2], 0, 1).astype(np.float64)  # (t, C, J)
+    uv = kp[..., :2].astype(np.float64)  # (C, t, J, 2)
+    score = kp[..., 2].astype(np.float64)  # (C, t, J)
+    C, t, J = score.shape
     if rules["person_threshold"] > 0:
         thr = agreement_threshold_px(person_size_px(uv, score, rig, params["min_score"]), rules["person_threshold"],
-                                     rules["min_threshold_px"])  # (t, C)
+                                     rules["min_threshold_px"])  # (C, t)
     else:
-        thr = np.full((t, C), params["outlier_threshold_px"])
-    p = dict(params, outlier_threshold_px=np.repeat(thr, J, axis=0))  # (t*J, C)
-
-    def solve(uv_, score_):
-        return triangulate(np.moveaxis(uv_, 1, 2).reshape(t * J, C, 2), np.moveaxis(score_, 1, 2).reshape(t * J, C),
-                           rig, **p)
-
-    res = solve(uv, score)
-    swapped = np.zeros((t, C), dtype=np.uint8)
+        thr = np.full((C, t), params["outlier_threshold_px"])
+    p = dict(params, outlier_threshold_px=thr[:, :, None])  # per view and frame, for every keypoint
+    res = triangulate(uv, score, rig, **p)
+    swapped = np.zeros((C, t), dtype=np.uint8)
     if rules["fix_swaps"]:
-        uv, score, sw = fix_left_right_swaps(uv, score, rig, res.points.reshape(t, J, 3), thr, params["min_score"])
+        uv, score, sw = fix_left_right_swaps(uv, score, rig, res.points, thr, params["min_score"])
         swapped = (sw * (1 << np.arange(len(SWAP_GROUPS)))).sum(-1).astype(np.uint8)
         if sw.any():
-            res = solve(uv, score)
-    out = {"points": res.points.reshape(t, J, 3), "views": res.views.reshape(t, J).astype(np.int64),
-           "num_views": res.num_views.reshape(t, J), "rejected": res.rejected.reshape(t, J),
-           "reprojection_error": res.reprojection_error.reshape(t, J), "swapped": swapped,
+            res = triangulate(uv, score, rig, **p)
+    out = {"points": res.points, "views": res.views.astype(np.int64), "num_views": res.num_views,
+           "rejected": res.rejected, "reprojection_error": res.reprojection_error, "swapped": swapped,
            "sequence_check": np.zeros((t, J), dtype=np.int8), "threshold_px": thr.astype(np.float32)}
     if rules["sequence_check"]:
         X, status, views = check_sequence(
@@ -168,12 +166,12 @@ def _triangulate_chunk(kp: np.ndarray, rig, params: dict, rules: dict) -> dict:
         out["sequence_check"] = status
         ti, ji = np.nonzero((status == 1) | (status == 3))
         if len(ti):
-            r = resolve_with_views(uv[ti, :, ji], score[ti, :, ji], rig, views[ti, ji], params["min_score"])
+            r = resolve_with_views(uv[:, ti, ji], score[:, ti, ji], rig, views[ti, ji], params["min_score"])
             out["points"][ti, ji] = r.points
             out["views"][ti, ji] = r.views
             out["num_views"][ti, ji] = r.num_views
             out["reprojection_error"][ti, ji] = r.reprojection_error
-            cand = ((score[ti, :, ji] >= params["min_score"]) & np.isfinite(uv[ti, :, ji, 0])).sum(1)
+            cand = ((score[:, ti, ji] >= params["min_score"]) & np.isfinite(uv[:, ti, ji, 0])).sum(0)
             out["rejected"][ti, ji] = cand - r.num_views
         ti, ji = np.nonzero(status == 2)
         out["points"][ti, ji] = np.nan
@@ -186,9 +184,7 @@ def _triangulate_chunk(kp: np.ndarray, rig, params: dict, rules: dict) -> dict:
         smoothed = hold_bone_lengths(smoothed, rules["bone_strength"])
         if not np.array_equal(smoothed, out["points"], equal_nan=True):
             out["points"] = smoothed
-            out["reprojection_error"] = reprojection_error_px(
-                smoothed.reshape(t * J, 3), np.moveaxis(uv, 1, 2).reshape(t * J, C, 2), out["views"].reshape(-1),
-                rig).reshape(t, J)
+            out["reprojection_error"] = reprojection_error_px(smoothed, uv, out["views"], rig)
     out["camera_hist"] = camera_agreement(uv, score, rig, out["views"], rules["sync_max_shift"],
                                           params["min_score"])
     return out
@@ -218,9 +214,9 @@ def _triangulate_sequence(in_path, out_path, unit: dict, params: dict, rules: di
             drej = out.create_dataset("rejected_views", (T, J), np.uint8)
             derr = out.create_dataset("reprojection_error", (T, J), np.float32)
             dseen = out.create_dataset("seen_any", (T, J), bool)
-            dswap = out.create_dataset("swapped", (T, C), np.uint8)
+            dswap = out.create_dataset("swapped", (C, T), np.uint8)
             dcheck = out.create_dataset("sequence_check", (T, J), np.int8)
-            dthr = out.create_dataset("threshold_px", (T, C), np.float32)
+            dthr = out.create_dataset("threshold_px", (C, T), np.float32)
             hist = None
             for s in range(0, T, chunk):
                 block = kp[:, s : s + chunk]  # (C, t, J, 3)
@@ -234,9 +230,9 @@ def _triangulate_sequence(in_path, out_path, unit: dict, params: dict, rules: di
                 drej[s : s + t] = r["rejected"]
                 derr[s : s + t] = r["reprojection_error"]
                 dseen[s : s + t] = seen
-                dswap[s : s + t] = r["swapped"]
+                dswap[:, s : s + t] = r["swapped"]
                 dcheck[s : s + t] = r["sequence_check"]
-                dthr[s : s + t] = r["threshold_px"]
+                dthr[:, s : s + t] = r["threshold_px"]
                 hist = r["camera_hist"] if hist is None else hist + r["camera_hist"]
             sync = sync_report(hist, tuple(rig.names), rules["sync_max_shift"]) if hist is not None else {}
             out.attrs["camera_agreement"] = json.dumps(sync)
@@ -261,7 +257,7 @@ class _Counts:
         self.sync: dict[str, dict] = {}
 
     def add(self, kp3d: np.ndarray, seen: np.ndarray, swapped: np.ndarray, check: np.ndarray) -> None:
-        """Count a block of poses: kp3d (T, J, 3) mm, seen (T, J) bool, swapped (T, C) bits, check (T, J)."""
+        """Count a block of poses: kp3d (T, J, 3) mm, seen (T, J) bool, swapped (C, T) bits, check (T, J)."""
         for g, name in enumerate(SWAP_GROUPS):
             self.swapped[name] += int(((swapped >> g) & 1).sum())
         self.views_seen += swapped.size

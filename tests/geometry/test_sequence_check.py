@@ -24,46 +24,46 @@ def _capture(rig, action="Walking", frames=40, noise=1.0, seed=0):
     X = generate_motion("S1", action, np.arange(frames) / 10.0, center_xy_mm=vol["center_xy"],
                         half_extent_xy_mm=vol["half_extent_xy"])  # (T, J, 3)
     rng = np.random.default_rng(seed)
-    uv = np.stack([cam.project(X) for cam in rig], 1) + rng.normal(0, noise, (frames, len(rig), J, 2))
+    noise_px = np.moveaxis(rng.normal(0, noise, (frames, len(rig), J, 2)), 1, 0)  # drawn frames first (seeded cases)
+    uv = np.stack([cam.project(X) for cam in rig]) + noise_px  # (C, T, J, 2)
     return X, uv, np.full(uv.shape[:3], 0.9)
 
 
 def _tri(uv, score, rig, thr):
-    T, C = score.shape[:2]
-    res = triangulate(np.moveaxis(uv, 1, 2).reshape(-1, C, 2), np.moveaxis(score, 1, 2).reshape(-1, C), rig,
-                      outlier_threshold_px=np.repeat(thr, J, axis=0))
-    return res.points.reshape(T, J, 3)
+    """(C, T, J, 2), (C, T, J), (C, T) thresholds -> (T, J, 3)."""
+    return triangulate(uv, score, rig, outlier_threshold_px=thr[:, :, None]).points
 
 
 @pytest.mark.parametrize("rig", [RIG, ring_rig()], ids=["h36m", "portrait"])
 def test_person_size_follows_the_rig(rig):
     X, uv, score = _capture(rig)
     size = person_size_px(uv, score, rig)
-    assert size.shape == (40, len(rig)) and np.isfinite(size).all()
+    assert size.shape == (len(rig), 40) and np.isfinite(size).all()
     # the portrait rig sees the person about twice as large as Human3.6M's cameras
     expected = (350, 650) if rig is RIG else (700, 1500)
     assert expected[0] < np.median(size) < expected[1]
     # a single gross outlier does not stretch the box (running median)
     uv2 = uv.copy()
-    uv2[5, 0, 0] += 2000
-    assert abs(person_size_px(uv2, score, rig)[5, 0] - size[5, 0]) < 0.05 * size[5, 0]
+    uv2[0, 5, 0] += 2000
+    assert abs(person_size_px(uv2, score, rig)[0, 5] - size[0, 5]) < 0.05 * size[0, 5]
 
 
 def test_swapped_views_are_swapped_back_and_agree():
     X, uv, score = _capture(RIG, "Greeting")
-    thr = np.full((40, 4), 15.0)
+    thr = np.full((4, 40), 15.0)
     bad = uv.copy()
-    bad[10:25, 1] = bad[10:25, 1][:, skeleton.FLIP_INDEX]  # view 1: whole body swapped for 15 frames
+    bad[1, 10:25] = bad[1, 10:25][:, skeleton.FLIP_INDEX]  # view 1: whole body swapped for 15 frames
     lh, rh = skeleton.PARTS["left_hand"], skeleton.PARTS["right_hand"]
-    bad[30:33, 2, lh], bad[30:33, 2, rh] = uv[30:33, 2, rh], uv[30:33, 2, lh]  # view 2: hands swapped
+    bad[2, 30:33, lh], bad[2, 30:33, rh] = uv[2, 30:33, rh], uv[2, 30:33, lh]  # view 2: hands swapped
     first = _tri(bad, score, RIG, thr)
     fixed, _, swapped = fix_left_right_swaps(bad, score, RIG, first, thr)
     g = list(SWAP_GROUPS)
-    assert swapped[10:25, 1, g.index("body")].mean() > 0.9
-    assert swapped[30:33, 2, g.index("hands")].all()
+    assert swapped.shape == (4, 40, len(g))
+    assert swapped[1, 10:25, g.index("body")].mean() > 0.9
+    assert swapped[2, 30:33, g.index("hands")].all()
     wrong = swapped.copy()
-    wrong[10:25, 1, [g.index("body"), g.index("hands"), g.index("face")]] = False
-    wrong[30:33, 2, g.index("hands")] = False
+    wrong[1, 10:25, [g.index("body"), g.index("hands"), g.index("face")]] = False
+    wrong[2, 30:33, g.index("hands")] = False
     assert wrong.sum() <= 2  # hardly any clean view touched
     ok = swapped[..., g.index("body")]
     assert np.abs(fixed[ok] - uv[ok])[..., skeleton.REPORT_PARTS["body"], :].max() < 1e-9
@@ -71,14 +71,14 @@ def test_swapped_views_are_swapped_back_and_agree():
 
 def test_sequence_check_resolves_a_wrong_limb_and_counts():
     X, uv, score = _capture(RIG, "Posing", noise=1.5)
-    thr = np.full((40, 4), 15.0)
+    thr = np.full((4, 40), 15.0)
     e = skeleton.index("left_elbow")
     bad = uv.copy()
     # a wrong elbow in two views (frame 20), 120 px off in each, the other two views right; a loose threshold lets
     # the per-point rule keep all four views, so only the bone lengths show it
-    bad[20, 0, e] += [120.0, 0.0]
-    bad[20, 1, e] += [0.0, -120.0]
-    first = _tri(bad, score, RIG, np.full((40, 4), 400.0))
+    bad[0, 20, e] += [120.0, 0.0]
+    bad[1, 20, e] += [0.0, -120.0]
+    first = _tri(bad, score, RIG, np.full((4, 40), 400.0))
     err_before = np.linalg.norm(first[20, e] - X[20, e])
     Xc, status, views = check_sequence(first, bad, score, RIG, thr, frame_dt_s=0.1)
     assert err_before > 100.0
@@ -89,17 +89,15 @@ def test_sequence_check_resolves_a_wrong_limb_and_counts():
 
 def test_sequence_check_checks_shapes():
     with pytest.raises(ValueError, match="expected X"):
-        check_sequence(np.zeros((5, J, 3)), np.zeros((5, 4, J, 2)), np.zeros((5, 4, J)), RIG, np.ones((4, 4)),
-                       frame_dt_s=0.1)
+        check_sequence(np.zeros((5, J, 3)), np.zeros((4, 5, J, 2)), np.zeros((4, 5, J)), RIG, np.ones((5, 4)),
+                       frame_dt_s=0.1)  # thresholds frames first: refused
 
 
 def test_camera_out_of_sync_is_reported():
     X, uv, score = _capture(RIG, "Walking", frames=60)
     late = uv.copy()
-    late[2:, 3] = uv[:-2, 3]  # camera 3 shows every frame two frames late
-    C = len(RIG)
-    res = triangulate(np.moveaxis(late, 1, 2).reshape(-1, C, 2), np.moveaxis(score, 1, 2).reshape(-1, C), RIG)
-    views = res.views.reshape(60, J).astype(np.int64)  # the late camera's moving keypoints are outliers
+    late[3, 2:] = uv[3, :-2]  # camera 3 shows every frame two frames late
+    views = triangulate(late, score, RIG).views.astype(np.int64)  # (T, J): the late moving keypoints are outliers
     report = sync_report(camera_agreement(late, score, RIG, views, max_shift=3), RIG.names, 3)
     assert report[RIG.names[3]]["out_of_sync"] and report[RIG.names[3]]["best_shift_frames"] == 2
     assert not any(report[n]["out_of_sync"] for n in RIG.names[:3])
@@ -141,8 +139,8 @@ def test_undo_swaps_reads_the_swapped_parts_from_their_twins():
 
     C, T, J = 4, 3, skeleton.NUM_KEYPOINTS
     det = np.random.default_rng(0).normal(size=(C, T, J, 3))
-    swapped = np.zeros((T, C), dtype=np.uint8)
-    swapped[1, 2] = 1 << list(SWAP_GROUPS).index("hands")  # the hands of view 2 in frame 1
+    swapped = np.zeros((C, T), dtype=np.uint8)
+    swapped[2, 1] = 1 << list(SWAP_GROUPS).index("hands")  # the hands of view 2 in frame 1
     out = undo_swaps(det, swapped)
     hands = SWAP_GROUPS["hands"]
     flip = skeleton.FLIP_INDEX
@@ -151,5 +149,5 @@ def test_undo_swaps_reads_the_swapped_parts_from_their_twins():
     rest[2, 1, hands] = False
     np.testing.assert_array_equal(out[rest], det[rest])  # everything else untouched
     assert out is not det
-    with pytest.raises(ValueError, match=r"expected swapped \(T, C\)"):
+    with pytest.raises(ValueError, match=r"expected swapped \(C, T\)"):
         undo_swaps(det, swapped.T)

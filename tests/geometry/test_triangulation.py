@@ -14,12 +14,12 @@ from build_h3wb.geometry.triangulation import (
 
 
 def _observe(rig, X):
-    return np.stack([cam.project(X) for cam in rig], 1)  # (N, C, 2)
+    return np.stack([cam.project(X) for cam in rig])  # (C, N, 2), views first
 
 
 def test_linear_triangulation_is_exact_without_noise(rig, rng):
     X = points_in_volume(rig, 2000, rng)
-    res = triangulate(_observe(rig, X), np.ones((2000, 4)), rig, robust=False, undistort_iterations=10)
+    res = triangulate(_observe(rig, X), np.ones((4, 2000)), rig, robust=False, undistort_iterations=10)
     assert np.abs(res.points - X).max() < 1e-5
     assert (res.num_views == 4).all() and (res.views == 0b1111).all()
     assert np.nanmax(res.reprojection_error) < 1e-4
@@ -30,8 +30,8 @@ def test_every_non_opposing_pair_is_exact_and_opposing_pairs_are_refused(rig, rn
     uv = _observe(rig, X)
     opposing = rig.opposing(140.0)
     for a, b in itertools.combinations(range(4), 2):
-        score = np.zeros((200, 4))
-        score[:, [a, b]] = 0.9
+        score = np.zeros((4, 200))
+        score[[a, b]] = 0.9
         res = triangulate(uv, score, rig, robust=False, undistort_iterations=10)
         if opposing[a, b]:
             assert np.isnan(res.points).all() and (res.num_views == 0).all()
@@ -68,9 +68,9 @@ def test_bitmask_round_trip(rng):
 def test_low_scores_and_nan_are_not_used(rig, rng):
     X = points_in_volume(rig, 100, rng)
     uv = _observe(rig, X)
-    score = np.full((100, 4), 0.9)
-    score[:, 0] = 0.1  # below min_score
-    uv[:, 1] = np.nan
+    score = np.full((4, 100), 0.9)
+    score[0] = 0.1  # below min_score
+    uv[1] = np.nan
     res = triangulate(uv, score, rig, min_score=0.3, robust=False)
     # left with views 2 and 3: a side pair, not opposing
     assert (res.views == 0b1100).all()
@@ -80,57 +80,81 @@ def test_low_scores_and_nan_are_not_used(rig, rng):
 def test_robust_removes_gross_outliers_and_swaps(rig, rng):
     n = 20000
     X = points_in_volume(rig, n, rng)
-    uv = _observe(rig, X) + rng.normal(0, 1.5, (n, 4, 2))
-    clean = triangulate(uv, np.ones((n, 4)), rig, robust=False)
+    uv = _observe(rig, X) + rng.normal(0, 1.5, (4, n, 2))
+    clean = triangulate(uv, np.ones((4, n)), rig, robust=False)
     noise_floor = np.nanmedian(np.linalg.norm(clean.points - X, axis=1))
-    bad = rng.random((n, 4)) < 0.05
+    bad = rng.random((4, n)) < 0.05
     uv_bad = uv.copy()
     off = rng.uniform(40, 300, bad.sum())[:, None] * np.stack(
         [np.cos(a := rng.uniform(0, 2 * np.pi, bad.sum())), np.sin(a)], 1)
     uv_bad[bad] += off
-    plain = triangulate(uv_bad, np.ones((n, 4)), rig, robust=False)
-    robust = triangulate(uv_bad, np.ones((n, 4)), rig, robust=True, outlier_threshold_px=15)
+    plain = triangulate(uv_bad, np.ones((4, n)), rig, robust=False)
+    robust = triangulate(uv_bad, np.ones((4, n)), rig, robust=True, outlier_threshold_px=15)
     e_plain = np.linalg.norm(plain.points - X, axis=1)
     e_rob = np.linalg.norm(robust.points - X, axis=1)
     assert np.nanpercentile(e_plain, 95) > 5 * np.nanpercentile(e_rob, 95)
     assert np.nanmedian(e_rob) < 1.2 * noise_floor
     assert np.nanpercentile(e_rob, 95) < 4 * noise_floor
     # the dropped views are the corrupted ones
-    used = bits_to_mask(robust.views, 4)
-    one_bad = bad.sum(1) == 1
-    assert (used[one_bad] & bad[one_bad]).sum() < 0.01 * one_bad.sum()
+    used = bits_to_mask(robust.views, 4)  # (n, C)
+    one_bad = bad.sum(0) == 1
+    assert (used[one_bad] & bad.T[one_bad]).sum() < 0.01 * one_bad.sum()
     assert robust.rejected[one_bad].mean() > 0.95
 
 
 def test_shapes_are_checked(rig):
-    with pytest.raises(ValueError, match=r"expected uv \(N, C, 2\)"):
-        triangulate(np.zeros((5, 4, 3)), np.zeros((5, 4)), rig)
-    with pytest.raises(ValueError, match="3 views but the rig"):
-        triangulate(np.zeros((5, 3, 2)), np.zeros((5, 3)), rig)
+    with pytest.raises(ValueError, match=r"expected uv \(C, \.\.\., 2\)"):
+        triangulate(np.zeros((4, 5, 3)), np.zeros((4, 5)), rig)
+    with pytest.raises(ValueError, match="3 views .* but the rig"):
+        triangulate(np.zeros((3, 5, 2)), np.zeros((3, 5)), rig)
+    with pytest.raises(ValueError, match="5 views .* but the rig"):  # points first is refused, not misread
+        triangulate(np.zeros((5, 4, 2)), np.zeros((5, 4)), rig)
     with pytest.raises(ValueError, match="extrinsics"):
-        triangulate_linear(np.zeros((5, 4, 2)), np.zeros((5, 4)), np.zeros((3, 3, 4)))
+        triangulate_linear(np.zeros((4, 5, 2)), np.zeros((4, 5)), np.zeros((3, 3, 4)))
 
 
 def test_block_size_does_not_change_the_result(rig, rng):
     X = points_in_volume(rig, 1000, rng)
-    uv = _observe(rig, X) + rng.normal(0, 3, (1000, 4, 2))
-    uv[rng.random((1000, 4)) < 0.1] += 200
-    a = triangulate(uv, np.ones((1000, 4)), rig, block_size=64)
-    b = triangulate(uv, np.ones((1000, 4)), rig, block_size=100000)
+    uv = _observe(rig, X) + rng.normal(0, 3, (4, 1000, 2))
+    uv[rng.random((4, 1000)) < 0.1] += 200
+    a = triangulate(uv, np.ones((4, 1000)), rig, block_size=64, workers=1)
+    b = triangulate(uv, np.ones((4, 1000)), rig, block_size=100000)
+    c = triangulate(uv, np.ones((4, 1000)), rig, block_size=64, workers=3)  # blocks shared by threads
     # the same points up to rounding (the normal equations come out of a matrix product whose summation order
     # may depend on the block), the same views
     assert np.allclose(a.points, b.points, atol=1e-9, rtol=0, equal_nan=True) and np.array_equal(a.views, b.views)
+    assert np.array_equal(a.points, c.points, equal_nan=True) and np.array_equal(a.views, c.views)
+    assert np.array_equal(a.reprojection_error, c.reprojection_error, equal_nan=True)
+
+
+def test_points_keep_their_shape_and_thresholds_broadcast(rig, rng):
+    # (C, T, J, 2) detections as in the detect artifact give (T, J, ...) results; a (C, T, 1) threshold is per view
+    # and frame for every keypoint, the same as the full (C, T, J) array
+    T, J = 6, 7
+    X = points_in_volume(rig, T * J, rng)
+    uv = (_observe(rig, X) + rng.normal(0, 2, (4, T * J, 2))).reshape(4, T, J, 2)
+    uv[2, 3, 4] += 150.0
+    score = np.ones((4, T, J))
+    thr = rng.uniform(8, 20, (4, T, 1))
+    res = triangulate(uv, score, rig, outlier_threshold_px=thr)
+    assert res.points.shape == (T, J, 3) and res.views.shape == res.num_views.shape == (T, J)
+    flat = triangulate(uv.reshape(4, -1, 2), score.reshape(4, -1), rig,
+                       outlier_threshold_px=np.broadcast_to(thr, (4, T, J)).reshape(4, -1))
+    np.testing.assert_array_equal(res.points.reshape(-1, 3), flat.points)
+    assert res.views[3, 4] & 0b0100 == 0  # the far-off view is not used
+    per_point = triangulate(uv, score, rig, outlier_threshold_px=np.full((T, J), 12.0))  # (T, J): per point
+    np.testing.assert_array_equal(per_point.points, triangulate(uv, score, rig, outlier_threshold_px=12.0).points)
 
 
 def test_three_views_that_agree_beat_a_pair_and_thresholds_scale(rig, rng):
     from build_h3wb.geometry.triangulation import triangulate_min_exclusion
     n = 3000
     X = points_in_volume(rig, n, rng)
-    uv = _observe(rig, X) + rng.normal(0, 6.0, (n, 4, 2))  # a large person: views disagree by ~10-20 px
-    uv[:, 3] += 380.0  # view 3 far off
-    score = np.ones((n, 4))
+    uv = _observe(rig, X) + rng.normal(0, 6.0, (4, n, 2))  # a large person: views disagree by ~10-20 px
+    uv[3] += 380.0  # view 3 far off
+    score = np.ones((4, n))
     tight = triangulate(uv, score, rig, outlier_threshold_px=8.0)
-    scaled = triangulate(uv, score, rig, outlier_threshold_px=np.full((n, 4), 30.0))
+    scaled = triangulate(uv, score, rig, outlier_threshold_px=np.full((4, n), 30.0))
     # with a threshold fitting the person, the three good views are kept together
     assert (scaled.views == 0b0111).mean() > 0.95
     assert (tight.num_views == 2).mean() > 0.2  # too tight: pairs (or nothing) remain
@@ -141,7 +165,7 @@ def test_three_views_that_agree_beat_a_pair_and_thresholds_scale(rig, rng):
     mex = triangulate_min_exclusion(uv, score, rig, threshold_px=25.0)
     assert (mex.views == 0b0111).mean() > 0.9
     with pytest.raises(ValueError, match="outlier_threshold_px"):
-        triangulate(uv, score, rig, outlier_threshold_px=np.ones((n, 3)))
+        triangulate(uv, score, rig, outlier_threshold_px=np.ones((3, n)))
 
 
 def test_rays_meeting_at_a_grazing_angle_are_refused(rig, rng):
@@ -151,8 +175,8 @@ def test_rays_meeting_at_a_grazing_angle_are_refused(rig, rng):
     shifted = Camera("near", base.image_size, base.K, base.dist, base.R, base.t + np.array([80.0, 0.0, 0.0]))
     near = Rig("near", (base, shifted))
     X = points_in_volume(rig, 200, rng)
-    uv = np.stack([cam.project(X) for cam in near], 1)
-    s = np.ones((200, 2))
+    uv = np.stack([cam.project(X) for cam in near])
+    s = np.ones((2, 200))
     assert np.isnan(triangulate(uv, s, near, min_ray_angle_deg=10.0).points).all()
     assert np.isfinite(triangulate(uv, s, near, min_ray_angle_deg=0.0).points).all()
     assert np.isfinite(triangulate(uv, s, near, robust=False).points).all()  # plain DLT stays plain
@@ -161,7 +185,7 @@ def test_rays_meeting_at_a_grazing_angle_are_refused(rig, rng):
 def test_view_set_hypotheses_shapes(rig, rng):
     from build_h3wb.geometry.triangulation import view_set_hypotheses
     X = points_in_volume(rig, 10, rng)
-    pts, sets, worst, usable = view_set_hypotheses(_observe(rig, X), np.ones((10, 4)), rig)
+    pts, sets, worst, usable = view_set_hypotheses(_observe(rig, X), np.ones((4, 10)), rig)
     assert pts.shape[0] == 10 and pts.shape[2] == 3 and sets.shape == (pts.shape[1], 4)
     assert (sets.sum(1)[:-1] >= sets.sum(1)[1:]).all()  # largest sets first
     assert worst.shape == usable.shape == pts.shape[:2]
@@ -169,7 +193,7 @@ def test_view_set_hypotheses_shapes(rig, rng):
 
 
 def test_normal_equations_solve_to_the_linear_triangulation(rig, rng):
-    from build_h3wb.geometry.triangulation import normal_equations, normalized_residuals, reprojection_residuals
+    from build_h3wb.geometry.triangulation import normal_equations, reprojection_residuals
 
     X = rng.normal(size=(50, 3)) * 300 + np.array([0.0, 500.0, 1000.0])
     extr = np.stack([c.extrinsic for c in rig])
@@ -178,8 +202,15 @@ def test_normal_equations_solve_to_the_linear_triangulation(rig, rng):
     w = rng.uniform(0.5, 1.0, size=(len(rig), 50))
     M, v = normal_equations(xy, w, extr)  # (N, 3, 3), (N, 3)
     np.testing.assert_allclose(np.linalg.solve(M, v[..., None])[..., 0],
-                               triangulate_linear(np.moveaxis(xy, 0, 1), w.T, extr), rtol=1e-9, atol=1e-6)
+                               triangulate_linear(xy, w, extr), rtol=1e-9, atol=1e-6)
     res = reprojection_residuals(X, xy, extr)
-    assert res.shape == (len(rig), 50) and np.allclose(normalized_residuals(X, np.moveaxis(xy, 0, 1), extr), res.T)
+    assert res.shape == (len(rig), 50) and res.max() < 0.01
     with pytest.raises(ValueError, match=r"expected xy \(C, \.\.\., 2\)"):
         normal_equations(xy[:, :10], w, extr)
+
+
+def test_view_mask_is_bits_to_mask_views_first(rng):
+    from build_h3wb.geometry.triangulation import view_mask
+    bits = rng.integers(0, 16, (5, 7))
+    np.testing.assert_array_equal(view_mask(bits, 4), np.moveaxis(bits_to_mask(bits, 4), -1, 0))
+    assert view_mask(np.int64(0b0101), 4).tolist() == [True, False, True, False]

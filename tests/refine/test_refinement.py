@@ -27,10 +27,8 @@ def detect(gt: np.ndarray, seq: Recording, frames: np.ndarray, detector) -> np.n
 
 def build(det: np.ndarray):
     """Triangulate (C, T, J, 3) detections like the triangulate stage: kp3d (T, J, 3), views_used, num_views."""
-    C, T = det.shape[:2]
-    flat = np.moveaxis(det, 0, 2).reshape(T * J, C, 3)
-    res = triangulate(flat[..., :2], flat[..., 2], RIG)
-    return (res.points.reshape(T, J, 3).astype(np.float32), res.views.reshape(T, J), res.num_views.reshape(T, J))
+    res = triangulate(det[..., :2], det[..., 2], RIG)  # views first, like the detect artifact
+    return res.points.astype(np.float32), res.views, res.num_views
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ def test_portrait_rig_from_a_file_through_triangulate(tmp_path):
         assert [c.decode() for c in f["cameras"][:]] == ["cam01", "cam02", "cam03", "cam04"]
         thr = f["threshold_px"][:]
         check = f["sequence_check"][:]
-        assert f["swapped"].shape == (len(X), 4) and check.shape == X.shape[:2]
+        assert f["swapped"].shape == thr.shape == (4, len(X)) and check.shape == X.shape[:2]  # views first
         sync = json.loads(f.attrs["camera_agreement"])
     # the person is about twice as large as in Human3.6M's images: so are the thresholds (3% of ~850 px)
     assert 15.0 < np.median(thr) < 40.0
