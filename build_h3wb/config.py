@@ -250,6 +250,7 @@ class TriangulateConfig:
     bone_strength: float = MISSING  # pull limb bones towards the subject's median lengths (soft constraint; 0: off)
     undistort_iterations: int = MISSING
     chunk_frames: int = MISSING  # frames triangulated at once (memory stays flat with sequence length)
+    workers: int = MISSING  # processes sharing the sequences (0: automatic, see build_h3wb.parallel; not hashed)
 
 
 @dataclass

@@ -40,7 +40,6 @@ by ``benchmarks/bench_triangulation_rules.py`` (README, "The robust rule").
 from __future__ import annotations
 
 import itertools
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -49,6 +48,7 @@ from threadpoolctl import threadpool_limits
 
 from build_h3wb.geometry.cameras import Rig
 from build_h3wb.geometry.distortion import distort_xy
+from build_h3wb.parallel import usable_cpus
 
 MAX_VIEWS = 16  # views-used masks are stored as uint16 bitmasks
 
@@ -489,14 +489,6 @@ def triangulate(
 
     _run_blocks(one_block, N, block_size, workers)
     return _shaped(out, lead)
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, e.g. a Slurm allocation), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _run_blocks(fn, n: int, block_size: int, workers: int | None) -> None:

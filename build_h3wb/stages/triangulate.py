@@ -30,7 +30,6 @@ from omegaconf import DictConfig
 from build_h3wb import skeleton
 from build_h3wb.artifacts import (
     BuildDirError,
-    StageDir,
     atomic_h5,
     open_h5,
     require_dataset,
@@ -51,7 +50,7 @@ from build_h3wb.geometry.sequence_check import (
     sync_report,
 )
 from build_h3wb.geometry.triangulation import triangulate
-from build_h3wb.stages.common import progress
+from build_h3wb.parallel import map_sequences
 
 log = logging.getLogger(__name__)
 
@@ -92,15 +91,15 @@ def run(cfg: DictConfig) -> dict:
     sd = build.stage_dir("triangulate", {"params": params, "rules": rules, "layout": LAYOUT,
                                          "detect_assembly": det["counts"].get("assembly_hash")}, inputs)
     J = skeleton.NUM_KEYPOINTS
+    todo = [u for u in det["units"] if not sd.is_done(sd.sequence_path(u["subject"], u["sequence"]))]
+    jobs = [(root / "detect" / u["subject"] / f"{u['sequence']}.h5", sd.sequence_path(u["subject"], u["sequence"]),
+             sd.unit_attrs(u), params, rules, int(tcfg.chunk_frames)) for u in todo]
+    map_sequences(_triangulate_sequence, jobs, tcfg.workers, "triangulate")
+    computed = len(todo)
     stats = _Counts()
-    computed = 0
     cameras: dict[str, dict] = {}
-    for u in progress(det["units"], desc="triangulate", unit="seq"):
+    for u in det["units"]:
         out_path = sd.sequence_path(u["subject"], u["sequence"])
-        if not sd.is_done(out_path):
-            _triangulate_sequence(root / "detect" / u["subject"] / f"{u['sequence']}.h5", out_path, u, params,
-                                  rules, sd, int(tcfg.chunk_frames))
-            computed += 1
         with open_h5(out_path) as f:
             step = int(tcfg.chunk_frames)
             for s in range(0, f["frames"].shape[0], step):
@@ -190,8 +189,8 @@ def _triangulate_chunk(kp: np.ndarray, rig, params: dict, rules: dict) -> dict:
     return out
 
 
-def _triangulate_sequence(in_path, out_path, unit: dict, params: dict, rules: dict, sd: StageDir,
-                          chunk: int) -> None:
+def _triangulate_sequence(in_path, out_path, attrs: dict, params: dict, rules: dict, chunk: int) -> None:
+    """One sequence's artifact (``attrs``: its identity and configuration, from ``StageDir.unit_attrs``)."""
     J = skeleton.NUM_KEYPOINTS
     with open_h5(in_path) as src:
         rig = read_rig(dict(src.attrs), str(in_path))
@@ -205,7 +204,7 @@ def _triangulate_sequence(in_path, out_path, unit: dict, params: dict, rules: di
         if list(cameras) != list(rig.names):
             raise BuildDirError(f"{in_path}: camera order {cameras} differs from the rig's {list(rig.names)}")
         seq_rules = dict(rules, frame_dt_s=frame_dt_s(frames, rules["video_fps"]))  # from the real frame spacing
-        with atomic_h5(out_path, sd.unit_attrs(unit)) as out:
+        with atomic_h5(out_path, attrs) as out:
             out.create_dataset("frames", data=frames)
             out.create_dataset("cameras", data=np.array(rig.names, dtype=h5py.string_dtype()))
             d3 = out.create_dataset("keypoints_3d", (T, J, 3), np.float32)
