@@ -91,6 +91,8 @@ def read_sequence(root: Path) -> dict:
         out["candidates"][i, :, : c.shape[1]] = c
     with h5py.File(root / "triangulate" / SUBJECT / f"{SEQUENCE}.h5") as f:
         out["robust"] = f["keypoints_3d"][:].astype(np.float64)
+    tri = json.loads((root / "triangulate" / "manifest.json").read_text())["config"]
+    out["params"], out["rules"] = tri["params"], tri["rules"]
     return out
 
 
@@ -110,6 +112,12 @@ def compare_rules(seq: dict) -> dict:
     uv = seq["kp"][..., :2]  # (C, T, J, 2) views first
     score = np.nan_to_num(seq["kp"][..., 2])
     out = {"robust rule (stage=triangulate)": rule_measures(seq["robust"], seq)}
+    if seq["rules"].get("bone_strength", 0.0) > 0:  # the same rule without the soft bone-length constraint
+        from build_h3wb.stages.triangulate import _triangulate_chunk  # noqa: PLC0415
+
+        rules = dict(seq["rules"], bone_strength=0.0, frame_dt_s=1.0 / seq["rules"]["video_fps"])
+        free = _triangulate_chunk(seq["kp"], seq["rig"], seq["params"], rules)["points"]
+        out["robust rule, bone lengths not held (bone_strength=0)"] = rule_measures(free, seq)
     t0 = time.perf_counter()
     plain = triangulation.triangulate(uv, score, seq["rig"], robust=False).points
     out["plain DLT (robust off)"] = rule_measures(plain, seq) | {"seconds": round(time.perf_counter() - t0, 3)}

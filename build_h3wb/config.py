@@ -337,6 +337,8 @@ class RefineConfig:
         keep_views: keypoints the detectors saw well (triangulated from at least this many views, all scoring at
             least ``keep_score``) stay exactly as triangulated, so their reprojection error cannot rise (0: off).
         keep_score: see ``keep_views``.
+        workers: processes sharing the sequences (0: one per usable CPU, see ``build_h3wb.parallel``; one with
+            correctors); not part of the configuration hash.
         correctors: optional 2D part correctors (``scripts/train_corrector.py``), e.g.
             ``{left_hand: lh.pt, right_hand: rh.pt, face: face.pt}``: each view's hand/face detections are corrected
             on the video frames before the re-triangulation (needs a source with pixels). Empty: none (default).
@@ -355,6 +357,7 @@ class RefineConfig:
     filled_weight: float = MISSING
     keep_views: int = MISSING
     keep_score: float = MISSING
+    workers: int = MISSING  # processes sharing the sequences (0: automatic, see build_h3wb.parallel; not hashed)
 
 
 @dataclass

@@ -54,3 +54,21 @@ def test_a_bad_sequence_in_a_worker_stops_the_stage_naming_its_file(smoke_build,
     done = list((d / "triangulate").rglob("*.h5"))
     assert done and bad.relative_to(d / "detect") not in [p.relative_to(d / "triangulate") for p in done]
     assert not list((d / "triangulate").rglob(".*"))  # no temp file left behind
+
+
+@pytest.mark.slow
+def test_refine_in_worker_processes_gives_the_same_artifacts_and_counts(smoke_build, tmp_path):
+    """refine in 2 processes and in this one, on copies of the smoke build: the same files and manifest counts."""
+    counts = {}
+    for workers in (1, 2):
+        d = tmp_path / f"w{workers}"
+        shutil.copytree(smoke_build, d)
+        run_stage(d, "stage=refine", "experiment=smoke", "build.overwrite=true", f"refine.workers={workers}")
+        counts[workers] = json.loads((d / "refine" / "manifest.json").read_text())["counts"]
+    assert counts[1] == counts[2] and counts[1]["refined_keypoints"] > 0
+    base = json.loads((smoke_build / "refine" / "manifest.json").read_text())["counts"]
+    assert counts[1] == base  # the same as the shared build's own refine
+    for f1 in sorted((tmp_path / "w1" / "refine").rglob("*.h5")):
+        with h5py.File(f1) as a, h5py.File(tmp_path / "w2" / f1.relative_to(tmp_path / "w1")) as b:
+            for k in a:
+                np.testing.assert_array_equal(a[k][:], b[k][:])

@@ -23,6 +23,7 @@ from build_h3wb.artifacts import atomic_h5, open_h5
 from build_h3wb.build import Build, read_rig
 from build_h3wb.geometry.cameras import Rig
 from build_h3wb.geometry.sequence_check import undo_swaps
+from build_h3wb.parallel import map_sequences
 from build_h3wb.refine.refinement import REFINED_PARTS, fit_part_models, refine_sequence
 from build_h3wb.sources.base import Recording, Source
 from build_h3wb.stages.common import make_source, plain, progress
@@ -37,6 +38,7 @@ def run(cfg: DictConfig) -> dict:
     inputs = build.inputs("refine")
     comp = inputs["complete"]
     rcfg = plain(cfg.refine)
+    workers = rcfg.pop("workers")  # how, not what: not part of the configuration hash
     sd = build.stage_dir("refine", {"refine": rcfg}, inputs)
     units = comp["units"]
     if sd.up_to_date(units):
@@ -51,41 +53,51 @@ def run(cfg: DictConfig) -> dict:
 
         correctors = {part: load_corrector(path)[0] for part, path in rcfg["correctors"].items()}
         source = make_source(cfg)
-    moved = 0
-    total = 0
-    for u in progress(units, desc="refine", unit="seq"):
-        out = sd.sequence_path(u["subject"], u["sequence"])
-        if sd.is_done(out):
-            continue
-        name = f"{u['sequence']}.h5"
-        with open_h5(root / "complete" / u["subject"] / name) as f:
-            kp = f["keypoints_3d"][:].astype(np.float64)
-            filled = f["filled"][:]
-            frames = f["frames"][:]
-        with open_h5(root / "triangulate" / u["subject"] / name) as f:
-            views = f["views_used"][:]
-            swapped = f["swapped"][:] if "swapped" in f else None
-        with open_h5(root / "detect" / u["subject"] / name) as f:
-            det = f["keypoints"][:]
-            rig = read_rig(dict(f.attrs), str(f.filename))
-            det_frames = f["frames"][:]
-        if swapped is not None:  # the views the triangulation read swapped back are used the same way here
-            det = undo_swaps(det, swapped)
-        if correctors:
-            det = correct_views(source, Recording(u["subject"], u["action"], u["sequence"]), rig, det_frames, det,
-                                correctors)
-        refined, mask = refine_sequence(kp, det, rig, models[u["subject"]], views_used=views, filled=filled,
-                                        frames=frames, **options)
-        with atomic_h5(out, sd.unit_attrs(u)) as g:
-            g.create_dataset("keypoints_3d", data=refined.astype(np.float32))
-            g.create_dataset("refined", data=mask)
-            g.create_dataset("frames", data=frames)
+    todo = [u for u in units if not sd.is_done(sd.sequence_path(u["subject"], u["sequence"]))]
+    jobs = [(root, u, sd.sequence_path(u["subject"], u["sequence"]), sd.unit_attrs(u), models[u["subject"]], options)
+            for u in todo]
+    if correctors:  # they decode video frames with their own network: one process
+        for job in progress(jobs, desc="refine", unit="seq"):
+            _refine_file(*job, correctors=correctors, source=source)
+    else:
+        map_sequences(_refine_file, jobs, workers, "refine")
+    moved = total = 0
+    for u in units:  # every sequence, also those of an earlier run
+        with open_h5(sd.sequence_path(u["subject"], u["sequence"])) as f:
+            mask = f["refined"][:]
         moved += int(mask.sum())
         total += mask.size
     counts = {"sequences": len(units), "refined_keypoints": moved, "keypoints": total}
     log.info("refine: %d keypoints refined in %d sequences", moved, len(units))
     sd.write_manifest(counts, units=units)
     return counts
+
+
+def _refine_file(root, u: dict, out, attrs: dict, model, options: dict, correctors: dict | None = None,
+                 source: Source | None = None) -> None:
+    """One sequence: read the complete, triangulate and detect artifacts, refine, write ``out`` with ``attrs``."""
+    name = f"{u['sequence']}.h5"
+    with open_h5(root / "complete" / u["subject"] / name) as f:
+        kp = f["keypoints_3d"][:].astype(np.float64)
+        filled = f["filled"][:]
+        frames = f["frames"][:]
+    with open_h5(root / "triangulate" / u["subject"] / name) as f:
+        views = f["views_used"][:]
+        swapped = f["swapped"][:] if "swapped" in f else None
+    with open_h5(root / "detect" / u["subject"] / name) as f:
+        det = f["keypoints"][:]
+        rig = read_rig(dict(f.attrs), str(f.filename))
+        det_frames = f["frames"][:]
+    if swapped is not None:  # the views the triangulation read swapped back are used the same way here
+        det = undo_swaps(det, swapped)
+    if correctors:
+        det = correct_views(source, Recording(u["subject"], u["action"], u["sequence"]), rig, det_frames, det,
+                            correctors)
+    refined, mask = refine_sequence(kp, det, rig, model, views_used=views, filled=filled, frames=frames, **options)
+    with atomic_h5(out, attrs) as g:
+        g.create_dataset("keypoints_3d", data=refined.astype(np.float32))
+        g.create_dataset("refined", data=mask)
+        g.create_dataset("frames", data=frames)
 
 
 def correct_views(source: Source, seq: Recording, rig: Rig, frames: np.ndarray, det: np.ndarray, correctors: dict,
