@@ -30,6 +30,7 @@ for one it did not find) is missing. No video is decoded: the detect stage gives
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -339,6 +340,20 @@ def open_view(base: Path, first_frame: int, wanted: str, key: tuple[str, str] = 
     raise VideoError(f"no detections for {key[0]} camera {key[1]}: neither a folder {base} nor a file {single}")
 
 
+def files_fingerprint(root: Path) -> str:
+    """A hash of every detection file below ``root``: relative path, size and modification time (ns).
+
+    Returns ``"missing"`` when ``root`` does not exist (the detect stage then reports the missing views).
+    """
+    if not root.is_dir():
+        return "missing"
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.suffix in FRAME_FILE_EXTENSIONS and p.is_file()):
+        st = path.stat()
+        h.update(f"{path.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
 class FilesDetector:
     """Read other tools' detections instead of detecting (see the module docstring).
 
@@ -371,12 +386,15 @@ class FilesDetector:
         self._view: _View | None = None
 
     def describe(self) -> dict[str, Any]:
-        """Settings that determine the output.
+        """Settings that determine the output, with a fingerprint of the detection files under ``root``.
 
-        The files themselves are not hashed: re-run with ``build.overwrite=true`` after replacing them.
+        The fingerprint hashes every detection file's path, size and modification time (reading every file on each
+        run would cost as much as detecting), so replacing or editing files in place changes it and the detect stage
+        says the build was made from other detections instead of silently keeping the old ones.
         """
         return {"name": self.name, "root": str(self.root.resolve()), "layout": self.layout, "pattern": self.pattern,
-                "first_frame": self.first_frame, "max_people": self.max_people}
+                "first_frame": self.first_frame, "max_people": self.max_people,
+                "files_fingerprint": files_fingerprint(self.root)}
 
     def view_path(self, seq: Recording, camera: str) -> Path:
         """Where the detections of one view are expected (a folder; or this path + ``.json``)."""

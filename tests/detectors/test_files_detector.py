@@ -16,6 +16,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from build_h3wb import skeleton
+from build_h3wb.artifacts import BuildDirError
 from build_h3wb.config import register_configs
 from build_h3wb.detectors.files import DetectionFileError, FilesDetector, frame_number, read_detection_file
 from build_h3wb.skeleton.layouts import LAYOUTS, derived_joints, from_wholebody, mapped
@@ -340,6 +341,26 @@ def test_a_rig_known_only_by_its_detections_and_calibration_builds(tmp_path):
     has = mapped(LAYOUTS["halpe26"])
     err = np.linalg.norm(X3 - X, axis=-1)  # the t-th file of a view holds the projection of X[t]
     assert np.nanmax(err[:, has]) < 1.0 and np.isfinite(err[:, has]).all() and np.isnan(X3[:, ~has]).all()
+    # a detection file replaced in place: the next run says the detections changed instead of keeping the old ones
+    edited = sorted((root / "trial 1" / "54138969").iterdir())[3]
+    edited.write_text(edited.read_text().replace("0.8", "0.7", 1))
+    cfg.stage = "detect"
+    with pytest.raises(BuildDirError, match="files_fingerprint"):
+        run_stage(cfg)
+
+
+def test_the_fingerprint_follows_the_files(tmp_path):
+    from build_h3wb.detectors.files import files_fingerprint
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "0001.json").write_text("[]")
+    first = files_fingerprint(tmp_path)
+    assert files_fingerprint(tmp_path) == first
+    (tmp_path / "a" / "notes.txt").write_text("not a detection file")
+    assert files_fingerprint(tmp_path) == first
+    (tmp_path / "a" / "0002.json").write_text("[]")
+    assert files_fingerprint(tmp_path) != first
+    assert files_fingerprint(tmp_path / "nowhere") == "missing"
 
 
 def test_a_video_source_is_not_decoded_for_detections_from_files(tmp_path, monkeypatch):
