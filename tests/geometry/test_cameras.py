@@ -154,3 +154,16 @@ def test_camera_rejects_reflection():
     R = np.diag([1.0, 1.0, -1.0])
     with pytest.raises(CalibrationError, match="reflection"):
         Camera("c", (100, 100), np.eye(3), np.zeros(5), R, np.zeros(3))
+
+
+@pytest.mark.parametrize("model", ["opencv", "h36m"])
+def test_long_inputs_are_undistorted_in_chunks_bit_for_bit(rig, model):
+    from build_h3wb.geometry import distortion
+
+    rng = np.random.default_rng(0)
+    n = 3 * distortion.UNDISTORT_CHUNK + 17
+    xd, yd = rng.uniform(-0.6, 0.6, n), rng.uniform(-0.6, 0.6, n)
+    x, y = distortion.undistort_xy(xd, yd, rig[0].dist, model)
+    x1, y1 = distortion._undistort(xd, yd, rig[0].dist, model, 5)  # in one pass
+    np.testing.assert_array_equal(x, x1)
+    np.testing.assert_array_equal(y, y1)
