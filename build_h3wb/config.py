@@ -224,6 +224,7 @@ class DetectConfig:
     cameras: list[str] = MISSING  # only these cameras (empty: all)
     shard: int = MISSING  # this run detects the videos i with i % num_shards == shard (of the selection above)
     num_shards: int = MISSING
+    workers: int = MISSING  # processes sharing this run's videos (0: automatic for light detectors; not hashed)
     subject: SubjectChoiceConfig = field(default_factory=SubjectChoiceConfig)
 
 

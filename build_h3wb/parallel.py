@@ -60,7 +60,8 @@ def _init_worker(level: int) -> None:
         pass
 
 
-def map_sequences(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, desc: str) -> None:
+def map_sequences(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, desc: str, unit: str = "seq",
+                  ) -> list[Any]:
     """Call ``fn(*job)`` for every job, in ``worker_count(workers, len(jobs))`` processes (1: in this process).
 
     Args:
@@ -68,20 +69,23 @@ def map_sequences(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, d
         jobs: its arguments, one tuple per sequence (picklable).
         workers: the stage's ``workers`` setting (0: automatic).
         desc: the progress line's label.
+        unit: what a job is, for the progress line.
+
+    Returns:
+        What ``fn`` returned for each job, in the order of ``jobs``.
     """
     n = worker_count(workers, len(jobs))
     if n <= 1:
-        for job in progress(jobs, desc=desc, unit="seq"):
-            fn(*job)
-        return
-    log.info("%s: %d sequences in %d worker processes", desc, len(jobs), n)
+        return [fn(*job) for job in progress(jobs, desc=desc, unit=unit)]
+    log.info("%s: %d %ss in %d worker processes", desc, len(jobs), unit, n)
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker,
                              initargs=(logging.getLogger().getEffectiveLevel(),)) as pool:
         futures = [pool.submit(fn, *job) for job in jobs]
         try:
-            for f in progress(as_completed(futures), desc=desc, total=len(futures), unit="seq"):
+            for f in progress(as_completed(futures), desc=desc, total=len(futures), unit=unit):
                 f.result()  # raises the sequence's error here
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)  # let the running ones finish their atomic writes
             raise
+    return [f.result() for f in futures]

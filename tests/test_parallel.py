@@ -72,3 +72,20 @@ def test_refine_in_worker_processes_gives_the_same_artifacts_and_counts(smoke_bu
         with h5py.File(f1) as a, h5py.File(tmp_path / "w2" / f1.relative_to(tmp_path / "w1")) as b:
             for k in a:
                 np.testing.assert_array_equal(a[k][:], b[k][:])
+
+
+@pytest.mark.slow
+def test_detect_in_worker_processes_gives_the_same_detections(tmp_path):
+    """The simulated detector's videos shared by 2 processes, and in this one: the same files, bit for bit."""
+    args = ("experiment=tiny",)
+    for workers in (1, 2):
+        run_stage(tmp_path / f"w{workers}", "stage=detect", *args, f"detect.workers={workers}")
+    m1, m2 = (json.loads((tmp_path / f"w{w}" / "detect" / "manifest.json").read_text()) for w in (1, 2))
+    assert m1["config_hash"] == m2["config_hash"] and m1["units"] == m2["units"]
+    assert m1["counts"]["this_run"]["computed"] == m2["counts"]["this_run"]["computed"] > 2
+    files = sorted((tmp_path / "w1" / "detect").rglob("*.h5"))
+    assert files
+    for f1 in files:
+        with h5py.File(f1) as a, h5py.File(tmp_path / "w2" / f1.relative_to(tmp_path / "w1")) as b:
+            for k in a:
+                np.testing.assert_array_equal(a[k][:], b[k][:])

@@ -368,6 +368,7 @@ class FilesDetector:
 
     name = "files"
     frame_numbers_only = True  # the detect stage gives frame numbers only: no video is decoded
+    parallel_videos = True  # cheap to make, one thread: the detect stage may share videos among processes
 
     def __init__(self, root: str, layout: str = "auto", pattern: str = "{sequence}/{camera}", first_frame: int = 0,
                  max_people: int = 4) -> None:

@@ -84,6 +84,7 @@ class SimulatedDetector:
     """
 
     name = "simulated"
+    parallel_videos = True  # cheap to make, one thread: the detect stage may share videos among processes
 
     def __init__(
         self,

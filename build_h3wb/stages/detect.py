@@ -34,7 +34,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from build_h3wb import skeleton
 from build_h3wb.artifacts import (
@@ -50,6 +50,7 @@ from build_h3wb.artifacts import (
 from build_h3wb.detectors.base import check_detections
 from build_h3wb.detectors.subject import CHOICE_VERSION, choose_subject
 from build_h3wb.geometry.cameras import Rig
+from build_h3wb.parallel import map_sequences, worker_count
 from build_h3wb.sources.base import Recording, Source, frame_number_batches
 from build_h3wb.sources.video import VideoError
 from build_h3wb.stages.common import build_dir, make_source, plain, progress
@@ -85,19 +86,26 @@ def run(cfg: DictConfig) -> dict:
              f" (shard {dc.shard} of {dc.num_shards})" if dc.num_shards > 1 else "")
 
     counts = {"computed": 0, "resumed": 0, "failed": 0, "truncated": 0, "view_frames": 0, "seconds": 0.0}
-    bar = progress(mine, desc="detect", unit="video")
-    for video in bar:
-        path = video_path(sd, video)
-        if sd.is_done(path):
-            counts["resumed"] += 1
-            continue
-        status = _detect_video(source, detector, sd, video, rigs[video.seq], int(dc.batch_size))
+    todo = [v for v in mine if not sd.is_done(video_path(sd, v))]
+    counts["resumed"] = len(mine) - len(todo)
+    workers = detect_workers(dc.workers, detector, len(todo))
+    if workers > 1:
+        container = OmegaConf.to_container(cfg, resolve=True)
+        jobs = [(container, sd, v.seq, v.camera, dc.batch_size) for v in todo]
+        statuses = map_sequences(_detect_in_worker, jobs, workers, "detect", unit="video")
+    else:
+        statuses = []
+        bar = progress(todo, desc="detect", unit="video")
+        for video in bar:
+            statuses.append(_detect_video(source, detector, sd, video, rigs[video.seq], dc.batch_size))
+            if statuses[-1] is not None:
+                bar.set_postfix(fps=f"{statuses[-1]['frames'] / max(statuses[-1]['seconds'], 1e-9):.1f}")
+    for status in statuses:
         counts["failed" if status is None else "computed"] += 1
         if status is not None:
             counts["view_frames"] += status["frames"]
             counts["seconds"] += status["seconds"]
             counts["truncated"] += int(status["truncated"])
-            bar.set_postfix(fps=f"{status['frames'] / max(status['seconds'], 1e-9):.1f}")
     if hasattr(detector, "close"):
         detector.close()
     log.info("detect: %d videos computed, %d already done, %d failed%s", counts["computed"], counts["resumed"],
@@ -114,6 +122,31 @@ def run(cfg: DictConfig) -> dict:
     sd.write_manifest(summary, units=[unit(s) for s in sequences if s.name in assembled.get(s.subject, ())])
     _report(summary)
     return summary
+
+
+def detect_workers(setting: int, detector, videos: int) -> int:
+    """Processes for ``videos`` videos: ``detect.workers`` if positive; automatic (0) only for light detectors.
+
+    A detector that is cheap to make and runs on one thread (``parallel_videos``: the simulated one, files) shares
+    the videos among worker processes; a network (OpenPifPaf, MediaPipe) stays in one process unless
+    ``detect.workers`` asks otherwise (each worker loads its own network and uses its own threads or GPU).
+    """
+    if setting == 0 and not getattr(detector, "parallel_videos", False):
+        return 1
+    return worker_count(setting, videos)
+
+
+_WORKER_STATE: dict[str, tuple] = {}  # in a worker process: the source and detector of the current configuration
+
+
+def _detect_in_worker(cfg: dict, sd: StageDir, seq: Recording, camera: str, batch_size: int) -> dict | None:
+    """:func:`_detect_video` in a worker process; its source and detector are made once from the configuration."""
+    if sd.hash not in _WORKER_STATE:
+        node = OmegaConf.create(cfg)
+        _WORKER_STATE.clear()
+        _WORKER_STATE[sd.hash] = (make_source(node), instantiate(node.detector, _convert_="all"))
+    source, detector = _WORKER_STATE[sd.hash]
+    return _detect_video(source, detector, sd, Video(seq, camera), source.rig(seq), batch_size)
 
 
 def select_videos(videos: list[Video], dc: DictConfig) -> list[Video]:
