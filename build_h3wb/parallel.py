@@ -42,12 +42,24 @@ def worker_count(setting: int, jobs: int) -> int:
     """Processes to use for ``jobs`` sequences: ``setting`` if positive (never more than the jobs), else automatic.
 
     Automatic (0): one per usable CPU, but only as many as keep :data:`MIN_SEQUENCES_PER_WORKER` sequences each.
+    Inside a worker process (see :func:`in_worker_process`): always 1.
     """
     if setting < 0:
         raise ValueError(f"workers must be 0 (automatic) or a positive count, got {setting}")
+    if in_worker_process():
+        return 1
     if setting > 0:
         return max(1, min(setting, jobs))
     return max(1, min(usable_cpus(), jobs // MIN_SEQUENCES_PER_WORKER))
+
+
+def in_worker_process() -> bool:
+    """True inside a pool's worker (e.g. a job of Hydra's joblib launcher).
+
+    Such a process already shares the CPUs with its siblings, so it starts no processes of its own (Slurm jobs run
+    as their own main process, on their own allocation).
+    """
+    return multiprocessing.current_process().name != "MainProcess"
 
 
 def _init_worker(level: int) -> None:
