@@ -64,11 +64,12 @@ def run(cfg: DictConfig) -> dict:
     return results
 
 
-def measure_stage(root: Path, stage: str, min_score: float = 0.3) -> dict:
+def measure_stage(root: Path, stage: str, min_score: float) -> dict:
     """The measures without ground truth of one stage's poses; writes ``evaluate/<stage>_measures.{json,md}``.
 
-    The reprojection error compares with the detections of ``detect/`` (the frames both have); the bone reference
-    of a subject is its median over all its sequences.
+    The reprojection error compares with the detections of ``detect/`` (the frames both have), counting those
+    scoring at least ``min_score`` (``triangulate.min_score``); the bone reference of a subject is its median over
+    all its sequences.
     """
     from build_h3wb.build import read_rig
 
