@@ -42,8 +42,8 @@ from build_h3wb.completion.baselines import lowrank_completion, mean_pose_comple
 from build_h3wb.completion.config import CompletionConfig
 from build_h3wb.completion.prior import SyntheticPriorData, synthetic_prior
 from build_h3wb.completion.train import complete_poses, make_masks, resolve_device, train_completion
-from build_h3wb.config import CompleteConfig, CompletionPriorConfig
-from build_h3wb.sources.base import Sequence
+from build_h3wb.config import CompleteConfig, option_values
+from build_h3wb.sources.base import Recording
 from build_h3wb.sources.synthetic import SyntheticSource
 from build_h3wb.synthetic.motion import ACTIONS, generate_motion
 
@@ -74,7 +74,8 @@ def parse_variant(text: str) -> tuple[str, dict]:
     ``--prior-cache``) instead of training from scratch.
     """
     name, _, rest = text.partition(":")
-    defaults = CompletionConfig().to_dict() | {"init": "scratch", "prior_epochs": CompletionConfig().epochs}
+    model = CompletionConfig.from_conf()
+    defaults = model.to_dict() | {"init": "scratch", "prior_epochs": model.epochs}
     over = {}
     for item in filter(None, rest.split(",")):
         key, _, value = item.partition("=")
@@ -103,8 +104,8 @@ def build_data(args):
     root = Path(args.build)
     manifest = json.loads((root / "triangulate" / "manifest.json").read_text())
     units = manifest["units"]
-    ccfg = CompleteConfig()
-    train, val, bank = _training_poses(root, units, ccfg.max_train_poses, ccfg.val_share, ccfg.seed)
+    ccfg = option_values("complete", "default", CompleteConfig)
+    train, val, bank = _training_poses(root, units, ccfg["max_train_poses"], ccfg["val_share"], ccfg["seed"])
     described = json.loads((root / "detect" / "manifest.json").read_text())["config"]["source"]
     if described.get("source") != "synthetic":
         raise SystemExit(f"--build {root}: needs a build of the synthetic capture (ground truth), got {described}")
@@ -117,13 +118,13 @@ def build_data(args):
         vis = np.isfinite(kp).all(-1)
         sel = ~vis.all(1) & vis[:, [skeleton.LEFT_HIP, skeleton.RIGHT_HIP]].all(1)
         holes.append(kp[sel])
-        gts.append(source.ground_truth(Sequence(u["subject"], u["action"], u["sequence"]), frames[sel]))
+        gts.append(source.ground_truth(Recording(u["subject"], u["action"], u["sequence"]), frames[sel]))
     holes, gt = np.concatenate(holes), np.concatenate(gts)
     sub = np.random.default_rng(0).permutation(len(holes))[: args.baseline_poses]
     desc = (f"build {root}: train {len(train)} complete triangulated poses ({len(val)} held out), "
             f"{len(holes)} incomplete poses filled (baselines on {len(sub)})")
     return {"train": train, "val": val, "bank": bank, "holes": holes, "gt": gt,
-            "robust_mm": _per_keypoint(ccfg.robust_fill_mm), "sub": sub,
+            "robust_mm": _per_keypoint(ccfg["robust_fill_mm"]), "sub": sub,
             "baseline_train": np.concatenate([train, val]), "desc": desc}
 
 
@@ -142,8 +143,8 @@ def main() -> None:
     ap.add_argument("--prior-cache", default=str(Path(tempfile.gettempdir()) / "bench_completion_priors"))
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    p = CompletionPriorConfig()
-    prior_data = SyntheticPriorData(tuple(p.subjects), tuple(p.actions), p.seed, p.duration_s, p.fps)
+    p = option_values("complete", "default", CompleteConfig)["prior"]
+    prior_data = SyntheticPriorData(tuple(p["subjects"]), tuple(p["actions"]), p["seed"], p["duration_s"], p["fps"])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -160,7 +161,7 @@ def main() -> None:
         for name, over in variants:
             over = dict(over)
             init_mode, prior_epochs = over.pop("init", "scratch"), over.pop("prior_epochs", None)
-            cfg = CompletionConfig(**over)
+            cfg = CompletionConfig.from_conf(**over)
             init, prior_s = None, None
             if init_mode == "prior":
                 t = time.perf_counter()

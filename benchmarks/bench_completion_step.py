@@ -43,7 +43,7 @@ def previous_prior_completion(self, x: torch.Tensor, visible: torch.Tensor) -> t
 
 
 def setting(name: str, width: int, previous: bool, norm: np.ndarray):
-    cfg = CompletionConfig(width=width)
+    cfg = CompletionConfig.from_conf(width=width)
     torch.manual_seed(0)
     model = CompletionNet(cfg)
     model.fit_prior(norm)
@@ -90,7 +90,7 @@ def main() -> None:
     for s in settings:  # warm-up
         time_steps(s, x, torch.from_numpy(~draw_masks(n, rng, s["cfg"], None)), 2, batch)
     for _ in range(args.rounds):
-        visible = torch.from_numpy(~draw_masks(n, rng, CompletionConfig(), None))
+        visible = torch.from_numpy(~draw_masks(n, rng, CompletionConfig.from_conf(), None))
         for s in settings:
             s["ms"].append(time_steps(s, x, visible, args.steps, batch))
     before = statistics.median(settings[0]["ms"])

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from build_h3wb.config import LifterStageConfig, option_values
 from build_h3wb.leaderboard.baseline import (
     lifter_config,
     load_test,
@@ -38,7 +39,7 @@ from build_h3wb.leaderboard.lifter import plot_learning_curve, save_lifter
 from build_h3wb.leaderboard.metrics import OFFICIAL_KEYS, UNOFFICIAL_KEYS, score_all
 
 log = logging.getLogger("bench_lifter")
-DEFAULT_EPOCHS = 12
+STAGE = option_values("lifter", "default", LifterStageConfig)  # the defaults of stage=lifter (conf/lifter)
 TASKS = {"2d": "2Dto3D", "i2d": "I2Dto3D"}  # --tasks choice -> H3WB task
 ROW_NAMES = {"2Dto3D": "2D->3D", "I2Dto3D": "I2D->3D"}
 
@@ -50,13 +51,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/lifter"),
                     help="folder for the learning-curve PNGs (and the models with --save-models)")
     ap.add_argument("--tasks", nargs="+", choices=tuple(TASKS), default=list(TASKS))
-    ap.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
-    ap.add_argument("--width", type=int, default=None, help="hidden width (default 1024)")
+    ap.add_argument("--epochs", type=int, default=STAGE["epochs"])
+    ap.add_argument("--width", type=int, default=None, help=f"hidden width (default {STAGE['width']})")
     ap.add_argument("--large", action="store_true", help="the large variant (width 2048)")
-    ap.add_argument("--batch-size", type=int, default=256)
-    ap.add_argument("--lr-decay", type=float, default=None)
+    ap.add_argument("--batch-size", type=int, default=STAGE["batch_size"])
+    ap.add_argument("--lr-decay", type=float, default=STAGE["lr_decay"])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=STAGE["seed"])
     ap.add_argument("--save-models", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -69,7 +70,8 @@ def main() -> None:
               "Make one with:  python -m build_h3wb stage=all\n"
               "or point --export at the json folder of an existing build.", file=sys.stderr)
         raise SystemExit(2)
-    base = lifter_config(args.epochs, args.batch_size, width=args.width, large=args.large, lr_decay=args.lr_decay)
+    width = args.width or (None if args.large else STAGE["width"])  # as the stage: large means 2048 unless given
+    base = lifter_config(args.epochs, args.batch_size, width=width, large=args.large, lr_decay=args.lr_decay)
 
     train_2d, train_3d = load_train(args.export)
     reference = mean_pose(train_3d)  # (J, 3) mm

@@ -73,8 +73,7 @@ class Build:
     @classmethod
     def from_config(cls, cfg: DictConfig) -> Build:
         """The build of a composed configuration (``cfg.build``)."""
-        return cls(Path(cfg.build.dir).expanduser().resolve(), str(cfg.build.get("poses", "refine")),
-                   bool(cfg.build.overwrite))
+        return cls(Path(cfg.build.dir).expanduser().resolve(), cfg.build.poses, cfg.build.overwrite)
 
     def resolve(self, name: str) -> str:
         """A stage name of :data:`INPUTS`, with ``poses`` replaced by the configured pose stage."""

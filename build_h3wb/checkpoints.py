@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from build_h3wb.artifacts import atomic_path
+
+_Config = TypeVar("_Config")
 
 
 def check_plain(value: object, where: str) -> None:
@@ -31,6 +34,21 @@ def check_plain(value: object, where: str) -> None:
             check_plain(v, f"{where}[{k!r}]")
         return
     raise TypeError(f"{where}: {type(value).__name__} cannot go into a weights-only checkpoint; use plain types")
+
+
+def config_from_dict(cls: type[_Config], d: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> _Config:
+    """A network's configuration dataclass ``cls`` from the plain dict a checkpoint stores.
+
+    Args:
+        cls: the dataclass.
+        d: field name -> value; a key that is not a field raises ValueError naming it.
+        defaults: values of the fields ``d`` lacks (none: every field ``cls`` requires must be in ``d``).
+    """
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {unknown}; expected a subset of {sorted(known)}")
+    return cls(**{**(defaults or {}), **d})
 
 
 def save_weights_only(path: str | os.PathLike, fmt: str, model: torch.nn.Module, config: dict,

@@ -57,6 +57,24 @@ def run_stage(build_dir, *overrides):
     return _run(compose_config(build_dir, *overrides))
 
 
+def train_small_lifter(path):
+    """Train a small I2D lifter on the synthetic capture's poses as the Human3.6M cameras see them; save it at path."""
+    from build_h3wb.leaderboard.lifter import LifterConfig, save_lifter, train_lifter
+    from build_h3wb.sources.synthetic import SyntheticSource
+
+    src = SyntheticSource(subjects=["S1"], actions=["Walking", "Posing"], duration_s=4)
+    kp2d, kp3d = [], []
+    for seq in src.sequences():
+        world = src.ground_truth(seq, src.frames(seq))  # (T, J, 3) world mm
+        for cam in src.rig(seq):
+            kp2d.append(cam.project(world, distort_points=False))
+            kp3d.append(cam.world_to_camera(world))
+    cfg = LifterConfig(width=64, num_blocks=1, epochs=2, batch_size=64, i2d=True)
+    model, stats, history = train_lifter(np.concatenate(kp2d), np.concatenate(kp3d), cfg, progress=False)
+    save_lifter(path, model, cfg, stats, history)
+    return path
+
+
 @pytest.fixture(scope="session")
 def smoke_build(tmp_path_factory):
     """One finished small build (``stage=all experiment=smoke``), shared by the tests; copy it before changing it."""

@@ -56,6 +56,41 @@ def test_the_values_live_in_yaml_not_in_the_schema():
             assert nested or f.default == "???", f"{name}.{f.name} has a value in Python; put it in conf/"
 
 
+def test_the_completion_network_takes_its_values_from_yaml_only():
+    from dataclasses import MISSING as NO_DEFAULT
+    from dataclasses import fields
+
+    from build_h3wb.completion.config import CompletionConfig
+    from build_h3wb.completion.prior import SyntheticPriorData
+
+    for cls in (CompletionConfig, SyntheticPriorData):
+        for f in fields(cls):
+            assert f.default is NO_DEFAULT and f.default_factory is NO_DEFAULT, f"{cls.__name__}.{f.name} has a value"
+    assert OmegaConf.to_object(_compose().complete.model) == CompletionConfig.from_conf()
+    changed = OmegaConf.to_object(_compose("complete.model.width=32", "complete.model.lr=1").complete.model)
+    assert changed == CompletionConfig.from_conf(width=32, lr=1.0) and changed.lr == 1.0
+    with pytest.raises(ValueError, match="unknown CompletionConfig keys"):
+        CompletionConfig.from_conf(depth=3)
+
+
+@pytest.mark.parametrize("group", PLUGIN_GROUPS)
+def test_plugin_defaults_in_python_equal_the_yaml_values(group):
+    """A constructor default kept for Python callers must not drift from the option file's value."""
+    import inspect
+
+    from hydra.utils import get_class
+
+    for option in sorted((CONF / group).glob("*.yaml")):
+        values = OmegaConf.to_container(OmegaConf.load(option), resolve=False)
+        signature = inspect.signature(get_class(values["_target_"]).__init__)
+        for name, p in signature.parameters.items():
+            written = values.get(name)
+            if p.default is inspect.Parameter.empty or written is None or "${" in str(written):
+                continue
+            default = list(p.default) if isinstance(p.default, tuple) else p.default
+            assert default == written, f"{option.name}: {name} is {written!r}, its Python default {p.default!r}"
+
+
 def test_triangulate_plain_is_the_baseline():
     cfg = _compose("triangulate=plain")
     assert cfg.triangulate.robust is False and cfg.triangulate.min_score == _compose().triangulate.min_score

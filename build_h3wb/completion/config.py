@@ -1,11 +1,15 @@
 """The completion network's settings: architecture, normalisation and training.
 
-Kept apart from ``model.py`` so that the configuration schema loads without importing torch.
+Kept apart from ``model.py`` so that the configuration schema loads without importing torch. The dataclass has
+no values of its own: they live in ``conf/complete/default.yaml`` (``model``), which the stage composes and
+:meth:`CompletionConfig.from_conf` reads for code outside a composed configuration (tests, benchmarks).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
 
 #: The fields that define the network and its input (the rest only shape the training): a network can be
 #: fine-tuned with another training setting, never with other values of these.
@@ -15,6 +19,8 @@ ARCHITECTURE_FIELDS: tuple[str, ...] = ("width", "num_blocks", "dropout", "prior
 @dataclass
 class CompletionConfig:
     """Architecture, normalisation and training hyper-parameters of the completion network (plain types only).
+
+    Every field is required; :meth:`from_conf` gives the configured values (``complete.model``).
 
     Attributes:
         width: hidden width of the MLP.
@@ -41,34 +47,42 @@ class CompletionConfig:
             triangulated poses), when the caller provides them.
     """
 
-    width: int = 256
-    num_blocks: int = 3
-    dropout: float = 0.0
-    prior_rank: int = 60
-    scale_mm: float = 1000.0
-    yaw_normalize: bool = True
-    epochs: int = 80
-    patience: int = 0
-    batch_size: int = 256
-    lr: float = 5e-4
-    weight_decay: float = 1e-4
-    warmup_epochs: int = 2
-    visible_loss_weight: float = 0.1
-    flip_augment: bool = True
-    scale_augment: float = 0.1
-    input_noise_mm: float = 0.0
-    mask_probs: dict[str, float] | None = None
-    real_mask_share: float = 0.5
+    width: int
+    num_blocks: int
+    dropout: float
+    prior_rank: int
+    scale_mm: float
+    yaw_normalize: bool
+    epochs: int
+    patience: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_epochs: int
+    visible_loss_weight: float
+    flip_augment: bool
+    scale_augment: float
+    input_noise_mm: float
+    mask_probs: dict[str, float] | None
+    real_mask_share: float
 
     def to_dict(self) -> dict:
         """The configuration as a plain dict (what a checkpoint stores)."""
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> CompletionConfig:
-        """Build from a plain dict; unknown keys raise ValueError."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown CompletionConfig keys {unknown}; expected a subset of {sorted(known)}")
-        return cls(**d)
+    def from_conf(cls, **overrides: Any) -> CompletionConfig:
+        """The configured values (``conf/complete/default.yaml``, ``model``) with ``overrides`` (unknown ones raise)."""
+        return cls.from_dict(overrides)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CompletionConfig:
+        """Build from a plain dict (a checkpoint's); unknown keys raise ValueError.
+
+        Keys ``d`` lacks (a checkpoint written before a setting existed) take the value of
+        ``conf/complete/default.yaml``.
+        """
+        from build_h3wb.checkpoints import config_from_dict  # noqa: PLC0415 (torch, on use only)
+        from build_h3wb.config import CompleteConfig, option_values  # noqa: PLC0415 (the schema imports this module)
+
+        return config_from_dict(cls, d, defaults=option_values("complete", "default", CompleteConfig)["model"])

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,13 +34,21 @@ _VAL_SHARE = 0.1  # poses held out to score each epoch (and to stop on, with ``p
 
 @dataclass(frozen=True)
 class SyntheticPriorData:
-    """Which synthetic poses train the prior (see ``build_h3wb.config.CompletionPriorConfig``)."""
+    """Which synthetic poses train the prior (``complete.prior``; see ``build_h3wb.config.CompletionPriorConfig``).
 
-    subjects: tuple[str, ...] = ("P1", "P2", "P3", "P4", "P5", "P6")
-    actions: tuple[str, ...] = field(default_factory=tuple)
-    seed: int = 7
-    duration_s: float = 20.0
-    fps: float = 10.0
+    Attributes:
+        subjects: synthetic subject names.
+        actions: actions of ``build_h3wb.synthetic.motion.ACTIONS``; empty: all of them.
+        seed: motion and body seed.
+        duration_s: seconds per (subject, action).
+        fps: poses per second.
+    """
+
+    subjects: tuple[str, ...]
+    actions: tuple[str, ...]
+    seed: int
+    duration_s: float
+    fps: float
 
     def poses(self) -> np.ndarray:
         """(N, J, 3) complete world poses, mm, z up: every subject x action, ``fps`` poses per second."""

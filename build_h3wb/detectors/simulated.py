@@ -110,10 +110,10 @@ class SimulatedDetector:
         swap_prob: float,
         hand_swap_prob: float,
         edge_margin_px: float,
-        limb_fault_prob: float = 0.0,
-        limb_fault_view_prob: float = 0.75,
-        limb_fault_px: tuple[float, float] = (15.0, 60.0),
-        pixel_scale: float = 1.0,
+        limb_fault_prob: float,
+        limb_fault_view_prob: float,
+        limb_fault_px: tuple[float, float],
+        pixel_scale: float,
     ) -> None:
         self.seed = int(seed)
         self.noise_px = self._per_part("noise_px", noise_px, default=3.0)

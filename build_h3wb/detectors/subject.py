@@ -79,11 +79,7 @@ def pairwise_agreement(
     for c, cam in enumerate(rig):
         homog[c, ..., :2] = cam.undistort_pixels(np.nan_to_num(kp[c, ..., :2]))
     focal = np.mean([0.5 * (cam.K[0, 0] + cam.K[1, 1]) for cam in rig])
-    xy = np.where(valid[..., None], kp[..., :2], np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # absent candidates: NaN size
-        size = np.linalg.norm(np.nanmax(xy, -2) - np.nanmin(xy, -2), axis=-1)  # (C, T, P) body box diagonal, px
-    size = np.nan_to_num(size)
+    size = np.nan_to_num(skeleton.box_diagonal(kp[..., :2], valid))  # (C, T, P) px, 0 for absent candidates
     out = np.zeros((C, C, T, P, P))
     for a in range(C):
         for b in range(a + 1, C):

@@ -9,8 +9,6 @@ of one recording with its rig), optionally the shared ``views`` of :func:`sequen
 of the rigs (4 for Human3.6M; all sequences must share it), ``J`` is ``skeleton.NUM_KEYPOINTS`` (COCO-WholeBody
 order) and ``N`` the number of exported poses.
 
-Projections and bounding boxes: :mod:`build_h3wb.export.views` (computed once per sequence for every writer).
-
 Order of poses. The H3WB JSON files are ordered by quality (lower = better; ties keep input order) within each
 split: the pose of rank ``k`` gets the sample ids ``C k .. C k + C - 1``, one per camera in rig order. The HDF5 file
 and the npz files keep recordings in input order and frames in ascending frame order (for temporal models); the HDF5
@@ -22,7 +20,7 @@ HDF5 schema (:func:`write_hdf5`; gzip-compressed; strings are UTF-8 ``h5py.strin
     keypoints_2d            (N, C, J, 2) float64  pixels, pinhole K (R X + t) / z, no distortion (as H3WB)
     keypoints_2d_distorted  (N, C, J, 2) float64  pixels, with the camera's lens distortion (video frame)
     keypoints_3d_camera     (N, C, J, 3) float64  camera frame R X + t, millimetres
-    bbox                    (N, C, 4)    int32    x_min, y_min, x_max, y_max pixels (see above)
+    bbox                    (N, C, 4)    int32    x_min, y_min, x_max, y_max pixels (export.views)
     provenance              (N, J)       uint8    Provenance codes: 0 triangulated, 1 completed, 2 refined
     quality                 (N,)         float64  lower = better
     subject, action, sequence, split  (N,) str    split: "train", "test" or "unassigned" (subject not in split)

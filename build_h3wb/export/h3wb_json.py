@@ -412,6 +412,17 @@ def write_h3wb_json(
     return counts
 
 
+def read_sample_object(path: Path, what: str) -> dict[str, Any]:
+    """A JSON file holding one object ``{"<id>": what}`` (an H3WB file, a predictions file); errors name the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected an object of sample id -> {what}, got {type(data).__name__}")
+    return data
+
+
 def load_h3wb_json(path: str | os.PathLike) -> dict[str, Any]:
     """Read an H3WB annotation file (official layout, or one written by :func:`write_h3wb_json`).
 
@@ -425,12 +436,7 @@ def load_h3wb_json(path: str | os.PathLike) -> dict[str, Any]:
         ``bbox`` (N, 4) int64 ``[x_min, y_min, x_max, y_max]`` or None; ``image_path`` list of N str or None.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected an object of sample id -> sample, got {type(data).__name__}")
+    data = read_sample_object(path, "sample")
     try:
         ids = sorted(int(k) for k in data)
     except ValueError as err:

@@ -37,7 +37,7 @@ def write_hdf5(
     bbox_margin: float = 0.1,
     views: Views | None = None,
 ) -> dict[str, Any]:
-    """Write every pose of ``sequences`` to one HDF5 file (schema in the module docstring), atomically.
+    """Write every pose of ``sequences`` to one HDF5 file (schema in :mod:`build_h3wb.export`), atomically.
 
     Args:
         path: output file.

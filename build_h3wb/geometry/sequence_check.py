@@ -67,13 +67,9 @@ def person_size_px(uv: np.ndarray, score: np.ndarray, rig: Rig, min_score: float
     """
     with np.errstate(invalid="ignore"):
         ok = (score[:, :, _BODY] >= min_score) & np.isfinite(uv[:, :, _BODY, 0])  # (C, T, Jb)
-    u = np.where(ok, uv[:, :, _BODY, 0], np.nan)
-    v = np.where(ok, uv[:, :, _BODY, 1], np.nan)
-    enough = ok.sum(-1) >= 4
+    diag = np.where(ok.sum(-1) >= 4, skeleton.box_diagonal(uv[:, :, _BODY], ok), np.nan)  # (C, T)
     with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
         sup.filter(RuntimeWarning)
-        diag = np.hypot(np.nanmax(u, -1) - np.nanmin(u, -1), np.nanmax(v, -1) - np.nanmin(v, -1))
-        diag = np.where(enough, diag, np.nan)  # (C, T)
         h = window // 2
         padded = np.pad(diag, ((0, 0), (h, h)), constant_values=np.nan)
         win = np.lib.stride_tricks.sliding_window_view(padded, window, axis=1)  # (C, T, window)

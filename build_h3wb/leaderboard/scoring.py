@@ -24,6 +24,7 @@ import numpy as np
 from build_h3wb import skeleton
 from build_h3wb.artifacts import atomic_h5, atomic_path, write_json
 from build_h3wb.export import H3WB_FILES, load_h3wb_json
+from build_h3wb.export.h3wb_json import read_sample_object
 from build_h3wb.leaderboard.metrics import OFFICIAL_KEYS, UNOFFICIAL_KEYS, check_complete, score_all
 
 log = logging.getLogger(__name__)
@@ -85,12 +86,7 @@ def load_predictions(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path)
     J = skeleton.NUM_KEYPOINTS
     if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err})") from err
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected an object of sample id -> prediction, got {type(data).__name__}")
+        data = read_sample_object(path, "prediction")
         raw_ids = list(data)
         rows = [_sample_keypoints(path, sid, data[sid]) for sid in raw_ids]
         try:

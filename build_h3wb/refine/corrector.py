@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from build_h3wb import skeleton
-from build_h3wb.checkpoints import load_weights_only, save_weights_only
+from build_h3wb.checkpoints import config_from_dict, load_weights_only, save_weights_only
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +120,7 @@ class CorrectorConfig:
     @classmethod
     def from_dict(cls, d: Mapping) -> CorrectorConfig:
         """Build from a plain dict; unknown keys raise ValueError."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown CorrectorConfig keys {unknown}; expected a subset of {sorted(known)}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
 
 # ----------------------------------------------------------------------------------------------------------------

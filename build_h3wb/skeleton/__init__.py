@@ -12,6 +12,7 @@ description; see its ``source`` field).
 from __future__ import annotations
 
 import json
+import warnings
 from importlib import resources
 
 import numpy as np
@@ -139,6 +140,23 @@ def flip_left_right(kp: np.ndarray) -> np.ndarray:
     return kp[..., FLIP_INDEX, :]
 
 
+def box_diagonal(uv: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The diagonal of the box around each pose's valid keypoints: a person's size in an image.
+
+    Args:
+        uv: (..., K, 2) pixels; any K, e.g. a part's keypoints ``uv[..., PARTS["body"], :]``.
+        valid: (..., K) bool, the keypoints to count (False wherever ``uv`` is NaN).
+
+    Returns:
+        (...,) pixels, NaN where no keypoint is valid.
+    """
+    if uv.shape[-1] != 2 or valid.shape != uv.shape[:-1]:
+        raise ValueError(f"expected uv (..., K, 2) and valid (..., K), got shapes {uv.shape} and {valid.shape}")
+    u = np.where(valid, uv[..., 0], np.nan)  # (..., K)
+    v = np.where(valid, uv[..., 1], np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # no valid keypoint: NaN
+        return np.hypot(np.nanmax(u, -1) - np.nanmin(u, -1), np.nanmax(v, -1) - np.nanmin(v, -1))
 
 
 def left_right_sides() -> tuple[list[int], list[int]]:

@@ -11,7 +11,7 @@ its files hold (after ``first_frame``), selected by ``start``/``stop``/``stride`
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,30 +33,15 @@ class DetectionsSource(RigSource):
         first_frame: the number the tool gave the first frame.
         fps: the frame rate of the recording the files were detected on (0: unknown; triangulate's jump check and
             temporal smoothing then stay off, since the time between frames is not known).
-        calibration_format, units, subject, sequences, cameras, stride, start, stop: as for
-            :class:`~build_h3wb.sources.rig.RigSource`.
+        **rig: the other settings of :class:`~build_h3wb.sources.rig.RigSource` (``calibration_format``, ``units``,
+            ``subject``, ``sequences``, ``cameras``, ``stride``, ``start``, ``stop``), passed on as they are.
     """
 
     name = "detections"
 
-    def __init__(
-        self,
-        root: str,
-        calibration: str,
-        pattern: str = "{sequence}/{camera}",
-        first_frame: int = 0,
-        fps: float = 0.0,
-        calibration_format: str = "auto",
-        units: str = "",
-        subject: str = "subject",
-        sequences: Sequence[str] = (),
-        cameras: Sequence[str] = (),
-        stride: int = 1,
-        start: int = 0,
-        stop: int = 0,
-    ) -> None:
-        super().__init__(root, calibration, calibration_format=calibration_format, units=units, subject=subject,
-                         sequences=sequences, cameras=cameras, stride=stride, start=start, stop=stop)
+    def __init__(self, root: str, calibration: str, pattern: str = "{sequence}/{camera}", first_frame: int = 0,
+                 fps: float = 0.0, **rig: Any) -> None:
+        super().__init__(root, calibration, **rig)
         if "{camera}" not in pattern or not (pattern.startswith("{sequence}/") or "{sequence}" not in pattern):
             raise ValueError(f"data.pattern={pattern!r}: data=detections reads <root>/{{sequence}}/...{{camera}}... "
                              "(or, for one recording, <root>/...{camera}...)")

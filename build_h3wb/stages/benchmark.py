@@ -35,7 +35,7 @@ def run(cfg: DictConfig) -> dict:
     if bcfg.task not in TASKS:
         raise ValueError(f"benchmark.task={bcfg.task!r}; choose one of {list(TASKS)}")
     pred = Path(bcfg.predictions).expanduser().resolve()
-    fold = int(bcfg.cross_validation)
+    fold = bcfg.cross_validation
     scores = score_predictions(pred, root / "export" / "json", bcfg.task, cross_validation=fold)
     row = f"{bcfg.method} ({bcfg.task}{f', cv{fold}' if fold else ''})"
     table = add_scores(root / "benchmark", row, scores)

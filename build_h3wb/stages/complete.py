@@ -30,7 +30,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from build_h3wb import skeleton
 from build_h3wb.artifacts import atomic_h5, open_h5, read_json, write_json
@@ -54,21 +54,19 @@ def run(cfg: DictConfig) -> dict:
     inputs = build.inputs("complete")
     tri = inputs["triangulate"]
     ccfg = cfg.complete
-    model_cfg = CompletionConfig(**plain(ccfg.model))
+    model_cfg: CompletionConfig = OmegaConf.to_object(ccfg.model)
     if ccfg.init not in INIT_MODES:
         raise ValueError(f"complete.init: expected one of {INIT_MODES}, got {ccfg.init!r}")
-    stage_config = {"model": model_cfg.to_dict(), "seed": int(ccfg.seed), "max_train_poses": int(ccfg.max_train_poses),
-                    "val_share": float(ccfg.val_share), "robust_fill_mm": plain(ccfg.robust_fill_mm),
-                    "init": str(ccfg.init),
-                    "min_train_poses": int(ccfg.min_train_poses),
-                    "prior": {k: v for k, v in plain(ccfg.prior).items() if k != "cache_dir"},  # where: not what
-                    "checkpoint": _file_identity(str(ccfg.checkpoint))}
-    robust_mm = _per_keypoint(plain(ccfg.robust_fill_mm))
+    # what determines the output: every setting but the device, the baseline comparison and where the prior is cached
+    stage_config = {k: v for k, v in plain(ccfg).items() if k not in ("device", "baseline_eval_poses")}
+    stage_config["prior"].pop("cache_dir")
+    stage_config["checkpoint"] = _file_identity(ccfg.checkpoint)
+    robust_mm = _per_keypoint(stage_config["robust_fill_mm"])
     sd = build.stage_dir("complete", stage_config, inputs)
     if sd.up_to_date(tri["units"]):
         log.info("complete: up to date in %s", sd.root)
         return sd.read_manifest()["counts"]
-    device = resolve_device(str(ccfg.device))
+    device = resolve_device(ccfg.device)
     ckpt = sd.root / "model.pt"
     info_path = sd.root / "model.json"
     reused = _reusable_checkpoint(ckpt, info_path, sd.hash, device)
@@ -76,10 +74,9 @@ def run(cfg: DictConfig) -> dict:
         model, info = reused
         log.info("complete: reusing the finished checkpoint %s (network: %s)", ckpt, info.get("network"))
     else:
-        train, val, bank = _training_poses(root, tri["units"], int(ccfg.max_train_poses), float(ccfg.val_share),
-                                           int(ccfg.seed))
+        train, val, bank = _training_poses(root, tri["units"], ccfg.max_train_poses, ccfg.val_share, ccfg.seed)
         n_complete = len(train) + len(val)
-        enough = n_complete >= int(ccfg.min_train_poses)
+        enough = n_complete >= ccfg.min_train_poses
         info = {"config_hash": sd.hash, "config": stage_config, "device": device, "complete_poses": n_complete,
                 "train_poses": len(train) if enough else 0, "val_poses": len(val) if enough else 0}
         init = None
@@ -87,13 +84,13 @@ def run(cfg: DictConfig) -> dict:
             init, info["prior"] = _prior(ccfg, model_cfg, device)
             if not enough:
                 log.warning("complete: only %d complete triangulated poses (complete.min_train_poses=%d): filling "
-                            "with the prior as it is (%s)", n_complete, int(ccfg.min_train_poses),
+                            "with the prior as it is (%s)", n_complete, ccfg.min_train_poses,
                             info["prior"]["what"])
         if enough:
             train_cfg = model_cfg if init is None else _fine_tune_config(init.cfg, model_cfg)
             log.info("complete: %s on %d complete poses (%d held out) on %s",
                      "training" if init is None else "fine-tuning the prior", len(train), len(val), device)
-            model, info["history"] = train_completion(train, train_cfg, device=device, seed=int(ccfg.seed),
+            model, info["history"] = train_completion(train, train_cfg, device=device, seed=ccfg.seed,
                                                       val_poses=val if len(val) else None,
                                                       progress=sys.stderr.isatty(), mask_bank=bank, init=init)
             save_cfg = train_cfg
@@ -128,7 +125,7 @@ def run(cfg: DictConfig) -> dict:
     if computed:
         counts["filled_keypoints"] = filled_total
     if ccfg.baseline_eval_poses > 0:
-        evaluation = evaluate_filling(root, tri["units"], cfg, int(ccfg.baseline_eval_poses), int(ccfg.seed))
+        evaluation = evaluate_filling(root, tri["units"], cfg, ccfg.baseline_eval_poses, ccfg.seed)
         if evaluation:
             write_json(sd.root / "evaluation.json", evaluation)
             log.info("complete: error of the filled keypoints vs ground truth (mm, mean):\n%s",
@@ -171,13 +168,13 @@ def _prior(ccfg: DictConfig, model_cfg: CompletionConfig, device: str):
     from build_h3wb.completion.train import load_checkpoint
 
     if ccfg.checkpoint:
-        path = Path(str(ccfg.checkpoint)).expanduser()
+        path = Path(ccfg.checkpoint).expanduser()
         model, _, _ = load_checkpoint(path, device)
         return model, {"what": f"checkpoint {path}", "path": str(path)}
-    p = plain(ccfg.prior)
-    data = SyntheticPriorData(subjects=tuple(p["subjects"]), actions=tuple(p["actions"]), seed=int(p["seed"]),
-                              duration_s=float(p["duration_s"]), fps=float(p["fps"]))
-    model, info = synthetic_prior(data, model_cfg, p["cache_dir"], seed=int(ccfg.seed), device=device,
+    p = ccfg.prior
+    data = SyntheticPriorData(subjects=tuple(p.subjects), actions=tuple(p.actions), seed=p.seed,
+                              duration_s=p.duration_s, fps=p.fps)
+    model, info = synthetic_prior(data, model_cfg, p.cache_dir, seed=ccfg.seed, device=device,
                                   progress=sys.stderr.isatty())
     info.pop("history", None)
     what = (f"synthetic prior trained on {info['poses']} ground-truth poses of {', '.join(data.subjects)} "
@@ -259,7 +256,7 @@ def evaluate_filling(root, units, cfg: DictConfig, max_poses: int, seed: int) ->
     take = np.zeros(n_inc, bool)
     take[sub] = True
     keep_train = np.zeros(n_comp, bool)
-    keep_train[rng.permutation(n_comp)[: int(cfg.complete.max_train_poses)]] = True
+    keep_train[rng.permutation(n_comp)[: cfg.complete.max_train_poses]] = True
     train, picked, all_err = [], {}, _ErrorSums()
     i_inc = i_comp = 0
     for (u, path), (ni, nc) in zip(paths, counts):  # pass 2: stream, keep only the subset

@@ -71,7 +71,7 @@ def run(cfg: DictConfig) -> dict:
     source = make_source(cfg)
     detector = instantiate(cfg.detector, _convert_="all")
     dc = cfg.detect
-    if not 0 <= int(dc.shard) < int(dc.num_shards):
+    if not 0 <= dc.shard < dc.num_shards:
         raise ValueError(f"detect.shard={dc.shard} must be in [0, detect.num_shards={dc.num_shards})")
     choice_cfg = plain(dc.subject)
     stage_config = {"source": source.describe(), "detector": detector.describe(), "subject_choice": choice_cfg,
@@ -155,7 +155,7 @@ def select_videos(videos: list[Video], dc: DictConfig) -> list[Video]:
               if (not dc.subjects or v.seq.subject in dc.subjects)
               and (not dc.actions or v.seq.action in dc.actions)
               and (not dc.cameras or v.camera in dc.cameras)]
-    return chosen[int(dc.shard) :: int(dc.num_shards)]
+    return chosen[dc.shard :: dc.num_shards]
 
 
 def video_path(sd: StageDir, video: Video) -> Path:

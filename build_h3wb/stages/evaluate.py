@@ -43,7 +43,7 @@ def run(cfg: DictConfig) -> dict:
     done = finished_pose_stages(root)
     if not done:
         raise BuildDirError(f"nothing to evaluate in {root}: none of {list(POSE_STAGES)} has finished")
-    choice = str(cfg.evaluate.stage)
+    choice = cfg.evaluate.stage
     if choice == "all":
         stages = done
     elif choice == "latest":
@@ -52,8 +52,7 @@ def run(cfg: DictConfig) -> dict:
         stages = [choice]
     else:
         raise ValueError(f"evaluate.stage={choice!r}; choose one of {['all', 'latest', *POSE_STAGES]}")
-    min_score = float(cfg.triangulate.min_score)
-    measures = {s: measure_stage(root, s, min_score) for s in stages}
+    measures = {s: measure_stage(root, s, cfg.triangulate.min_score) for s in stages}
     _write_measures_summary(root, measures)
     source = make_source(cfg)
     results = {s: evaluate_stage(root, s, source) for s in stages}
@@ -65,11 +64,12 @@ def run(cfg: DictConfig) -> dict:
     return results
 
 
-def measure_stage(root: Path, stage: str, min_score: float = 0.3) -> dict:
+def measure_stage(root: Path, stage: str, min_score: float) -> dict:
     """The measures without ground truth of one stage's poses; writes ``evaluate/<stage>_measures.{json,md}``.
 
-    The reprojection error compares with the detections of ``detect/`` (the frames both have); the bone reference
-    of a subject is its median over all its sequences.
+    The reprojection error compares with the detections of ``detect/`` (the frames both have), counting those
+    scoring at least ``min_score`` (``triangulate.min_score``); the bone reference of a subject is its median over
+    all its sequences.
     """
     from build_h3wb.build import read_rig
 

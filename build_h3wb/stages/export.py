@@ -49,9 +49,9 @@ def run(cfg: DictConfig) -> dict:
                             f"build.poses={pose_stage}")
     ecfg = cfg.export
     split = {s: "train" for s in ecfg.train_subjects} | {s: "test" for s in ecfg.test_subjects}
-    sd = StageDir(root, "export", {"split": split, "bbox_margin": float(ecfg.bbox_margin),
-                                   "rgb_test_seed": int(ecfg.rgb_test_seed), "decimals": int(ecfg.decimals),
-                                   "i2d_mask_seed": int(ecfg.i2d_mask_seed),
+    sd = StageDir(root, "export", {"split": split, "bbox_margin": ecfg.bbox_margin,
+                                   "rgb_test_seed": ecfg.rgb_test_seed, "decimals": ecfg.decimals,
+                                   "i2d_mask_seed": ecfg.i2d_mask_seed,
                                    "poses": pose_stage}, overwrite=cfg.build.overwrite,
                   upstream={"filter": sel["config_hash"]})
     sd.check_compatible()
@@ -59,17 +59,17 @@ def run(cfg: DictConfig) -> dict:
     if not sequences:
         raise RuntimeError(f"the filter kept no pose in {root}; loosen the filter thresholds")
     sd.root.mkdir(parents=True, exist_ok=True)
-    views = sequence_views(sequences, float(ecfg.bbox_margin))  # every pose projected once, for every writer
+    views = sequence_views(sequences, ecfg.bbox_margin)  # every pose projected once, for every writer
     counts = {"hdf5": write_hdf5(sd.root / "h3wb.h5", sequences, split, views=views)}
-    counts["json"] = write_h3wb_json(sd.root / "json", sequences, split, rgb_test_seed=int(ecfg.rgb_test_seed),
-                                     decimals=int(ecfg.decimals) if ecfg.decimals >= 0 else None,
-                                     i2d_mask_seed=int(ecfg.i2d_mask_seed), views=views)
+    counts["json"] = write_h3wb_json(sd.root / "json", sequences, split, rgb_test_seed=ecfg.rgb_test_seed,
+                                     decimals=ecfg.decimals if ecfg.decimals >= 0 else None,
+                                     i2d_mask_seed=ecfg.i2d_mask_seed, views=views)
     counts["i2d_test_masks"] = counts["json"]["samples"]["I2Dto3D_test_2d.json"]
     counts["videopose3d"] = write_official_npz(sd.root / "h3wb_videopose3d.npz", sequences, split, views=views)
     counts["flat_npz"] = write_flat_npz(sd.root / "h3wb_flat.npz", sequences, views=views)
     del views
     if ecfg.images:
-        counts["images"] = write_images(make_source(cfg), sequences, sd.root / "images", int(ecfg.jpeg_quality))
+        counts["images"] = write_images(make_source(cfg), sequences, sd.root / "images", ecfg.jpeg_quality)
         if counts["images"]["no_pixels"]:
             log.warning("export.images=true, but the %s source has no pixels: no images cut", cfg.data._target_)
         else:

@@ -31,7 +31,7 @@ from build_h3wb.artifacts import atomic_h5, atomic_path, open_h5, read_json, wri
 from build_h3wb.build import Build
 from build_h3wb.quality import Filter, apply_filters, bone_lengths, pose_measures, quality_score, select_balanced
 from build_h3wb.sources.base import Recording
-from build_h3wb.stages.common import make_source, progress
+from build_h3wb.stages.common import make_source, plain, progress
 from build_h3wb.viz.figures import new_figure, save_figure
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def run(cfg: DictConfig) -> dict:
     pose_stage = build.poses
     poses_m = inputs[pose_stage]
     fcfg = cfg.filter
-    settings = {k: float(v) if isinstance(v, float) else v for k, v in fcfg.items()}
+    settings = plain(fcfg)
     sweep = _sweep_name()
     stage_name = f"filter/sweep/{sweep}" if sweep else "filter"
     sd = build.stage_dir("filter", {"filter": settings, "poses": pose_stage}, inputs, folder=stage_name)
@@ -111,7 +111,7 @@ def run(cfg: DictConfig) -> dict:
                                        filled.astype(bool)))
 
     # optional target size: the best poses, balanced over subject x action
-    target = int(fcfg.target_size)
+    target = fcfg.target_size
     beyond = 0
     if target > 0:
         scores = np.concatenate([np.where(r.keep, r.quality, np.inf) for r in results])

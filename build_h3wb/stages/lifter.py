@@ -64,14 +64,14 @@ def run(cfg: DictConfig) -> dict:
     if missing:
         raise BuildDirError(f"{folder} lacks {', '.join(missing)}; run `python -m build_h3wb stage=export "
                             f"build.dir={root}` first")
-    base = lifter_config(int(lcfg.epochs), int(lcfg.batch_size), width=None if lcfg.large else int(lcfg.width),
-                         large=bool(lcfg.large), lr_decay=float(lcfg.lr_decay))
+    base = lifter_config(lcfg.epochs, lcfg.batch_size, width=None if lcfg.large else lcfg.width, large=lcfg.large,
+                         lr_decay=lcfg.lr_decay)
     base_dict = {k: v for k, v in dataclasses.asdict(base).items() if k != "i2d"}  # i2d follows the task
-    sd = StageDir(root, "lifter", {"lifter": base_dict, "seed": int(lcfg.seed)}, overwrite=cfg.build.overwrite,
+    sd = StageDir(root, "lifter", {"lifter": base_dict, "seed": lcfg.seed}, overwrite=cfg.build.overwrite,
                   upstream={"export": export["config_hash"]})
     sd.check_compatible()
-    device = resolve_device(str(lcfg.device))
-    cv = int(lcfg.cross_validation)
+    device = resolve_device(lcfg.device)
+    cv = lcfg.cross_validation
     if not -1 <= cv <= NUM_FOLDS:
         raise ValueError(f"lifter.cross_validation={cv}; choose 0 (test split), 1..{NUM_FOLDS} (one fold) or -1 (all)")
     folds = [0] if cv == 0 else list(range(1, NUM_FOLDS + 1)) if cv == -1 else [cv]
@@ -86,10 +86,10 @@ def run(cfg: DictConfig) -> dict:
         if (fold, task) in todo:
             ids, kp2d, kp3d = train
             if fold:
-                train_2d, train_3d, test = split_fold(ids, kp2d, kp3d, task, fold, mask_seed=int(lcfg.seed))
+                train_2d, train_3d, test = split_fold(ids, kp2d, kp3d, task, fold, mask_seed=lcfg.seed)
             else:
                 train_2d, train_3d, test = kp2d, kp3d, load_test(folder, task)
-            trained = train_task(train_2d, train_3d, test, base, device=device, seed=int(lcfg.seed),
+            trained = train_task(train_2d, train_3d, test, base, device=device, seed=lcfg.seed,
                                  progress=True)  # a bar on a terminal, log lines elsewhere
             save_lifter(tdir / "model.pt", trained.model, trained.cfg, trained.stats, trained.history)
             split_name = f"fold {fold} of the training file" if fold else "test split"

@@ -75,31 +75,31 @@ def run(cfg: DictConfig) -> dict:
     if not (pcfg.views or pcfg.sheet or pcfg.video):
         raise ValueError("pictures: nothing to draw; set pictures.views, pictures.sheet or pictures.video to true, "
                          "or pictures.image to a photograph")
-    subject, sequence = str(pcfg.subject), str(pcfg.sequence)
+    subject, sequence = pcfg.subject, pcfg.sequence
     seq = _load_sequence(root, subject, sequence)
     source = make_source(cfg)
     src_seq = _source_sequence(source, subject, sequence)
     out = root / "pictures" / subject / sequence
     written: dict[str, str] = {}
     if pcfg.views:
-        written |= _frame_figures(seq, source, src_seq, int(pcfg.frame), out)
+        written |= _frame_figures(seq, source, src_seq, pcfg.frame, out)
     if not (pcfg.sheet or pcfg.video):
         return written
-    cam = _camera(seq["rig"], str(pcfg.camera))
+    cam = _camera(seq["rig"], pcfg.camera)
     c = seq["rig"].names.index(cam.name)
     layers = camera_layers(cam, seq["detections"][c], seq["kp3d"], seq["provenance"])  # layer -> (T, J, 2)
     head = f"{subject} / {sequence} / camera {cam.name}"
     if pcfg.sheet:
         frames = seq["frames"]
-        pick = np.unique(np.linspace(0, len(frames) - 1, min(int(pcfg.sheet_frames), len(frames))).round().astype(int))
+        pick = np.unique(np.linspace(0, len(frames) - 1, min(pcfg.sheet_frames, len(frames))).round().astype(int))
         fig, _ = sheet_figure(cam, {k: v[pick] for k, v in layers.items()}, frames[pick],
                               images=list(_images(source, src_seq, cam.name, frames[pick])),
-                              columns=int(pcfg.sheet_columns), title=f"{head} (after {seq['stage']})")
+                              columns=pcfg.sheet_columns, title=f"{head} (after {seq['stage']})")
         written["sheet"] = str(out / f"sheet_{cam.name}.png")
         save_figure(fig, written["sheet"])
         log.info("pictures: wrote %s (%d frames)", written["sheet"], len(pick))
     if pcfg.video:
-        fps = float(pcfg.video_fps) or _build_fps(root, subject, sequence, cam.name, seq["frames"])
+        fps = pcfg.video_fps or _build_fps(root, subject, sequence, cam.name, seq["frames"])
         written["video"] = str(out / f"video_{cam.name}.mp4")
         n = write_video(written["video"], _video_frames(source, src_seq, cam, seq["frames"], layers, head), fps)
         log.info("pictures: wrote %s (%d frames at %.3g fps)", written["video"], n, fps)
@@ -117,12 +117,12 @@ def _video_frames(source: Source, seq: Recording, cam: Camera, frames: np.ndarra
 
 def _check_settings(pcfg: DictConfig) -> None:
     problems = []
-    if int(pcfg.sheet_frames) < 1 or int(pcfg.sheet_columns) < 1:
+    if pcfg.sheet_frames < 1 or pcfg.sheet_columns < 1:
         problems.append(f"pictures.sheet_frames and pictures.sheet_columns must be >= 1, got {pcfg.sheet_frames} and "
                         f"{pcfg.sheet_columns}")
-    if float(pcfg.video_fps) < 0:
+    if pcfg.video_fps < 0:
         problems.append(f"pictures.video_fps must be >= 0 (0: the build's frame rate), got {pcfg.video_fps}")
-    if float(pcfg.crop_margin) < 0 or not 0 <= float(pcfg.min_score) <= 1:
+    if pcfg.crop_margin < 0 or not 0 <= pcfg.min_score <= 1:
         problems.append(f"pictures.crop_margin must be >= 0 and pictures.min_score in [0, 1], got {pcfg.crop_margin} "
                         f"and {pcfg.min_score}")
     if problems:
@@ -236,13 +236,13 @@ def _photo(cfg: DictConfig, root: Path) -> dict:
     from build_h3wb.leaderboard.lifter import load_lifter
 
     pcfg = cfg.pictures
-    path = Path(str(pcfg.image)).expanduser()
-    detections = Path(str(pcfg.detections)).expanduser() if pcfg.detections else None
+    path = Path(pcfg.image).expanduser()
+    detections = Path(pcfg.detections).expanduser() if pcfg.detections else None
     if detections is None and path.suffix.lower() in FRAME_FILE_EXTENSIONS:  # the "image" is a detections file
         detections, image = path, None
     else:
         image = _read_image(path)
-    lifter = Path(str(pcfg.lifter)).expanduser() if pcfg.lifter else root / "lifter" / "I2Dto3D" / "model.pt"
+    lifter = Path(pcfg.lifter).expanduser() if pcfg.lifter else root / "lifter" / "I2Dto3D" / "model.pt"
     if not lifter.is_file():
         raise FileNotFoundError(
             f"lifter {lifter} does not exist: `python -m build_h3wb stage=lifter build.dir={root}` trains it (after "
@@ -251,8 +251,8 @@ def _photo(cfg: DictConfig, root: Path) -> dict:
     model, _, stats, _ = load_lifter(lifter)
     kp, image, described, how = _photo_detection(cfg, path, image, detections)
     H, W = image.shape[:2]
-    hidden, centred, pred = lift_detection(kp, model, stats, float(pcfg.min_score))
-    x0, y0, x1, y1 = detection_box(kp, (W, H), float(pcfg.crop_margin))
+    hidden, centred, pred = lift_detection(kp, model, stats, pcfg.min_score)
+    x0, y0, x1, y1 = detection_box(kp, (W, H), pcfg.crop_margin)
     kp_crop = kp.copy()
     kp_crop[:, :2] -= (x0, y0)
     fig, _ = image_figure(image[y0:y1, x0:x1], kp_crop, hidden, centred, stats.mean_2d, pred,
@@ -261,7 +261,7 @@ def _photo(cfg: DictConfig, root: Path) -> dict:
     save_figure(fig, out)
     write_json(out.with_suffix(".json"), {
         "image": str(path), "image_size": [W, H], "detector": described, "lifter": str(lifter),
-        "box": [x0, y0, x1, y1], "min_score": float(pcfg.min_score),
+        "box": [x0, y0, x1, y1], "min_score": pcfg.min_score,
         "keypoints_2d": _nan_to_none(kp),  # (J, 3) [x, y, score] image pixels, null where missing
         "derived_2d": {k: _nan_to_none(v[None])[0] for k, v in derived_joints(kp[:, :2]).items()},  # pixels
         "hidden": hidden.tolist(),  # (J,) the lifter's mask
@@ -281,13 +281,13 @@ def _photo_detection(cfg: DictConfig, path: Path, image: np.ndarray | None,
         around the detection when there is no photograph); what produced ``kp``; the same in words for the title.
     """
     if detections is not None:
-        people, lay = read_detection_file(detections, str(cfg.pictures.layout))
+        people, lay = read_detection_file(detections, cfg.pictures.layout)
         if not len(people) or not np.isfinite(people[0, :, 2]).any():
             raise ValueError(f"{detections}: nobody in this detections file")
         log.info("pictures: %s: %d people in layout %s; lifting the best", detections, len(people), lay.name)
         kp = people[0]  # (J, 3) the best person
         if image is None:
-            image = neutral_canvas(_canvas_size(kp, float(cfg.pictures.crop_margin)))
+            image = neutral_canvas(_canvas_size(kp, cfg.pictures.crop_margin))
         how = (f"its {lay.name} detections" if detections == path else
                f"{lay.name} detections from {detections.name}")
         return kp, image, {"name": "files", "file": str(detections), "layout": lay.name}, how

@@ -44,7 +44,7 @@ def run(cfg: DictConfig) -> dict:
     if sd.up_to_date(units):
         log.info("refine: up to date in %s", sd.root)
         return sd.read_manifest()["counts"]
-    models = _part_models(root, units, int(rcfg["best_poses"]), int(rcfg["min_subject_poses"]), rcfg["ranks"] or None)
+    models = _part_models(root, units, rcfg["best_poses"], rcfg["min_subject_poses"], rcfg["ranks"] or None)
     options = {k: rcfg[k] for k in ("min_score", "prior_weight", "temporal_window", "noise_mm", "trust_views",
                                     "trust_power", "filled_weight", "keep_views", "keep_score")}
     correctors, source = {}, None

@@ -67,25 +67,25 @@ def run(cfg: DictConfig) -> dict:
     det = inputs["detect"]
     tcfg = cfg.triangulate
     params = {
-        "min_score": float(tcfg.min_score),
-        "opposing_angle_deg": float(tcfg.opposing_angle_deg),
-        "min_ray_angle_deg": float(tcfg.min_ray_angle_deg),
-        "robust": bool(tcfg.robust),
-        "outlier_threshold_px": float(tcfg.outlier_threshold_px),
-        "undistort_iterations": int(tcfg.undistort_iterations),
+        "min_score": tcfg.min_score,
+        "opposing_angle_deg": tcfg.opposing_angle_deg,
+        "min_ray_angle_deg": tcfg.min_ray_angle_deg,
+        "robust": tcfg.robust,
+        "outlier_threshold_px": tcfg.outlier_threshold_px,
+        "undistort_iterations": tcfg.undistort_iterations,
     }
     rules = {
-        "person_threshold": float(tcfg.person_threshold),
-        "min_threshold_px": float(tcfg.min_threshold_px),
-        "fix_swaps": bool(tcfg.fix_swaps) and bool(tcfg.robust),
-        "sequence_check": bool(tcfg.sequence_check) and bool(tcfg.robust),
-        "bone_tolerance": float(tcfg.bone_tolerance),
-        "bone_tolerance_mm": float(tcfg.bone_tolerance_mm),
-        "max_speed_mm_s": float(tcfg.max_speed_mm_s),
-        "recover_relax": float(tcfg.recover_relax),
-        "sync_max_shift": int(tcfg.sync_max_shift),
-        "smooth_sigma_s": float(tcfg.smooth_sigma_s),
-        "bone_strength": float(tcfg.bone_strength),
+        "person_threshold": tcfg.person_threshold,
+        "min_threshold_px": tcfg.min_threshold_px,
+        "fix_swaps": tcfg.fix_swaps and tcfg.robust,
+        "sequence_check": tcfg.sequence_check and tcfg.robust,
+        "bone_tolerance": tcfg.bone_tolerance,
+        "bone_tolerance_mm": tcfg.bone_tolerance_mm,
+        "max_speed_mm_s": tcfg.max_speed_mm_s,
+        "recover_relax": tcfg.recover_relax,
+        "sync_max_shift": tcfg.sync_max_shift,
+        "smooth_sigma_s": tcfg.smooth_sigma_s,
+        "bone_strength": tcfg.bone_strength,
         "video_fps": _video_fps(det),
     }
     sd = build.stage_dir("triangulate", {"params": params, "rules": rules, "layout": LAYOUT,
@@ -93,7 +93,7 @@ def run(cfg: DictConfig) -> dict:
     J = skeleton.NUM_KEYPOINTS
     todo = [u for u in det["units"] if not sd.is_done(sd.sequence_path(u["subject"], u["sequence"]))]
     jobs = [(root / "detect" / u["subject"] / f"{u['sequence']}.h5", sd.sequence_path(u["subject"], u["sequence"]),
-             sd.unit_attrs(u), params, rules, int(tcfg.chunk_frames)) for u in todo]
+             sd.unit_attrs(u), params, rules, tcfg.chunk_frames) for u in todo]
     map_sequences(_triangulate_sequence, jobs, tcfg.workers, "triangulate")
     computed = len(todo)
     stats = _Counts()
@@ -101,7 +101,7 @@ def run(cfg: DictConfig) -> dict:
     for u in det["units"]:
         out_path = sd.sequence_path(u["subject"], u["sequence"])
         with open_h5(out_path) as f:
-            step = int(tcfg.chunk_frames)
+            step = tcfg.chunk_frames
             for s in range(0, f["frames"].shape[0], step):
                 stats.add(f["keypoints_3d"][s : s + step], f["seen_any"][s : s + step],
                           f["swapped"][:, s : s + step], f["sequence_check"][s : s + step])

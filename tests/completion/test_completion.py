@@ -46,7 +46,7 @@ def data():
 @pytest.fixture(scope="module")
 def trained(data):
     train = data[0]
-    model, history = train_completion(train, CompletionConfig(**TINY), seed=0, progress=False)
+    model, history = train_completion(train, CompletionConfig.from_conf(**TINY), seed=0, progress=False)
     return model, history
 
 
@@ -127,7 +127,7 @@ def test_forward_shapes_with_and_without_prior():
     x = torch.randn(5, J, 3)
     vis = torch.rand(5, J) > 0.3
     for rank in (0, 4):
-        net = CompletionNet(CompletionConfig(width=32, num_blocks=1, prior_rank=rank))
+        net = CompletionNet(CompletionConfig.from_conf(width=32, num_blocks=1, prior_rank=rank))
         if rank:
             net.fit_prior(np.random.default_rng(0).normal(size=(20, J, 3)))
         assert net(x, vis).shape == (5, J, 3)
@@ -135,7 +135,7 @@ def test_forward_shapes_with_and_without_prior():
 
 def test_train_history_and_determinism(data):
     train = data[0][:300]
-    cfg = CompletionConfig(width=32, num_blocks=1, epochs=2, batch_size=64)
+    cfg = CompletionConfig.from_conf(width=32, num_blocks=1, epochs=2, batch_size=64)
     m1, h1 = train_completion(train, cfg, seed=5, progress=False, val_poses=train[:50])
     m2, _ = train_completion(train, cfg, seed=5, progress=False)
     assert not m1.training
@@ -258,6 +258,8 @@ def test_checkpoint_errors(trained, tmp_path):
         load_checkpoint(tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="unknown CompletionConfig keys"):
         CompletionConfig.from_dict({"width": 8, "depth": 3})
+    old = CompletionConfig.from_dict({"width": 8})  # a checkpoint written before the other settings existed
+    assert old.width == 8 and old.num_blocks == CompletionConfig.from_conf().num_blocks  # the rest: conf/ values
 
 
 def test_resolve_device():
@@ -274,7 +276,7 @@ def test_bad_shapes_raise(trained):
     with pytest.raises(ValueError, match=r"\(5, 10, 3\)"):
         complete_poses(model, bad)
     with pytest.raises(ValueError, match=r"\(5, 10, 3\)"):
-        train_completion(bad, CompletionConfig(epochs=1), progress=False)
+        train_completion(bad, CompletionConfig.from_conf(epochs=1), progress=False)
     good = np.zeros((4, J, 3))
     for fn in (nearest_pose_completion, lowrank_completion, mean_pose_completion):
         with pytest.raises(ValueError, match=r"\(5, 10, 3\)"):
@@ -284,13 +286,13 @@ def test_bad_shapes_raise(trained):
     nan = np.zeros((4, J, 3))
     nan[0, 0] = np.nan
     with pytest.raises(ValueError, match="complete"):
-        train_completion(nan, CompletionConfig(epochs=1), progress=False)
+        train_completion(nan, CompletionConfig.from_conf(epochs=1), progress=False)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_train_and_complete_on_gpu(data):
     train, _, hidden, holes = data
-    cfg = CompletionConfig(width=64, num_blocks=1, epochs=1)
+    cfg = CompletionConfig.from_conf(width=64, num_blocks=1, epochs=1)
     model, _ = train_completion(train, cfg, device="cuda", progress=False)
     assert next(model.parameters()).is_cuda
     out, filled = complete_poses(model, holes, device="cuda")

@@ -5,6 +5,7 @@ complete, the prior fills every face, and the build still finishes through expor
 """
 
 import json
+from dataclasses import replace
 
 import h5py
 import numpy as np
@@ -19,7 +20,7 @@ from build_h3wb.completion.train import complete_poses, make_masks, save_checkpo
 from build_h3wb.stages.complete import _reusable_checkpoint
 
 SMALL = dict(width=64, num_blocks=1, epochs=2, batch_size=128, warmup_epochs=1)
-DATA = SyntheticPriorData(subjects=("P1",), actions=("Walking", "Phoning"), duration_s=4.0)
+DATA = SyntheticPriorData(subjects=("P1",), actions=("Walking", "Phoning"), seed=7, duration_s=4.0, fps=10.0)
 PRIOR_CLI = ["complete.prior.subjects=[P1,P2]", "complete.prior.duration_s=4"]
 
 
@@ -28,11 +29,11 @@ def test_prior_poses_are_complete_and_not_a_build_subject():
     assert poses.shape == (2 * 40, skeleton.NUM_KEYPOINTS, 3)
     assert np.isfinite(poses).all()
     with pytest.raises(ValueError, match="subjects"):
-        SyntheticPriorData(subjects=()).poses()
+        replace(DATA, subjects=()).poses()
 
 
 def test_prior_is_cached_under_a_key_of_what_determines_it(tmp_path):
-    cfg = CompletionConfig(**SMALL)
+    cfg = CompletionConfig.from_conf(**SMALL)
     model, info = synthetic_prior(DATA, cfg, tmp_path, seed=0)
     assert not info["cached"] and info["poses"] == 80
     again, info2 = synthetic_prior(DATA, cfg, tmp_path, seed=0)
@@ -42,14 +43,14 @@ def test_prior_is_cached_under_a_key_of_what_determines_it(tmp_path):
     poses = DATA.poses()
     assert prior_key(poses, cfg, 0) == info["key"]
     assert prior_key(poses, cfg, 1) != info["key"]  # the training seed
-    assert prior_key(poses, CompletionConfig(**{**SMALL, "width": 32}), 0) != info["key"]  # the network
+    assert prior_key(poses, CompletionConfig.from_conf(**{**SMALL, "width": 32}), 0) != info["key"]  # the network
     assert prior_key(poses[:-1], cfg, 0) != info["key"]  # the poses themselves
-    other = SyntheticPriorData(subjects=("P1",), actions=("Walking", "Phoning"), duration_s=4.0, seed=8)
+    other = replace(DATA, seed=8)
     assert prior_key(other.poses(), cfg, 0) != info["key"]
 
 
 def test_damaged_or_foreign_prior_file_is_refused_by_name(tmp_path):
-    cfg = CompletionConfig(**SMALL)
+    cfg = CompletionConfig.from_conf(**SMALL)
     _, info = synthetic_prior(DATA, cfg, tmp_path, seed=0)
     path = info["path"]
     with open(path, "wb") as f:
@@ -63,21 +64,21 @@ def test_damaged_or_foreign_prior_file_is_refused_by_name(tmp_path):
 
 
 def test_fine_tuning_starts_from_the_prior_and_checks_the_architecture():
-    cfg = CompletionConfig(**SMALL)
+    cfg = CompletionConfig.from_conf(**SMALL)
     poses = DATA.poses()
     prior, _ = train_completion(poses, cfg, progress=False)
-    tuned, _ = train_completion(poses[:40], CompletionConfig(**{**SMALL, "epochs": 1, "lr": 1e-4}), progress=False,
-                                init=prior)
+    tune_cfg = CompletionConfig.from_conf(**{**SMALL, "epochs": 1, "lr": 1e-4})
+    tuned, _ = train_completion(poses[:40], tune_cfg, progress=False, init=prior)
     assert torch.equal(tuned.prior_basis, prior.prior_basis)  # the linear prior is kept, not refitted on 40 poses
     assert not torch.equal(tuned.out.weight, prior.out.weight)  # the MLP moved
     assert tuned is not prior and tuned.cfg.epochs == 1
     with pytest.raises(ValueError, match="width"):
-        train_completion(poses, CompletionConfig(**{**SMALL, "width": 32}), progress=False, init=prior)
+        train_completion(poses, CompletionConfig.from_conf(**{**SMALL, "width": 32}), progress=False, init=prior)
 
 
 def test_patience_stops_on_the_validation_error_and_keeps_the_best_epoch():
     poses = DATA.poses()
-    cfg = CompletionConfig(**{**SMALL, "epochs": 30, "patience": 2, "lr": 3e-2})  # a rate that stalls soon
+    cfg = CompletionConfig.from_conf(**{**SMALL, "epochs": 30, "patience": 2, "lr": 3e-2})  # a rate that stalls soon
     model, history = train_completion(poses[:60], cfg, progress=False, val_poses=poses[60:])
     val = history["val_hidden_mm"]
     assert len(history["epoch"]) < 30
@@ -91,7 +92,7 @@ def test_patience_stops_on_the_validation_error_and_keeps_the_best_epoch():
 
 
 def test_checkpoint_reuse_checks_the_hash_inside_the_file(tmp_path):
-    cfg = CompletionConfig(**SMALL)
+    cfg = CompletionConfig.from_conf(**SMALL)
     model, _ = train_completion(DATA.poses(), cfg, progress=False)
     ckpt, info = tmp_path / "model.pt", tmp_path / "model.json"
     info.write_text(json.dumps({"config_hash": "aaaa", "network": "build"}))

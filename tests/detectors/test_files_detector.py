@@ -12,6 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import train_small_lifter
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -401,21 +402,8 @@ def test_a_video_source_is_not_decoded_for_detections_from_files(tmp_path, monke
 
 @pytest.fixture(scope="module")
 def small_lifter(tmp_path_factory):
-    """A small I2D lifter trained on the synthetic capture's poses (as tests/test_pictures_more.py does)."""
-    from build_h3wb.leaderboard.lifter import LifterConfig, save_lifter, train_lifter
-
-    d = tmp_path_factory.mktemp("lifter")
-    src = SyntheticSource(subjects=["S1"], actions=["Walking", "Posing"], duration_s=4)
-    kp2d, kp3d = [], []
-    for seq in src.sequences():
-        world = src.ground_truth(seq, src.frames(seq))
-        for cam in src.rig(seq):
-            kp2d.append(cam.project(world, distort_points=False))
-            kp3d.append(cam.world_to_camera(world))
-    cfg = LifterConfig(width=64, num_blocks=1, epochs=2, batch_size=64, i2d=True)
-    model, stats, history = train_lifter(np.concatenate(kp2d), np.concatenate(kp3d), cfg, progress=False)
-    save_lifter(d / "model.pt", model, cfg, stats, history)
-    return d / "model.pt"
+    """A small I2D lifter trained on the synthetic capture's poses."""
+    return train_small_lifter(tmp_path_factory.mktemp("lifter") / "model.pt")
 
 
 def _pictures(build, *overrides):

@@ -46,3 +46,13 @@ def test_part_ids():
     assert (ids[:17] == 0).all() and (ids[17:23] == 1).all() and (ids[23:91] == 2).all()
     assert (ids[91:112] == 3).all() and (ids[112:] == 4).all()
     assert skeleton.part_of(100) == "left_hand"
+
+
+def test_box_diagonal_counts_only_valid_keypoints():
+    uv = np.array([[[0.0, 0.0], [30.0, 40.0], [1e4, 1e4], [np.nan, np.nan]]])  # (1, 4, 2) px
+    valid = np.array([[True, True, False, False]])
+    np.testing.assert_allclose(skeleton.box_diagonal(uv, valid), [50.0])  # the far point does not count
+    both = skeleton.box_diagonal(np.stack([uv, uv]), np.stack([valid, np.zeros_like(valid)]))  # (2, 1)
+    assert both.shape == (2, 1) and both[0, 0] == 50.0 and np.isnan(both[1, 0])  # none valid: NaN
+    with pytest.raises(ValueError, match=r"\(\.\.\., K, 2\)"):
+        skeleton.box_diagonal(uv, valid[:, :3])

@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 import skimage.data
-from conftest import run_cli
+from conftest import run_cli, train_small_lifter
 from hydra import compose, initialize_config_dir
 from matplotlib.image import imread
 from omegaconf import OmegaConf
@@ -18,9 +18,8 @@ from build_h3wb.config import register_configs
 from build_h3wb.detectors.base import check_detections
 from build_h3wb.detectors.mediapipe import MediaPipeHolisticDetector
 from build_h3wb.geometry.cameras import h36m_rig, save_rig
-from build_h3wb.leaderboard.lifter import LifterConfig, load_lifter, save_lifter, train_lifter
+from build_h3wb.leaderboard.lifter import load_lifter
 from build_h3wb.sources.base import FrameBatch, Recording
-from build_h3wb.sources.synthetic import SyntheticSource
 from build_h3wb.stages import run_stage
 from build_h3wb.synthetic.motion import generate_motion
 from build_h3wb.viz.figures import detection_box, image_figure, lift_detection, pinhole_camera, sheet_figure
@@ -362,17 +361,7 @@ def photo(tmp_path_factory):
     d = tmp_path_factory.mktemp("photo")
     jpg = d / "astronaut.jpg"
     assert cv2.imwrite(str(jpg), cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
-    src = SyntheticSource(subjects=["S1"], actions=["Walking", "Posing"], duration_s=4)
-    kp2d, kp3d = [], []
-    for seq in src.sequences():
-        world = src.ground_truth(seq, src.frames(seq))  # (T, J, 3) world mm
-        for cam in src.rig(seq):
-            kp2d.append(cam.project(world, distort_points=False))
-            kp3d.append(cam.world_to_camera(world))
-    cfg = LifterConfig(width=64, num_blocks=1, epochs=2, batch_size=64, i2d=True)
-    model, stats, history = train_lifter(np.concatenate(kp2d), np.concatenate(kp3d), cfg, progress=False)
-    save_lifter(d / "model.pt", model, cfg, stats, history)
-    return d, jpg, d / "model.pt"
+    return d, jpg, train_small_lifter(d / "model.pt")
 
 
 @pytest.fixture(scope="module")
