@@ -114,6 +114,17 @@ class Build:
         return self.root / stage / unit["subject"] / f"{unit['sequence']}.h5"
 
 
+def source_fps(detect_manifest: Mapping[str, Any]) -> float:
+    """The capture's frame rate as the detect manifest records its source (0.0 when the source does not know it).
+
+    Sources with videos record ``video_fps``; detections without videos (``data=detections``) record ``data.fps``
+    as ``fps``. No rate is assumed: stages that need one (triangulate's jump check and smoothing, filter's jump test)
+    turn that part off and say so.
+    """
+    src = detect_manifest.get("config", {}).get("source", {})
+    return float(src.get("video_fps") or src.get("fps") or 0.0)
+
+
 def read_rig(attrs: Mapping[str, Any], path: str | Path) -> Rig:
     """The rig stored in a detection artifact's ``rig`` attribute (JSON); errors name the file."""
     if "rig" not in attrs:

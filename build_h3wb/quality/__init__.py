@@ -64,7 +64,7 @@ def pose_measures(
         filled: (T, J) bool, filled by the completion network.
         frames: (T,) video frame numbers.
         reference_bones: (B,) the subject's median bone lengths, mm.
-        fps: video frame rate.
+        fps: video frame rate (0: unknown, no jump is measured).
         stride: frame step between consecutive selected frames.
 
     Returns:
@@ -86,7 +86,7 @@ def pose_measures(
         asym = np.nansum(np.abs(left - right), axis=1) / np.nansum(0.5 * (left + right), axis=1)
         jump = np.full(T, np.nan)
         consecutive = np.diff(frames) == stride  # (T-1,)
-        if T > 1:
+        if T > 1 and fps > 0:  # an unknown frame rate (0) judges no jump
             speed = np.linalg.norm(kp3d[1:] - kp3d[:-1], axis=-1) * (fps / stride)  # (T-1, J) mm/s
             jump[1:] = np.where(consecutive, np.nanmax(speed, axis=1), np.nan)
     return {

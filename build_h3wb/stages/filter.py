@@ -28,7 +28,7 @@ from omegaconf import DictConfig
 
 from build_h3wb import skeleton
 from build_h3wb.artifacts import atomic_h5, atomic_path, open_h5, read_json, write_json
-from build_h3wb.build import Build
+from build_h3wb.build import Build, source_fps
 from build_h3wb.quality import Filter, apply_filters, bone_lengths, pose_measures, quality_score, select_balanced
 from build_h3wb.sources.base import Recording
 from build_h3wb.stages.common import make_source, plain, progress
@@ -75,8 +75,11 @@ def run(cfg: DictConfig) -> dict:
     stage_name = f"filter/sweep/{sweep}" if sweep else "filter"
     sd = build.stage_dir("filter", {"filter": settings, "poses": pose_stage}, inputs, folder=stage_name)
     units = poses_m["units"]
-    det_cfg = read_json(root / "detect" / "manifest.json")["config"]["source"]
-    fps, stride = float(det_cfg.get("video_fps", 50.0)), int(det_cfg.get("stride", 1))
+    det_manifest = read_json(root / "detect" / "manifest.json")
+    fps, stride = source_fps(det_manifest), int(det_manifest["config"]["source"].get("stride", 1))
+    if fps <= 0:
+        log.warning("filter: the source reports no frame rate; the temporal jump test is off (set the source's frame "
+                    "rate, e.g. data.fps for data=detections)")
 
     # pass 1: each subject's own bone lengths (median over its complete poses), and which keypoints the build saw
     lengths: dict[str, list[np.ndarray]] = {}

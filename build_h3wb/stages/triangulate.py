@@ -35,7 +35,7 @@ from build_h3wb.artifacts import (
     require_dataset,
     write_json,
 )
-from build_h3wb.build import Build, read_rig
+from build_h3wb.build import Build, read_rig, source_fps
 from build_h3wb.geometry.sequence_check import (
     SWAP_GROUPS,
     agreement_threshold_px,
@@ -119,8 +119,7 @@ def run(cfg: DictConfig) -> dict:
 
 def _video_fps(det: dict) -> float:
     """The source's frame rate from the detect manifest (0.0 when the source does not know it)."""
-    src = det.get("config", {}).get("source", {})
-    fps = float(src.get("video_fps") or src.get("fps") or 0.0)
+    fps = source_fps(det)
     if fps <= 0:
         log.warning("triangulate: the source reports no frame rate; the jump check and the temporal smoothing are "
                     "off (set the source's frame rate, e.g. data.fps for data=detections)")

@@ -84,3 +84,15 @@ def test_select_balanced_takes_the_best_of_every_group():
     sel = select_balanced(score, groups, 5)
     assert sel.sum() == 5 and not sel[5]
     assert select_balanced(score, groups, 100).sum() == 6
+
+
+def test_an_unknown_frame_rate_measures_no_jump():
+    frames, kp = _poses()
+    kp = kp.copy()
+    kp[7] += 500.0  # a 0.5 m jump between consecutive frames
+    T = len(kp)
+    ref = np.nanmedian(bone_lengths(kp), axis=0)
+    known = pose_measures(kp, np.full((T, J), 2.0), np.full((T, J), 4), np.zeros((T, J), bool), frames, ref, 50.0, 5)
+    unknown = pose_measures(kp, np.full((T, J), 2.0), np.full((T, J), 4), np.zeros((T, J), bool), frames, ref, 0.0, 5)
+    assert known["jump_mm_s"][7] > 4000  # 866 mm in 0.1 s
+    assert np.isnan(unknown["jump_mm_s"]).all()  # no rate assumed: the jump test cannot reject anything
