@@ -472,6 +472,10 @@ class LifterStageConfig:
         large: the large variant (width 2048).
         batch_size: samples per optimisation step.
         lr_decay: learning rate factor applied after every epoch.
+        num_blocks: residual blocks of the network.
+        dropout: dropout probability inside the blocks.
+        lr: initial Adam learning rate.
+        weight_decay: Adam weight decay.
         device: ``auto`` (GPU when there is one), ``cpu`` or a torch device such as ``cuda:1``.
         seed: training seed (initialisation, batch order, training masks).
         method: the row name in ``benchmark/scores.md`` (the task is a column).
@@ -486,6 +490,10 @@ class LifterStageConfig:
     large: bool = MISSING
     batch_size: int = MISSING
     lr_decay: float = MISSING
+    num_blocks: int = MISSING
+    dropout: float = MISSING
+    lr: float = MISSING
+    weight_decay: float = MISSING
     device: str = MISSING
     seed: int = MISSING
     method: str = MISSING

@@ -91,6 +91,19 @@ def test_plugin_defaults_in_python_equal_the_yaml_values(group):
             assert default == written, f"{option.name}: {name} is {written!r}, its Python default {p.default!r}"
 
 
+def test_lifter_defaults_in_python_equal_the_yaml_values():
+    """The lifter's dataclass keeps defaults for Python callers; those the stage also sets must equal its YAML."""
+    import dataclasses
+
+    from build_h3wb.leaderboard.lifter import LifterConfig
+
+    written = OmegaConf.to_container(OmegaConf.load(CONF / "lifter" / "default.yaml"))
+    shared = [f.name for f in dataclasses.fields(LifterConfig) if f.name in written]
+    assert {"epochs", "width", "batch_size", "lr_decay", "num_blocks", "dropout", "lr", "weight_decay"} <= set(shared)
+    for name in shared:
+        assert getattr(LifterConfig(), name) == written[name], name
+
+
 def test_triangulate_plain_is_the_baseline():
     cfg = _compose("triangulate=plain")
     assert cfg.triangulate.robust is False and cfg.triangulate.min_score == _compose().triangulate.min_score

@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -200,7 +201,8 @@ def mean_pose(train_3d: np.ndarray) -> np.ndarray:
 
 
 def lifter_config(
-    epochs: int, batch_size: int = 256, width: int | None = None, large: bool = False, lr_decay: float | None = None
+    epochs: int, batch_size: int = 256, width: int | None = None, large: bool = False, lr_decay: float | None = None,
+    **more: Any,
 ) -> LifterConfig:
     """The lifter's settings from the few knobs the stage and the script expose.
 
@@ -210,12 +212,14 @@ def lifter_config(
         width: hidden width; None: 1024, or 2048 when ``large``.
         large: start from :meth:`LifterConfig.large` (an explicit ``width`` still wins).
         lr_decay: learning rate factor per epoch; None: the default.
+        **more: any other :class:`LifterConfig` field (``num_blocks``, ``dropout``, ``lr``, ``weight_decay``).
     """
     overrides: dict = {"epochs": int(epochs), "batch_size": int(batch_size)}
     if width is not None:
         overrides["width"] = int(width)
     if lr_decay is not None:
         overrides["lr_decay"] = float(lr_decay)
+    overrides.update(more)
     return LifterConfig.large(**overrides) if large else LifterConfig(**overrides)
 
 

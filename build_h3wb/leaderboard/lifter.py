@@ -47,6 +47,8 @@ class LifterConfig:
         dropout: dropout probability inside the blocks.
         epochs: training epochs.
         batch_size: samples per optimisation step.
+
+    The defaults are for Python callers; they equal ``conf/lifter/default.yaml`` (tested), which the stage reads.
         lr: initial Adam learning rate.
         lr_decay: learning rate factor applied after every epoch (exponential decay).
         weight_decay: Adam weight decay.
@@ -57,7 +59,7 @@ class LifterConfig:
     width: int = 1024
     num_blocks: int = 2
     dropout: float = 0.5
-    epochs: int = 20
+    epochs: int = 12
     batch_size: int = 256
     lr: float = 1e-3
     lr_decay: float = 0.9

@@ -65,7 +65,8 @@ def run(cfg: DictConfig) -> dict:
         raise BuildDirError(f"{folder} lacks {', '.join(missing)}; run `python -m build_h3wb stage=export "
                             f"build.dir={root}` first")
     base = lifter_config(lcfg.epochs, lcfg.batch_size, width=None if lcfg.large else lcfg.width, large=lcfg.large,
-                         lr_decay=lcfg.lr_decay)
+                         lr_decay=lcfg.lr_decay, num_blocks=lcfg.num_blocks, dropout=lcfg.dropout, lr=lcfg.lr,
+                         weight_decay=lcfg.weight_decay)
     base_dict = {k: v for k, v in dataclasses.asdict(base).items() if k != "i2d"}  # i2d follows the task
     sd = StageDir(root, "lifter", {"lifter": base_dict, "seed": lcfg.seed}, overwrite=cfg.build.overwrite,
                   upstream={"export": export["config_hash"]})
