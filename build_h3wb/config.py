@@ -366,7 +366,9 @@ class FilterConfig:
     """Quality filter thresholds (see ``build_h3wb.quality``); a pose is kept when it passes all of them.
 
     Attributes:
-        max_reprojection_px: mean reprojection error of the triangulated keypoints.
+        max_reprojection_share: mean reprojection error of the triangulated keypoints as a share of the person's
+            size in the image (the diagonal of the body keypoints' box in the views used), so one value holds for
+            any rig and distance.
         min_views: mean number of views supporting a triangulated keypoint.
         max_filled_share: share of keypoints filled by the completion network.
         max_bone_deviation: length-weighted relative deviation of the rigid bones from the subject's median lengths.
@@ -376,7 +378,7 @@ class FilterConfig:
         true_error: score the kept poses against ground truth where the source has it.
     """
 
-    max_reprojection_px: float = MISSING
+    max_reprojection_share: float = MISSING
     min_views: float = MISSING
     max_filled_share: float = MISSING
     max_bone_deviation: float = MISSING

@@ -13,9 +13,13 @@ as thresholds ``(C, T)``; 3D points ``(T, J, 3)``):
   views) and the one with the most agreeing observations of the lateral keypoints (those with a left/right twin)
   wins; a combination and its complement agree equally (the mirrored body), so the one swapping fewer views wins,
   and where that ties too (two views against two, as happens when a detector labels the people it sees from behind
-  as if from the front) the one continuing the neighbouring frames' body. Hands and face are then checked per view
-  against a first triangulation: where clearly more lateral keypoints agree swapped, they are swapped back. The
-  frame is then triangulated again.
+  as if from the front) the one continuing the neighbouring frames' body. Hands and face are then checked per view,
+  first where they attach to the (corrected) body in the same image: the left hand's root lies at the left wrist,
+  the face's eyes at the body's eyes; a part whose left and right sides attach clearly better the other way round
+  is swapped back (a detector that mirrors the whole person in a view mirrors its face and hands too, and a face
+  seen by two views only has no other view to outvote the mirrored one). Where the attachment does not decide (a
+  profile view, hands together), the part's lateral keypoints are compared with a first triangulation: where clearly
+  more agree swapped, they are swapped back. The frame is then triangulated again.
 - :func:`check_sequence`: each bone between two rigid keypoints keeps its length for one subject (bones of at least
   10 cm: limbs, shoulders, hips, torso; finger bones vary with the noise as much as with an error), and at video
   rate a keypoint cannot jump. Keypoints on bones far off the sequence's median length, or that jump away and back, are
@@ -153,6 +157,55 @@ def _body_swaps(uv: np.ndarray, score: np.ndarray, rig: Rig, threshold_px: np.nd
     return combos[choice].T  # (C, T)
 
 
+#: Where each swappable part attaches to the body: (body keypoint, the part's keypoints there) for its left and
+#: right side. The face's eyes are the body's eyes; a hand's root is at its wrist.
+_ATTACH: dict[str, tuple[tuple[int, np.ndarray], tuple[int, np.ndarray]]] = {
+    "face": tuple((skeleton.index(f"{side}_eye"), skeleton.PARTS["face"].start
+                   + np.asarray(skeleton.FACE_REGIONS[f"{side}_eye"])) for side in ("left", "right")),
+    "hands": tuple((skeleton.index(f"{side}_wrist"), np.array([skeleton.PARTS[f"{side}_hand"].start]))
+                   for side in ("left", "right")),
+}
+
+
+def attachment_swaps(uv: np.ndarray, score: np.ndarray, part: str, min_px: np.ndarray, min_score: float = 0.3,
+                     ratio: float = 2.0) -> np.ndarray:
+    """Per view, whether a part's left/right labels attach to the body the other way round (see the module docstring).
+
+    The part's left and right anchors (e.g. the centres of the face's eyes) are compared with the body keypoints they
+    sit on in the same image (the body's eyes): ``d_as`` sums the two distances as labelled, ``d_swapped`` with the
+    sides exchanged. A view decides only when one reading is ``ratio`` times closer than the other and the farther
+    one is at least ``min_px`` (below that the two sides overlap in the image, as in a profile view).
+
+    Args:
+        uv: (C, T, J, 2) detections in pixels (body labels already corrected), NaN where missing.
+        score: (C, T, J) confidence.
+        part: ``"face"`` or ``"hands"``.
+        min_px: (C, T) pixels, e.g. the agreement threshold of each view.
+        min_score: keypoints below this are ignored.
+        ratio: how much closer the winning reading must be.
+
+    Returns:
+        (C, T) int8: 1 swapped, -1 as labelled, 0 undecided (a keypoint missing, or too close to call).
+    """
+    if part not in _ATTACH:
+        raise ValueError(f"part must be one of {sorted(_ATTACH)}, got {part!r}")
+    with np.errstate(invalid="ignore"):
+        ok = score >= min_score  # (C, T, J)
+    pts = np.where(ok[..., None], uv, np.nan)
+    body, anchor = [], []
+    for b, idx in _ATTACH[part]:
+        body.append(pts[:, :, b])  # (C, T, 2)
+        with np.testing.suppress_warnings() as sup:
+            sup.filter(RuntimeWarning)  # an anchor with no keypoint found: NaN, undecided
+            anchor.append(np.nanmean(pts[:, :, idx], axis=2))
+    d_as = np.linalg.norm(body[0] - anchor[0], axis=-1) + np.linalg.norm(body[1] - anchor[1], axis=-1)  # (C, T)
+    d_sw = np.linalg.norm(body[0] - anchor[1], axis=-1) + np.linalg.norm(body[1] - anchor[0], axis=-1)
+    with np.errstate(invalid="ignore"):
+        far = np.maximum(d_as, d_sw) >= min_px
+        out = np.where(far & (ratio * d_sw < d_as), 1, np.where(far & (ratio * d_as < d_sw), -1, 0))
+    return out.astype(np.int8)
+
+
 def fix_left_right_swaps(
     uv: np.ndarray, score: np.ndarray, rig: Rig, X: np.ndarray, threshold_px: np.ndarray, min_score: float = 0.3,
     min_agree: int = 3,
@@ -186,12 +239,15 @@ def fix_left_right_swaps(
         r_sw = np.linalg.norm(uv[:, :, flip] - proj, axis=-1)  # keypoint j read from its twin's label
         agree_as = conf & (r_as <= threshold_px[..., None])
         agree_sw = conf[:, :, flip] & (r_sw <= threshold_px[..., None])
-    for g, idx in enumerate(SWAP_GROUPS.values()):
+    for g, (name, idx) in enumerate(SWAP_GROUPS.items()):
         if g > 0 or C > 6:
             lateral = idx[flip[idx] != idx]
             n_as = agree_as[:, :, lateral].sum(-1)  # (C, T)
             n_sw = agree_sw[:, :, lateral].sum(-1)
             swapped[:, :, g] = (n_sw >= min_agree) & (n_sw > 2 * n_as)
+        if name in _ATTACH:  # where the part attaches to the corrected body decides first
+            attach = attachment_swaps(out_uv, out_score, name, threshold_px, min_score)
+            swapped[:, :, g] = np.where(attach != 0, attach > 0, swapped[:, :, g])
         c, t = np.nonzero(swapped[:, :, g])
         if len(t):
             out_uv[c[:, None], t[:, None], idx[None]] = uv[c[:, None], t[:, None], flip[idx][None]]

@@ -3,6 +3,10 @@
 The measures need no ground truth, only what the build itself knows:
 
 - ``reprojection_px``: mean reprojection error (pixels) of the triangulated keypoints;
+- ``reprojection_share``: the same relative to the person's size in the image: each keypoint's error over the
+  person's size (the diagonal of the body keypoints' box, as triangulation measures it) in the views that
+  triangulated it, averaged over the keypoints. It is what the filter bounds, so one threshold holds for any rig,
+  frame size and distance to the person (6 px on Human3.6M's person of about 400 px is 1.5%);
 - ``views``: mean number of views supporting a triangulated keypoint;
 - ``filled_share``: share of the keypoints filled by the completion network;
 - ``bone_deviation``: how far the rigid bones are from the subject's own median lengths, ``sum |l - l_ref| /
@@ -22,8 +26,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from build_h3wb import skeleton
+from build_h3wb.geometry.triangulation import view_mask
 
-MEASURES = ("reprojection_px", "views", "filled_share", "bone_deviation", "asymmetry", "jump_mm_s")
+MEASURES = (
+    "reprojection_px", "reprojection_share", "views", "filled_share", "bone_deviation", "asymmetry", "jump_mm_s",
+)
 
 
 def symmetric_bone_pairs() -> np.ndarray:
@@ -45,6 +52,26 @@ def bone_lengths(kp3d: np.ndarray) -> np.ndarray:
     return np.linalg.norm(kp3d[:, b[:, 0]] - kp3d[:, b[:, 1]], axis=-1)
 
 
+def size_in_views_used(size_px: np.ndarray, views_used: np.ndarray) -> np.ndarray:
+    """The person's mean size over the views that triangulated each keypoint.
+
+    Args:
+        size_px: (C, T) the person's size in each view and frame, pixels, views first (e.g.
+            :func:`build_h3wb.geometry.sequence_check.person_size_px`).
+        views_used: (T, J) bitmask over the C views (bit c = view c used; 0 where not triangulated).
+
+    Returns:
+        (T, J) pixels, NaN where no view was used.
+    """
+    C, T = size_px.shape
+    if views_used.shape[0] != T or views_used.ndim != 2:
+        raise ValueError(f"expected views_used (T, J) with T = {T} for size_px {size_px.shape}, got {views_used.shape}")
+    used = view_mask(views_used, C)  # (C, T, J)
+    n = used.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (used * size_px[:, :, None]).sum(0) / n, np.nan)
+
+
 def pose_measures(
     kp3d: np.ndarray,
     reprojection_error: np.ndarray,
@@ -54,6 +81,8 @@ def pose_measures(
     reference_bones: np.ndarray,
     fps: float,
     stride: int,
+    *,
+    person_size_px: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """Per-pose quality measures (see the module docstring).
 
@@ -66,17 +95,21 @@ def pose_measures(
         reference_bones: (B,) the subject's median bone lengths, mm.
         fps: video frame rate (0: unknown, no jump is measured).
         stride: frame step between consecutive selected frames.
+        person_size_px: (T, J) the person's size in the views that triangulated each keypoint, pixels (see
+            :func:`size_in_views_used`); ``reprojection_share`` divides each keypoint's error by it.
 
     Returns:
         measure name -> (T,) float.
     """
     T = kp3d.shape[0]
-    if kp3d.shape[1:] != (skeleton.NUM_KEYPOINTS, 3) or reprojection_error.shape != (T, skeleton.NUM_KEYPOINTS):
-        raise ValueError(f"expected kp3d (T, {skeleton.NUM_KEYPOINTS}, 3) and (T, J) measures, got {kp3d.shape}, "
-                         f"{reprojection_error.shape}")
+    J = skeleton.NUM_KEYPOINTS
+    if kp3d.shape[1:] != (J, 3) or reprojection_error.shape != (T, J) or person_size_px.shape != (T, J):
+        raise ValueError(f"expected kp3d (T, {J}, 3) and (T, J) reprojection error and person size, got "
+                         f"{kp3d.shape}, {reprojection_error.shape}, {person_size_px.shape}")
     tri = num_views > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         reproj = np.where(tri, reprojection_error, 0.0).sum(1) / tri.sum(1)
+        reproj_share = np.where(tri, reprojection_error / person_size_px, 0.0).sum(1) / tri.sum(1)
         views = np.where(tri, num_views, 0).sum(1) / tri.sum(1)
         lengths = bone_lengths(kp3d)  # (T, B)
         known = np.isfinite(lengths)
@@ -91,6 +124,7 @@ def pose_measures(
             jump[1:] = np.where(consecutive, np.nanmax(speed, axis=1), np.nan)
     return {
         "reprojection_px": reproj,
+        "reprojection_share": reproj_share,
         "views": views,
         "filled_share": filled.mean(1),
         "bone_deviation": dev,

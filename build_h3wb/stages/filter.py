@@ -1,7 +1,8 @@
 """Stage ``filter``: assess every built pose and select the final ones.
 
-Reads the pose stage ``build.poses`` (default ``refine``), plus ``triangulate`` (reprojection errors, views) and
-``complete`` (what the network filled). Writes ``filter/<subject>/<sequence>.h5`` with ``selected`` (T,) bool,
+Reads the pose stage ``build.poses`` (default ``refine``), plus ``triangulate`` (reprojection errors, views),
+``complete`` (what the network filled) and ``detect`` (the person's size in each view, which the reprojection
+error is judged against). Writes ``filter/<subject>/<sequence>.h5`` with ``selected`` (T,) bool,
 ``reason`` (T,) int8 (-1 kept, 0 incomplete, k rejected by the k-th filter, ``len(filters) + 1`` beyond the target
 size), ``quality`` (T,) float (lower is better) and every measure of ``build_h3wb.quality``; and
 ``filter/counts.json``: rejections by reason, poses kept, their estimated quality, how much of each part the
@@ -27,9 +28,18 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from build_h3wb import skeleton
-from build_h3wb.artifacts import atomic_h5, atomic_path, open_h5, read_json, write_json
-from build_h3wb.build import Build, source_fps
-from build_h3wb.quality import Filter, apply_filters, bone_lengths, pose_measures, quality_score, select_balanced
+from build_h3wb.artifacts import atomic_h5, atomic_path, open_h5, read_json, require_dataset, write_json
+from build_h3wb.build import Build, read_rig, source_fps
+from build_h3wb.geometry.sequence_check import person_size_px
+from build_h3wb.quality import (
+    Filter,
+    apply_filters,
+    bone_lengths,
+    pose_measures,
+    quality_score,
+    select_balanced,
+    size_in_views_used,
+)
 from build_h3wb.sources.base import Recording
 from build_h3wb.stages.common import make_source, plain, progress
 from build_h3wb.viz.figures import new_figure, save_figure
@@ -40,7 +50,7 @@ log = logging.getLogger(__name__)
 def make_filters(fcfg: DictConfig) -> list[Filter]:
     """The configured filters, in the order they are applied."""
     return [
-        Filter("reprojection", "reprojection_px", max_value=fcfg.max_reprojection_px),
+        Filter("reprojection", "reprojection_share", max_value=fcfg.max_reprojection_share),
         Filter("few_views", "views", min_value=fcfg.min_views),
         Filter("filled", "filled_share", max_value=fcfg.max_filled_share),
         Filter("bone_length", "bone_deviation", max_value=fcfg.max_bone_deviation),
@@ -80,6 +90,7 @@ def run(cfg: DictConfig) -> dict:
     if fps <= 0:
         log.warning("filter: the source reports no frame rate; the temporal jump test is off (set the source's frame "
                     "rate, e.g. data.fps for data=detections)")
+    min_score = float(read_json(root / "triangulate" / "manifest.json")["config"]["params"]["min_score"])
 
     # pass 1: each subject's own bone lengths (median over its complete poses), and which keypoints the build saw
     lengths: dict[str, list[np.ndarray]] = {}
@@ -106,8 +117,11 @@ def run(cfg: DictConfig) -> dict:
         kp = _read(root, pose_stage, u, "keypoints_3d")
         with open_h5(root / "triangulate" / u["subject"] / f"{u['sequence']}.h5") as f:
             reproj, nviews, frames = f["reprojection_error"][:], f["num_views"][:], f["frames"][:]
+            views_used = f["views_used"][:]
         filled = _filled(root, pose_stage, u, kp)
-        m = pose_measures(kp, reproj, nviews, filled & judged, frames, reference[u["subject"]], fps, stride)
+        size = size_in_views_used(_person_size(root, u, min_score), views_used)  # (T, J) px
+        m = pose_measures(kp, reproj, nviews, filled & judged, frames, reference[u["subject"]], fps, stride,
+                          person_size_px=size)
         keep, reason = apply_filters(filters, m, np.isfinite(kp).all((1, 2)))
         err_sum, err_n = _true_error(source, u, kp, frames)
         results.append(_SequenceResult(u, m, quality_score(m), keep, reason, frames, err_sum, err_n,
@@ -166,6 +180,15 @@ def run(cfg: DictConfig) -> dict:
 def _filled(root: Path, pose_stage: str, u: dict, kp: np.ndarray) -> np.ndarray:
     """(T, J) bool keypoints the completion filled (none after ``triangulate`` alone: the missing ones)."""
     return _read(root, "complete", u, "filled") if pose_stage != "triangulate" else np.isnan(kp[..., 0])
+
+
+def _person_size(root: Path, u: dict, min_score: float) -> np.ndarray:
+    """(C, T) the person's size in every view and frame, pixels, from the detections (as triangulation measures it)."""
+    path = root / "detect" / u["subject"] / f"{u['sequence']}.h5"
+    with open_h5(path) as f:
+        rig = read_rig(dict(f.attrs), str(path))
+        kp = require_dataset(f, "keypoints", (skeleton.NUM_KEYPOINTS, 3))[:]  # (C, T, J, 3)
+    return person_size_px(kp[..., :2], kp[..., 2], rig, min_score)
 
 
 def _read(root: Path, stage: str, u: dict, name: str) -> np.ndarray:

@@ -2,6 +2,9 @@ import numpy as np
 import pytest
 
 from build_h3wb import skeleton
+from build_h3wb.geometry.cameras import h36m_rig
+from build_h3wb.geometry.sequence_check import person_size_px
+from build_h3wb.geometry.triangulation import triangulate
 from build_h3wb.quality import (
     Filter,
     apply_filters,
@@ -9,8 +12,10 @@ from build_h3wb.quality import (
     pose_measures,
     quality_score,
     select_balanced,
+    size_in_views_used,
     symmetric_bone_pairs,
 )
+from build_h3wb.sources.synthetic import ring_rig
 from build_h3wb.synthetic.motion import generate_motion
 
 J = skeleton.NUM_KEYPOINTS
@@ -23,10 +28,12 @@ def _poses(n=20):
 
 def _measures(kp, frames, **kw):
     T = len(kp)
-    args = dict(reprojection_error=np.full((T, J), 2.0), num_views=np.full((T, J), 4), filled=np.zeros((T, J), bool))
+    args = dict(reprojection_error=np.full((T, J), 2.0), num_views=np.full((T, J), 4), filled=np.zeros((T, J), bool),
+                person_size_px=np.full((T, J), 400.0))
     args.update(kw)
     ref = np.nanmedian(bone_lengths(kp), axis=0)
-    return pose_measures(kp, args["reprojection_error"], args["num_views"], args["filled"], frames, ref, 50.0, 5)
+    return pose_measures(kp, args["reprojection_error"], args["num_views"], args["filled"], frames, ref, 50.0, 5,
+                         person_size_px=args["person_size_px"])
 
 
 def test_symmetric_pairs_are_left_right_twins():
@@ -41,6 +48,7 @@ def test_measures_of_a_clean_pose_sequence():
     frames, kp = _poses()
     m = _measures(kp, frames)
     assert np.allclose(m["reprojection_px"], 2.0) and np.allclose(m["views"], 4)
+    assert np.allclose(m["reprojection_share"], 2.0 / 400.0)
     assert (m["filled_share"] == 0).all()
     assert m["bone_deviation"].max() < 1e-6  # the generator keeps bones constant
     assert m["asymmetry"].max() < 0.2
@@ -92,7 +100,56 @@ def test_an_unknown_frame_rate_measures_no_jump():
     kp[7] += 500.0  # a 0.5 m jump between consecutive frames
     T = len(kp)
     ref = np.nanmedian(bone_lengths(kp), axis=0)
-    known = pose_measures(kp, np.full((T, J), 2.0), np.full((T, J), 4), np.zeros((T, J), bool), frames, ref, 50.0, 5)
-    unknown = pose_measures(kp, np.full((T, J), 2.0), np.full((T, J), 4), np.zeros((T, J), bool), frames, ref, 0.0, 5)
+    args = (np.full((T, J), 2.0), np.full((T, J), 4), np.zeros((T, J), bool), frames, ref)
+    known = pose_measures(kp, *args, 50.0, 5, person_size_px=np.full((T, J), 400.0))
+    unknown = pose_measures(kp, *args, 0.0, 5, person_size_px=np.full((T, J), 400.0))
     assert known["jump_mm_s"][7] > 4000  # 866 mm in 0.1 s
     assert np.isnan(unknown["jump_mm_s"]).all()  # no rate assumed: the jump test cannot reject anything
+
+
+def test_size_in_views_used_averages_the_views_of_each_keypoint():
+    size = np.array([[400.0, 800.0, 600.0], [100.0, 200.0, 300.0]]).T  # (C=3, T=2)
+    views = np.array([[0b011, 0b100, 0], [0b111, 0b001, 0b110]], dtype=np.uint16)  # (T, J=3) bitmasks
+    out = size_in_views_used(size, views)
+    assert out.shape == (2, 3)
+    assert out[0, :2].tolist() == [600.0, 600.0] and np.isnan(out[0, 2])
+    assert out[1].tolist() == [200.0, 100.0, 250.0]
+    with pytest.raises(ValueError, match="views_used"):
+        size_in_views_used(size, views[:1])
+
+
+def _reprojection_measures(rig, noise_px, frames=20, seed=0):
+    """Measures of a walk seen by ``rig`` with detector noise ``noise_px``, triangulated by the real rule."""
+    vol = rig.capture_volume
+    fr = np.arange(0, 5 * frames, 5)
+    X = generate_motion("S1", "Walking", fr / 50.0, center_xy_mm=vol["center_xy"],
+                        half_extent_xy_mm=vol["half_extent_xy"])  # (T, J, 3)
+    rng = np.random.default_rng(seed)
+    noise = np.moveaxis(rng.normal(0, noise_px, (frames, len(rig), J, 2)), 1, 0)  # drawn frames first (seeded)
+    uv = np.stack([cam.project(X) for cam in rig]) + noise  # (C, T, J, 2)
+    score = np.full(uv.shape[:3], 0.9)
+    size = person_size_px(uv, score, rig)  # (C, T)
+    res = triangulate(uv, score, rig, outlier_threshold_px=0.03 * size[:, :, None])
+    m = pose_measures(X, res.reprojection_error, res.num_views, np.zeros((frames, J), bool), fr,
+                      np.nanmedian(bone_lengths(X), axis=0), 50.0, 5,
+                      person_size_px=size_in_views_used(size, res.views))
+    return m, float(np.median(size))
+
+
+def test_reprojection_share_holds_for_a_person_twice_as_large_in_the_image():
+    # the same walk seen by Human3.6M's cameras (person about 400 px) and by a portrait rig close to the subject
+    # (about twice as large); the detector's noise grows with the person's size in the image, as real detectors' does
+    small, size_small = _reprojection_measures(h36m_rig("S1"), 2.0)
+    _, size_large = _reprojection_measures(ring_rig(), 2.0)
+    ratio = size_large / size_small
+    assert ratio > 1.7
+    large, _ = _reprojection_measures(ring_rig(), 2.0 * ratio)
+    px_small, px_large = np.median(small["reprojection_px"]), np.median(large["reprojection_px"])
+    share_small, share_large = np.median(small["reprojection_share"]), np.median(large["reprojection_share"])
+    assert px_large > 1.5 * px_small  # in pixels the larger person looks worse...
+    assert share_large == pytest.approx(share_small, rel=0.25)  # ...relative to its size it is as good
+    # one share keeps both people's poses, where a pixel bound that keeps the small one drops the large one
+    assert Filter("reprojection", "reprojection_share", max_value=1.5 * share_small)(large).all()
+    assert Filter("reprojection", "reprojection_share", max_value=1.5 * share_small)(small).all()
+    assert Filter("pixels", "reprojection_px", max_value=1.5 * px_small)(small).all()
+    assert not Filter("pixels", "reprojection_px", max_value=1.5 * px_small)(large).any()

@@ -93,7 +93,7 @@ def test_filter_counts_and_export_files(built):
 
 def test_filter_sweep_writes_one_table(built):
     d, _ = built
-    cli(d, "stage=filter", *SMALL, "filter.max_reprojection_px=3,6,20", multirun=True)
+    cli(d, "stage=filter", *SMALL, "filter.max_reprojection_share=0.0075,0.015,0.05", multirun=True)
     sweep = d / "filter" / "sweep"
     table = (sweep / "summary.md").read_text().splitlines()
     assert len(table) == 2 + 3
@@ -102,7 +102,7 @@ def test_filter_sweep_writes_one_table(built):
     assert kept == sorted(kept) and kept[0] < kept[-1]
     assert (sweep / "summary.csv").exists() and (sweep / "summary.png").exists()
     # the sweep did not touch the main filter output
-    assert json.loads((d / "filter" / "counts.json").read_text())["settings"]["max_reprojection_px"] == 6.0
+    assert json.loads((d / "filter" / "counts.json").read_text())["settings"]["max_reprojection_share"] == 0.015
 
 
 def test_benchmark_scores_prediction_files(built, tmp_path):
