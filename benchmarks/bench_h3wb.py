@@ -25,27 +25,34 @@ REPO = Path(__file__).resolve().parents[1]
 STAGES = ("detect", "triangulate", "complete", "refine", "filter", "export", "evaluate")
 
 
-def preset_values(experiment: str) -> tuple[float, int]:
-    """The preset's sequence length (s) and filter target size, as composed."""
+def preset_values(experiment: str, overrides: list[str]) -> tuple[float, int]:
+    """The preset's sequence length (s) and filter target size, as composed with ``overrides`` (the 1x values)."""
     from hydra import compose, initialize_config_dir
 
     from build_h3wb.config import register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"experiment={experiment}"])
+        cfg = compose(config_name="config", overrides=[f"experiment={experiment}", *overrides])
     return float(cfg.data.duration_s), int(cfg.filter.target_size)
 
 
 def run_stage(stage: str, build_dir: Path, overrides: list[str], log) -> dict:
-    """One stage in a fresh process: wall seconds, peak RSS (MB) and exit code."""
+    """One stage in a fresh process: wall and CPU seconds, peak RSS (MB), exit code and the machine's load.
+
+    ``load_before`` / ``load_after``: ``os.getloadavg()`` (1, 5, 15 minute) around the stage; other work on the
+    machine slows the wall time (CPU seconds, user + system of the stage's process, less so).
+    """
     cmd = [sys.executable, "-m", "build_h3wb", f"stage={stage}", f"build.dir={build_dir}", *overrides]
+    load_before = [round(x, 2) for x in os.getloadavg()]
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return {"seconds": round(seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "rc": proc.returncode}
+    return {"seconds": round(seconds, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "rc": proc.returncode, "load_before": load_before,
+            "load_after": [round(x, 2) for x in os.getloadavg()]}
 
 
 def main() -> None:
@@ -54,15 +61,16 @@ def main() -> None:
     ap.add_argument("--experiment", default="h3wb")
     ap.add_argument("--root", default=None, help="parent of the build directories (default: a temporary folder)")
     ap.add_argument("--json", default=None)
-    ap.add_argument("overrides", nargs="*", help="more overrides for every stage (after --)")
+    ap.add_argument("overrides", nargs="*", help="more overrides for every stage (after --); data.duration_s and "
+                    "filter.target_size given here are the 1x values that the scales multiply")
     args = ap.parse_args()
-    duration, target = preset_values(args.experiment)
+    duration, target = preset_values(args.experiment, args.overrides)
     root = Path(args.root or tempfile.mkdtemp(prefix="bench_h3wb_"))
     results = {}
     for scale in args.scales:
         build_dir = root / f"x{scale:g}"
-        overrides = [f"experiment={args.experiment}", f"data.duration_s={duration * scale:g}",
-                     f"filter.target_size={int(round(target * scale))}", *args.overrides]
+        overrides = [f"experiment={args.experiment}", *args.overrides, f"data.duration_s={duration * scale:g}",
+                     f"filter.target_size={int(round(target * scale))}"]
         build_dir.mkdir(parents=True, exist_ok=True)
         stages = {}
         with open(build_dir / "bench.log", "w") as log:
@@ -74,7 +82,9 @@ def main() -> None:
         dataset = json.loads((build_dir / "evaluate" / "dataset.json").read_text())
         results[f"{scale:g}"] = {"overrides": overrides, "stages": stages, "dataset": dataset,
                                  "total_s": round(sum(s["seconds"] for s in stages.values()), 1),
-                                 "peak_rss_mb": max(s["peak_rss_mb"] for s in stages.values())}
+                                 "peak_rss_mb": max(s["peak_rss_mb"] for s in stages.values()),
+                                 "machine": {"cpus": os.cpu_count(), "nice": os.nice(0)}}
+        _write_partial(args.json, results)
     base = results[f"{args.scales[0]:g}"]
     print(f"\n{args.experiment}: time (s) / peak RSS (MB) per stage, one run per scale, {os.cpu_count()} CPUs\n")
     print("| stage | " + " | ".join(f"{s:g}x" for s in args.scales) + " |")
@@ -88,6 +98,12 @@ def main() -> None:
                                    for r in results.values()) + " |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+def _write_partial(path: str | None, results: dict) -> None:
+    """Save the scales finished so far (a long series that is stopped keeps them)."""
+    if path:
+        Path(path).write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
