@@ -23,6 +23,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("detect", "triangulate", "complete", "refine", "filter", "export", "evaluate")
+#: Environment variables that set the stages' thread counts (recorded with the results; unset = the libraries' own
+#: choice, one thread per core). On a loaded machine ``OMP_NUM_THREADS=1`` keeps PyTorch's and OpenBLAS's threads from
+#: spinning against other jobs.
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def preset_values(experiment: str, overrides: list[str]) -> tuple[float, int]:
@@ -83,7 +87,8 @@ def main() -> None:
         results[f"{scale:g}"] = {"overrides": overrides, "stages": stages, "dataset": dataset,
                                  "total_s": round(sum(s["seconds"] for s in stages.values()), 1),
                                  "peak_rss_mb": max(s["peak_rss_mb"] for s in stages.values()),
-                                 "machine": {"cpus": os.cpu_count(), "nice": os.nice(0)}}
+                                 "machine": {"cpus": os.cpu_count(), "nice": os.nice(0),
+                                             "threads": {k: os.environ.get(k) for k in THREAD_VARS}}}
         _write_partial(args.json, results)
     base = results[f"{args.scales[0]:g}"]
     print(f"\n{args.experiment}: time (s) / peak RSS (MB) per stage, one run per scale, {os.cpu_count()} CPUs\n")
