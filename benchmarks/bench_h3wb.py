@@ -13,8 +13,10 @@ in the number of poses (stages stream per sequence and per chunk); time should g
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -65,9 +67,15 @@ def main() -> None:
     ap.add_argument("--experiment", default="h3wb")
     ap.add_argument("--root", default=None, help="parent of the build directories (default: a temporary folder)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--render", action="store_true", help="only rewrite --json with its table (and the build sizes "
+                    "from --root, the unfinished stages from --log)")
+    ap.add_argument("--log", default=None, help="with --render: the output this script printed")
     ap.add_argument("overrides", nargs="*", help="more overrides for every stage (after --); data.duration_s and "
                     "filter.target_size given here are the 1x values that the scales multiply")
     args = ap.parse_args()
+    if args.render:
+        render(Path(args.json), Path(args.root) if args.root else None, Path(args.log) if args.log else None)
+        return
     duration, target = preset_values(args.experiment, args.overrides)
     root = Path(args.root or tempfile.mkdtemp(prefix="bench_h3wb_"))
     results = {}
@@ -85,30 +93,101 @@ def main() -> None:
                     raise SystemExit(f"stage {stage} failed at scale {scale:g}; see {build_dir / 'bench.log'}")
         dataset = json.loads((build_dir / "evaluate" / "dataset.json").read_text())
         results[f"{scale:g}"] = {"overrides": overrides, "stages": stages, "dataset": dataset,
+                                 "build": build_facts(build_dir),
                                  "total_s": round(sum(s["seconds"] for s in stages.values()), 1),
                                  "peak_rss_mb": max(s["peak_rss_mb"] for s in stages.values()),
                                  "machine": {"cpus": os.cpu_count(), "nice": os.nice(0),
                                              "threads": {k: os.environ.get(k) for k in THREAD_VARS}}}
         _write_partial(args.json, results)
-    base = results[f"{args.scales[0]:g}"]
-    print(f"\n{args.experiment}: time (s) / peak RSS (MB) per stage, one run per scale, {os.cpu_count()} CPUs\n")
-    print("| stage | " + " | ".join(f"{s:g}x" for s in args.scales) + " |")
-    print("|---" * (len(args.scales) + 1) + "|")
+    _write_partial(args.json, results)
+    print("\n" + markdown(results))
+
+
+def build_facts(build_dir: Path) -> dict:
+    """Sizes of a finished build: capture poses, complete poses, poses the network trained on, exported poses."""
+    def manifest(stage: str) -> dict:
+        path = build_dir / stage / "manifest.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    facts = {}
+    model = build_dir / "complete" / "model.json"
+    if model.exists():
+        info = json.loads(model.read_text())
+        facts |= {"complete_poses": info.get("complete_poses"), "train_poses": info.get("train_poses"),
+                  "train_time_s": info.get("history", {}).get("train_time_s")}
+    hdf5 = manifest("export").get("counts", {}).get("hdf5", {})
+    if hdf5:
+        facts |= {"exported_poses": hdf5["poses"], "train_split_poses": hdf5.get("train"),
+                  "test_split_poses": hdf5.get("test")}
+    return facts
+
+
+def markdown(results: dict) -> str:
+    """The table of a series: time (CPU time) and peak RSS per stage and scale, sizes, error, load."""
+    scales = list(results)
+    base = results[scales[0]]
+    lines = ["| stage | " + " | ".join(f"{s}x" for s in scales) + " |", "|---" * (len(scales) + 1) + "|"]
     for stage in STAGES:
-        cells = [f"{r['stages'][stage]['seconds']:.0f} s / {r['stages'][stage]['peak_rss_mb']:.0f} MB"
-                 for r in results.values()]
-        print(f"| {stage} | " + " | ".join(cells) + " |")
-    print("| all | " + " | ".join(f"{r['total_s']:.0f} s ({r['total_s'] / base['total_s']:.2f}x) / "
-                                   f"{r['peak_rss_mb']:.0f} MB ({r['peak_rss_mb'] / base['peak_rss_mb']:.2f}x)"
-                                   for r in results.values()) + " |")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        cells = []
+        for r in results.values():
+            st = r["stages"].get(stage)
+            cpu = f" (CPU {st['cpu_s']:.0f} s)" if st and "cpu_s" in st else ""
+            cells.append(f"{st['seconds']:.0f} s{cpu} / {st['peak_rss_mb']:.0f} MB" if st else "not run")
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    finished = [r for r in results.values() if len(r["stages"]) == len(STAGES)]
+    lines.append("| **all** | " + " | ".join(
+        f"{r['total_s']:.0f} s ({r['total_s'] / base['total_s']:.2f}x) / {r['peak_rss_mb']:.0f} MB "
+        f"({r['peak_rss_mb'] / base['peak_rss_mb']:.2f}x)" if r in finished else "unfinished"
+        for r in results.values()) + " |")
+    for key, label in (("exported_poses", "poses exported"), ("complete_poses", "complete triangulated poses"),
+                       ("train_poses", "network trained on")):
+        lines.append(f"| {label} | " + " | ".join(f"{r.get('build', {}).get(key, '')}" for r in results.values())
+                     + " |")
+    lines.append("| whole-body error, mean / median mm | " + " | ".join(
+        f"{r['dataset']['absolute']['whole']['mean_mm']} / {r['dataset']['absolute']['whole']['median_mm']}"
+        if r.get("dataset") else "" for r in results.values()) + " |")
+    loads = [x for r in results.values() for st in r["stages"].values() for x in (st.get("load_before", [None])[0],
+                                                                                  st.get("load_after", [None])[0])
+             if x is not None]
+    if loads:
+        lines.append(f"\nLoad average (1 min) around the stages: {min(loads):.1f} to {max(loads):.1f} on "
+                     f"{os.cpu_count()} CPUs.")
+    return "\n".join(lines)
+
+
+def render(path: Path, root: Path | None, log: Path | None) -> None:
+    """Rewrite a results file as ``{machine, date, command, markdown, scales}`` (scripts/render_docs.py shows it).
+
+    Reads a file in this layout or the plain ``{scale: result}`` one; adds the build sizes from ``root/x<scale>``
+    and, from the ``log`` this script printed, the stages of a scale that did not finish.
+    """
+    data = json.loads(path.read_text())
+    scales = data.get("scales", data)
+    if log is not None and log.exists():
+        for line in log.read_text().splitlines():
+            head, _, rest = line.partition(": ")
+            if head.startswith("x") and " " in head and rest.startswith("{"):
+                scale, stage = head[1:].split(" ")
+                entry = scales.setdefault(scale, {"stages": {}, "unfinished": True})
+                entry["stages"].setdefault(stage, ast.literal_eval(rest))
+    for scale, r in scales.items():
+        if root is not None and (root / f"x{scale}").is_dir():
+            r["build"] = build_facts(root / f"x{scale}")
+    first = next(iter(scales.values()))
+    out = {"machine": data.get("machine", f"{platform.machine()}, {os.cpu_count()} CPUs, shared; threads "
+                                          f"{first.get('machine', {}).get('threads')}, nice "
+                                          f"{first.get('machine', {}).get('nice')}"),
+           "date": data.get("date", time.strftime("%Y-%m-%d", time.gmtime(path.stat().st_mtime))),
+           "command": data.get("command", "benchmarks/bench_h3wb.py --scales " + " ".join(scales)),
+           "markdown": markdown(scales), "scales": scales}
+    path.write_text(json.dumps(out, indent=1))
 
 
 def _write_partial(path: str | None, results: dict) -> None:
-    """Save the scales finished so far (a long series that is stopped keeps them)."""
+    """Save the scales finished so far (a long series that is stopped keeps them), with their table."""
     if path:
         Path(path).write_text(json.dumps(results, indent=1))
+        render(Path(path), None, None)
 
 
 if __name__ == "__main__":
