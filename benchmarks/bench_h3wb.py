@@ -110,11 +110,14 @@ def build_facts(build_dir: Path) -> dict:
         return json.loads(path.read_text()) if path.exists() else {}
 
     facts = {}
+    tri = manifest("triangulate").get("counts", {})
+    if tri:
+        facts |= {"capture_poses": tri.get("poses"), "complete_poses": tri.get("complete_poses")}
     model = build_dir / "complete" / "model.json"
-    if model.exists():
+    if model.exists():  # its complete_poses: those drawn (at most complete.max_train_poses), train + validation
         info = json.loads(model.read_text())
-        facts |= {"complete_poses": info.get("complete_poses"), "train_poses": info.get("train_poses"),
-                  "train_time_s": info.get("history", {}).get("train_time_s")}
+        facts |= {"train_poses": info.get("train_poses"), "val_poses": info.get("val_poses"),
+                  "train_time_s": round(info.get("history", {}).get("train_time_s", 0.0), 1)}
     hdf5 = manifest("export").get("counts", {}).get("hdf5", {})
     if hdf5:
         facts |= {"exported_poses": hdf5["poses"], "train_split_poses": hdf5.get("train"),
@@ -139,10 +142,13 @@ def markdown(results: dict) -> str:
         f"{r['total_s']:.0f} s ({r['total_s'] / base['total_s']:.2f}x) / {r['peak_rss_mb']:.0f} MB "
         f"({r['peak_rss_mb'] / base['peak_rss_mb']:.2f}x)" if r in finished else "unfinished"
         for r in results.values()) + " |")
-    for key, label in (("exported_poses", "poses exported"), ("complete_poses", "complete triangulated poses"),
-                       ("train_poses", "network trained on")):
-        lines.append(f"| {label} | " + " | ".join(f"{r.get('build', {}).get(key, '')}" for r in results.values())
-                     + " |")
+    for key, label in (("capture_poses", "poses in the capture"), ("complete_poses", "complete triangulated poses"),
+                       ("train_poses", "network trained on (+ held out)"), ("exported_poses", "poses exported")):
+        cells = [r.get("build", {}).get(key, "") for r in results.values()]
+        if key == "train_poses":
+            cells = [f"{c} (+ {r['build'].get('val_poses')}), {r['build'].get('train_time_s')} s" if c != "" else c
+                     for c, r in zip(cells, results.values())]
+        lines.append(f"| {label} | " + " | ".join(str(c) for c in cells) + " |")
     lines.append("| whole-body error, mean / median mm | " + " | ".join(
         f"{r['dataset']['absolute']['whole']['mean_mm']} / {r['dataset']['absolute']['whole']['median_mm']}"
         if r.get("dataset") else "" for r in results.values()) + " |")
