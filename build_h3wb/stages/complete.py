@@ -314,7 +314,7 @@ def evaluate_filling(root, units, cfg: DictConfig, max_poses: int, seed: int) ->
         all_err.add(net[sel], gt, hole)
         mine = take[i_inc : i_inc + ni]
         for k, row in zip(np.flatnonzero(mine) + i_inc, np.flatnonzero(mine)):
-            picked[int(k)] = (kp[sel[row]], net[sel[row]], gt[row])
+            picked[int(k)] = (kp[sel[row]].copy(), net[sel[row]].copy(), gt[row].copy())  # not views of the sequence
         i_inc += ni
     out = {"incomplete_poses": n_inc, "filled_keypoints": all_err.keypoints, "network_all": all_err.means()}
     train_p = np.concatenate(train)
