@@ -4,10 +4,13 @@ Each stage runs as its own ``python -m build_h3wb stage=NAME`` process on one bu
 stage's peak resident memory is that process's own (``os.wait4``'s ``ru_maxrss``) and its time includes the
 interpreter's start. Scale k multiplies the preset's sequence length (``data.duration_s``), so k x the poses
 with the same sequences and the same filter share (``filter.target_size`` scales with it). Memory should stay flat
-in the number of poses (stages stream per sequence and per chunk); time should grow linearly.
+in the number of poses (stages stream per sequence and per chunk); time should grow linearly. Each stage's CPU time
+and the load average around it are recorded too (on a shared machine the wall time says more about the other jobs),
+and the results file gets a Markdown table (``markdown``) that ``scripts/render_docs.py`` puts in docs/results.md.
 
-    nice -n 10 python benchmarks/bench_h3wb.py [--scales 1 2 4] [--experiment h3wb] [--root /tmp/h3wb]
-        [--json benchmarks/results/h3wb.json] [-- extra overrides]
+    OMP_NUM_THREADS=1 nice -n 5 python benchmarks/bench_h3wb.py [--scales 1 2 4] [--experiment h3wb]
+        [--root /tmp/h3wb] [--json benchmarks/results/h3wb.json] [-- extra overrides, e.g. data.duration_s=5]
+    python benchmarks/bench_h3wb.py --render --json FILE [--root ROOT] [--log OUTPUT]   # rewrite a results file
 """
 
 from __future__ import annotations
