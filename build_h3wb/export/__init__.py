@@ -9,6 +9,10 @@ of one recording with its rig), optionally the shared ``views`` of :func:`sequen
 of the rigs (4 for Human3.6M; all sequences must share it), ``J`` is ``skeleton.NUM_KEYPOINTS`` (COCO-WholeBody
 order) and ``N`` the number of exported poses.
 
+Projections and bounding boxes: :mod:`build_h3wb.export.views` (computed once per sequence for every writer, or,
+with :class:`LazyViews` as the stage passes them, when each writer asks: the memory of an export then does not grow
+with the number of poses; only the per-pose labels and quality order do, a few dozen bytes a pose).
+
 Order of poses. The H3WB JSON files are ordered by quality (lower = better; ties keep input order) within each
 split: the pose of rank ``k`` gets the sample ids ``C k .. C k + C - 1``, one per camera in rig order. The HDF5 file
 and the npz files keep recordings in input order and frames in ascending frame order (for temporal models); the HDF5
@@ -114,11 +118,20 @@ from build_h3wb.export.sequences import (
     check_sequences,
     quality_order,
 )
-from build_h3wb.export.views import Views, image_relpath, keypoint_bbox, sequence_views, view_arrays, views_of
+from build_h3wb.export.views import (
+    LazyViews,
+    Views,
+    image_relpath,
+    keypoint_bbox,
+    sequence_views,
+    view_arrays,
+    views_of,
+)
 
 __all__ = [
     "CONFIDENCE_KEY", "FLAT_FORMAT", "H3WB_FILES", "HDF5_FORMAT", "I2D_MASKS_FILE", "OFFICIAL_FORMAT", "SPLITS",
-    "UNASSIGNED", "ExportSequence", "Provenance", "Views", "check_sequences", "image_relpath", "keypoint_bbox",
+    "UNASSIGNED", "ExportSequence", "LazyViews", "Provenance", "Views", "check_sequences", "image_relpath",
+    "keypoint_bbox",
     "link_or_copy", "load_flat_npz", "load_h3wb_json", "quality_order", "read_hdf5", "sequence_views",
     "view_arrays", "views_of", "write_flat_npz", "write_h3wb_json", "write_hdf5", "write_images",
     "write_official_npz",

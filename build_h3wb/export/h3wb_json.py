@@ -21,8 +21,15 @@ import numpy as np
 
 from build_h3wb import skeleton
 from build_h3wb.artifacts import atomic_path
-from build_h3wb.export.sequences import SPLITS, ExportSequence, check_sequences, quality_order, skipped_poses
-from build_h3wb.export.views import Views, check_views, image_relpath, sequence_views
+from build_h3wb.export.sequences import (
+    SPLITS,
+    ExportSequence,
+    check_sequences,
+    quality_order,
+    skipped_poses,
+    subject_rigs,
+)
+from build_h3wb.export.views import LazyViews, Views, check_views, image_relpath, sequence_views, view_rows
 from build_h3wb.leaderboard.masking import i2d_masks, save_masks
 
 log = logging.getLogger(__name__)
@@ -148,11 +155,13 @@ class _Samples:
 
     With ``decimals`` set, the keypoints of a block of samples are formatted at once (:func:`number_text`, NUL
     padding dropped in one pass); with None each sample goes through its %-template (``%r``, exact floats). Both
-    give the same text.
+    give the same text. The views of a block's poses are taken (or, from :class:`LazyViews`, projected) once per
+    block.
     """
 
-    def __init__(self, sequences: Sequence[ExportSequence], views: Views, decimals: int | None) -> None:
+    def __init__(self, sequences: Sequence[ExportSequence], views: Views | LazyViews, decimals: int | None) -> None:
         self.sequences, self.views, self.decimals = sequences, views, decimals
+        self.rigs = subject_rigs(sequences)
         self.templates: dict[tuple[tuple[str, ...], bool, bool], str] = {}
         self.literals: dict[tuple[tuple[str, ...], bool, int], tuple[np.ndarray, np.ndarray]] = {}
 
@@ -165,21 +174,33 @@ class _Samples:
     def _round(self, a: np.ndarray) -> np.ndarray:
         return a if self.decimals is None else np.round(a, self.decimals)
 
-    def _head_values(self, sid: int, i: int, t: int, c: int, fields: tuple[str, ...]) -> list:
-        seq, views = self.sequences[i], self.views[i]
+    def _block_views(self, specs: list[tuple[int, int, int, int, np.ndarray | None]]) -> list[dict[str, np.ndarray]]:
+        """The views of each sample's pose: one dict of (C, ...) arrays per spec (poses shared by cameras once)."""
+        poses = {(i, t): None for _, i, t, _, _ in specs}
+        rows = view_rows(self.views, self.sequences, np.array(list(poses), dtype=np.int64), self.rigs)
+        for n, key in enumerate(poses):
+            poses[key] = {k: v[n] for k, v in rows.items()}
+        return [poses[(i, t)] for _, i, t, _, _ in specs]
+
+    def _head_values(self, sid: int, i: int, t: int, c: int, fields: tuple[str, ...],
+                     views: dict[str, np.ndarray]) -> list:
+        seq = self.sequences[i]
         values: list = [sid]
         if "image_path" in fields:
             values.append(json.dumps(image_relpath(seq.subject, seq.sequence, seq.rig.names[c], int(seq.frames[t]))))
         if "bbox" in fields:
-            values += views["bbox"][t, c].tolist()
+            values += views["bbox"][c].tolist()
         return values
 
-    def text(self, sid: int, i: int, t: int, c: int, fields: tuple[str, ...], mask: np.ndarray | None = None) -> str:
-        """The sample's JSON text; ``mask`` (J,) bool hides keypoints (x = y = 0, confidence 0) and adds confidences."""
-        values = self._head_values(sid, i, t, c, fields)
-        views = self.views[i]
+    def text(self, sid: int, i: int, t: int, c: int, fields: tuple[str, ...], views: dict[str, np.ndarray],
+             mask: np.ndarray | None = None) -> str:
+        """The sample's JSON text from its pose's (C, ...) ``views``.
+
+        ``mask`` (J,) bool hides keypoints (x = y = 0, confidence 0) and adds confidences.
+        """
+        values = self._head_values(sid, i, t, c, fields, views)
         if "keypoints_2d" in fields:
-            uv = self._round(views["keypoints_2d"][t, c])  # (J, 2) px
+            uv = self._round(views["keypoints_2d"][c])  # (J, 2) px
             if mask is not None:
                 xy = np.where(mask[:, None], 0.0, uv).tolist()  # (J, 2) masked keypoints at 0
                 given = (~mask).astype(int).tolist()  # (J,) confidence 1 given, 0 masked
@@ -187,21 +208,23 @@ class _Samples:
             else:
                 values += uv.ravel().tolist()
         if "keypoints_3d" in fields:
-            values += self._round(views["keypoints_3d_rotated"][t, c]).ravel().tolist()  # (J, 3) mm, R X
+            values += self._round(views["keypoints_3d_rotated"][c]).ravel().tolist()  # (J, 3) mm, R X
         return _format_sample(self._template(fields, mask is not None, True), tuple(values))
 
     def block(self, specs: list[tuple[int, int, int, int, np.ndarray | None]], fields: tuple[str, ...]) -> str:
         """The texts of several samples, joined by commas; ``specs`` holds ``(sid, i, t, c, mask or None)``."""
         confidence = specs[0][4] is not None
         has_kp = any(k.startswith("keypoints") for k in fields)
+        views = self._block_views(specs)
         if self.decimals is None or not has_kp:
-            return ",".join(self.text(sid, i, t, c, fields, m) for sid, i, t, c, m in specs)
+            return ",".join(self.text(sid, i, t, c, fields, v, m) for (sid, i, t, c, m), v in zip(specs, views))
         head = self._template(fields, confidence, False)
-        heads = [_format_sample(head, tuple(self._head_values(sid, i, t, c, fields))) for sid, i, t, c, _ in specs]
+        heads = [_format_sample(head, tuple(self._head_values(sid, i, t, c, fields, v)))
+                 for (sid, i, t, c, _), v in zip(specs, views)]
         heads = [heads[0]] + ["," + h for h in heads[1:]]
         floats, ints = [], []
         if "keypoints_2d" in fields:
-            uv = np.stack([self.views[i]["keypoints_2d"][t, c] for _, i, t, c, _ in specs])  # (B, J, 2) px
+            uv = np.stack([v["keypoints_2d"][c] for (_, _, _, c, _), v in zip(specs, views)])  # (B, J, 2) px
             if confidence:
                 masks = np.stack([m for *_, m in specs])  # (B, J) True = hidden
                 uv = np.where(masks[..., None], 0.0, uv)
@@ -211,7 +234,7 @@ class _Samples:
                 ints.append(uv.reshape(len(specs), -1))
                 floats.append(np.ones(uv.shape[1] * 2, dtype=bool))
         if "keypoints_3d" in fields:
-            rx = np.stack([self.views[i]["keypoints_3d_rotated"][t, c] for _, i, t, c, _ in specs])  # (B, J, 3) mm
+            rx = np.stack([v["keypoints_3d_rotated"][c] for (_, _, _, c, _), v in zip(specs, views)])  # (B, J, 3) mm
             ints.append(rx.reshape(len(specs), -1))
             floats.append(np.ones(rx.shape[1] * 3, dtype=bool))
         numbers, is_float = np.concatenate(ints, axis=1), np.concatenate(floats)  # (B, K), (K,)
@@ -328,7 +351,7 @@ def write_h3wb_json(
     rgb_test_seed: int | None = None,
     decimals: int | None = None,
     i2d_mask_seed: int = 0,
-    views: Views | None = None,
+    views: Views | LazyViews | None = None,
 ) -> dict[str, Any]:
     """Write the H3WB annotation files (:data:`H3WB_FILES` and :data:`I2D_MASKS_FILE`) into ``out_dir``.
 
@@ -349,7 +372,8 @@ def write_h3wb_json(
             up with the 2D tasks).
         decimals: None writes exact float64 values; an int rounds keypoints to that many decimals (px and mm).
         i2d_mask_seed: seed of the I2D test masks.
-        views: :func:`~build_h3wb.export.views.sequence_views` of ``sequences`` (computed here when None).
+        views: :func:`~build_h3wb.export.views.sequence_views` of ``sequences`` (computed here when None), or their
+            :class:`~build_h3wb.export.views.LazyViews` (projected a block at a time: memory independent of N).
 
     Returns:
         Counts: ``poses`` per split, ``samples`` per file, ``skipped_poses`` per subject not in the split,

@@ -23,7 +23,7 @@ from build_h3wb.export.sequences import (
     quality_order,
     subject_rigs,
 )
-from build_h3wb.export.views import Views, check_views, sequence_views
+from build_h3wb.export.views import LazyViews, Views, check_views, sequence_views
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def write_hdf5(
     sequences: Sequence[ExportSequence],
     split: Mapping[str, str],
     bbox_margin: float = 0.1,
-    views: Views | None = None,
+    views: Views | LazyViews | None = None,
 ) -> dict[str, Any]:
     """Write every pose of ``sequences`` to one HDF5 file (schema in :mod:`build_h3wb.export`), atomically.
 
@@ -91,8 +91,9 @@ def write_hdf5(
         for i, seq in enumerate(sequences):
             by_frame = np.argsort(seq.frames, kind="stable")  # (T,)
             rows = slice(row, row + seq.num_frames)
+            v = views[i]  # one sequence's views (projected now when views is LazyViews)
             for name in ("keypoints_2d", "keypoints_2d_distorted", "keypoints_3d_camera", "bbox"):
-                ds[name][rows] = views[i][name][by_frame]
+                ds[name][rows] = v[name][by_frame]
             ds["keypoints_3d"][rows] = seq.keypoints_3d[by_frame]
             ds["provenance"][rows] = seq.provenance[by_frame]
             ds["quality"][rows] = seq.quality[by_frame]

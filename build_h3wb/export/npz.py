@@ -5,6 +5,11 @@
 a pickled dict. Writing a pickle is safe; reading one runs whatever the file says, so read only files you trust
 (or use the flat file). :func:`write_flat_npz` writes the same poses (and every subject) as plain arrays under
 ``/``-joined keys that ``np.load(..., allow_pickle=False)`` reads. Key schemes and units: :mod:`build_h3wb.export`.
+
+Both are written one sequence at a time, so their memory does not grow with the export: the flat archive one zip
+member per array (what ``np.savez`` does with all of them at once), the pickled ``train_data`` as one pickle
+stream (:class:`_NpzWriter`): its nested dicts are opened with pickle opcodes and each sequence's entry is pickled
+and written on its own. ``pickle.load`` reads the same dict of arrays as from ``np.savez`` of the whole dict.
 """
 
 from __future__ import annotations
@@ -12,6 +17,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
+import pickletools
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,13 +29,79 @@ import numpy as np
 from build_h3wb import skeleton
 from build_h3wb.artifacts import atomic_path
 from build_h3wb.export.sequences import ExportSequence, check_sequences, quality_order, subject_rigs
-from build_h3wb.export.views import Views, check_views, sequence_views
+from build_h3wb.export.views import LazyViews, Views, check_views, sequence_views
 from build_h3wb.geometry.cameras import Camera
 
 log = logging.getLogger(__name__)
 
 OFFICIAL_FORMAT = "build_h3wb.h3wb_npz/1"
 FLAT_FORMAT = "build_h3wb.videopose3d/1"
+
+
+class _NpzWriter:
+    """An ``.npz`` archive written member by member: the layout of ``np.savez`` (stored zip, zip64, ``<key>.npy``).
+
+    :meth:`add` writes one array; :meth:`add_pickled_dict` writes a 0-d object array holding a two-level dict
+    ``{key: {key: value}}`` as one pickle stream, pickling one value at a time (protocol 3, what ``np.save`` uses).
+    """
+
+    def __init__(self, fh: Any) -> None:
+        self.zip = zipfile.ZipFile(fh, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True)
+
+    def add(self, key: str, array: np.ndarray, allow_pickle: bool = False) -> None:
+        """Write ``array`` as member ``<key>.npy`` (an object array only with ``allow_pickle``)."""
+        with self.zip.open(f"{key}.npy", "w", force_zip64=True) as fid:
+            np.lib.format.write_array(fid, np.asanyarray(array), allow_pickle=allow_pickle)
+
+    def add_pickled_dict(self, key: str, items: Any) -> None:
+        """Write member ``<key>.npy``: ``np.array(d, dtype=object)`` of ``d = {outer: {inner: value}}``.
+
+        Args:
+            key: member name.
+            items: iterable of ``(outer key, iterable of (inner key, value))``, consumed once; each value is pickled
+                and written before the next is asked for.
+        """
+        head, tail = _object_array_pickle_halves()
+        with self.zip.open(f"{key}.npy", "w", force_zip64=True) as fid:
+            np.lib.format.write_array_header_1_0(fid, np.lib.format.header_data_from_array_1_0(
+                np.array({}, dtype=object)))
+            fid.write(head)  # ... the empty outer dict on the stack
+            for outer, inner_items in items:
+                fid.write(_pickle_fragment(outer) + pickle.EMPTY_DICT)
+                for inner, value in inner_items:
+                    fid.write(_pickle_fragment(inner) + _pickle_fragment(value) + pickle.SETITEM)  # into the inner
+                fid.write(pickle.SETITEM)  # the inner dict into the outer one
+            fid.write(tail)
+
+    def close(self) -> None:
+        self.zip.close()
+
+
+def _pickle_fragment(obj: Any) -> bytes:
+    """``obj`` pickled (protocol 3) without its PROTO header and STOP: opcodes that push ``obj`` on the stack.
+
+    A fragment memoises under indices from 0 and reads back only what it stored itself, so fragments can follow
+    one another in one stream (a later one overwrites memo entries no one reads again).
+    """
+    data = pickle.dumps(obj, protocol=3)
+    if data[:2] != pickle.PROTO + bytes([3]) or data[-1:] != pickle.STOP:
+        raise AssertionError("unexpected pickle framing")
+    return data[2:-1]
+
+
+def _object_array_pickle_halves() -> tuple[bytes, bytes]:
+    """The pickle of ``np.array({}, dtype=object)`` cut after its empty dict (and its memo put).
+
+    What goes between the halves must leave the dict's content on it (SETITEMs) and the stack as it found it.
+    """
+    data = pickle.dumps(np.array({}, dtype=object), protocol=3)
+    ops = list(pickletools.genops(data))
+    gets = [op.name for op, _, _ in ops if op.name.endswith("GET")]
+    at = next(n for n, (op, _, _) in enumerate(ops) if op.name == "EMPTY_DICT")
+    if gets or ops[at + 1][0].name not in ("BINPUT", "LONG_BINPUT", "MEMOIZE"):
+        raise AssertionError(f"unexpected pickle of an object array: {[op.name for op, _, _ in ops]}")
+    cut = ops[at + 2][2]  # the position of the opcode after the memo put
+    return data[:cut], data[cut:]
 
 
 def _camera_meta(cam: Camera) -> dict[str, Any]:
@@ -62,7 +136,7 @@ def write_official_npz(
     path: str | os.PathLike,
     sequences: Sequence[ExportSequence],
     split: Mapping[str, str],
-    views: Views | None = None,
+    views: Views | LazyViews | None = None,
 ) -> dict[str, int]:
     """Write the official H3WB npz layout (``train_data``, ``metadata``; pickled dicts), atomically.
 
@@ -99,34 +173,41 @@ def write_official_npz(
         "keypoint_names": list(skeleton.NAMES),
         "camera_order": {},
     }
-    train_data: dict[str, dict[str, Any]] = {}
-    poses = 0
+    by_subject: dict[str, list[int]] = {}  # train subject -> its sequences, in input order
     for i, seq in enumerate(sequences):
-        if split.get(seq.subject) != "train":
-            continue
+        if split.get(seq.subject) == "train":
+            by_subject.setdefault(seq.subject, []).append(i)
+
+    def entry(i: int) -> dict[str, Any]:
+        seq, v = sequences[i], views[i]  # one sequence's views (projected now when views is LazyViews)
         by_frame = np.argsort(seq.frames, kind="stable")  # (T,)
         k = np.array([rank[(i, int(t))] for t in by_frame], dtype=np.int64)  # (T,)
-        entry: dict[str, Any] = {"global_3d": (seq.keypoints_3d[by_frame] / 1000.0).astype(np.float32),
-                                 "frame_id": seq.frames[by_frame]}
+        out: dict[str, Any] = {"global_3d": (seq.keypoints_3d[by_frame] / 1000.0).astype(np.float32),
+                               "frame_id": seq.frames[by_frame]}
         for c, cam in enumerate(seq.rig.names):
-            entry[cam] = {"camera_3d": (views[i]["keypoints_3d_camera"][by_frame, c] / 1000.0).astype(np.float32),
-                          "pose_2d": views[i]["keypoints_2d"][by_frame, c].astype(np.float32),
-                          "sample_id": C * k + c}
-        train_data.setdefault(seq.subject, {})[seq.sequence] = entry
-        poses += seq.num_frames
+            out[cam] = {"camera_3d": (v["keypoints_3d_camera"][by_frame, c] / 1000.0).astype(np.float32),
+                        "pose_2d": v["keypoints_2d"][by_frame, c].astype(np.float32),
+                        "sample_id": C * k + c}
+        return out
+
     for subject, rig in subject_rigs(sequences).items():
-        if subject in train_data:
+        if subject in by_subject:
             meta["camera_order"][subject] = list(rig.names)
             meta[subject] = {cam.name: _camera_meta(cam) for cam in rig}
+    train_data = ((subject, ((sequences[i].sequence, entry(i)) for i in mine)) for subject, mine in by_subject.items())
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, train_data=np.array(train_data, dtype=object), metadata=np.array(meta, dtype=object))
-    counts = {"poses": poses, "sequences": sum(len(v) for v in train_data.values())}
+        npz = _NpzWriter(fh)
+        npz.add_pickled_dict("train_data", train_data)  # one sequence in memory at a time
+        npz.add("metadata", np.array(meta, dtype=object), allow_pickle=True)
+        npz.close()
+    poses = sum(sequences[i].num_frames for mine in by_subject.values() for i in mine)
+    counts = {"poses": poses, "sequences": sum(len(v) for v in by_subject.values())}
     log.info("wrote %s (official H3WB layout, pickled): %d sequences, %d poses", path, counts["sequences"], poses)
     return counts
 
 
 def write_flat_npz(
-    path: str | os.PathLike, sequences: Sequence[ExportSequence], views: Views | None = None
+    path: str | os.PathLike, sequences: Sequence[ExportSequence], views: Views | LazyViews | None = None
 ) -> dict[str, int]:
     """Write the flat pickle-free archive (key scheme in :mod:`build_h3wb.export`), atomically.
 
@@ -142,7 +223,6 @@ def write_flat_npz(
     check_sequences(sequences)
     views = sequence_views(sequences) if views is None else views
     check_views(views, sequences)
-    arrays: dict[str, np.ndarray] = {}
     meta: dict[str, Any] = {
         "format": FLAT_FORMAT,
         "units": {"global_3d": "mm", "camera_3d": "mm", "pose_2d": "px", "T": "m", "center": "m"},
@@ -154,23 +234,25 @@ def write_flat_npz(
         "camera_order": {},
         "cameras": {},
     }
-    for seq, v in zip(sequences, views):
-        by_frame = np.argsort(seq.frames, kind="stable")
-        base = f"positions_3d/{seq.subject}/{seq.sequence}"
-        arrays[f"{base}/global_3d"] = seq.keypoints_3d[by_frame]
-        arrays[f"{base}/frame_id"] = seq.frames[by_frame]
-        for c, cam in enumerate(seq.rig.names):
-            arrays[f"{base}/camera_3d/{cam}"] = v["keypoints_3d_camera"][by_frame, c]
-            arrays[f"{base}/pose_2d/{cam}"] = v["keypoints_2d"][by_frame, c]
-            arrays[f"{base}/pose_2d_distorted/{cam}"] = v["keypoints_2d_distorted"][by_frame, c]
-        meta["sequences"].setdefault(seq.subject, {})[seq.sequence] = {"action": seq.action,
-                                                                       "num_frames": seq.num_frames}
-    for subject, rig in subject_rigs(sequences).items():
-        meta["camera_order"][subject] = list(rig.names)
-        meta["cameras"][subject] = {cam.name: _camera_meta(cam) for cam in rig}
-    arrays["metadata"] = np.array([json.dumps(meta)])
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)  # float keypoints barely compress (about 10%): not worth the time
+        npz = _NpzWriter(fh)  # stored, not compressed: float keypoints barely compress (about 10%)
+        for i, seq in enumerate(sequences):
+            v = views[i]  # one sequence's views (projected now when views is LazyViews)
+            by_frame = np.argsort(seq.frames, kind="stable")
+            base = f"positions_3d/{seq.subject}/{seq.sequence}"
+            npz.add(f"{base}/global_3d", seq.keypoints_3d[by_frame])
+            npz.add(f"{base}/frame_id", seq.frames[by_frame])
+            for c, cam in enumerate(seq.rig.names):
+                npz.add(f"{base}/camera_3d/{cam}", v["keypoints_3d_camera"][by_frame, c])
+                npz.add(f"{base}/pose_2d/{cam}", v["keypoints_2d"][by_frame, c])
+                npz.add(f"{base}/pose_2d_distorted/{cam}", v["keypoints_2d_distorted"][by_frame, c])
+            meta["sequences"].setdefault(seq.subject, {})[seq.sequence] = {"action": seq.action,
+                                                                           "num_frames": seq.num_frames}
+        for subject, rig in subject_rigs(sequences).items():
+            meta["camera_order"][subject] = list(rig.names)
+            meta["cameras"][subject] = {cam.name: _camera_meta(cam) for cam in rig}
+        npz.add("metadata", np.array([json.dumps(meta)]))
+        npz.close()
     counts = {"poses": sum(s.num_frames for s in sequences), "sequences": len(sequences)}
     log.info("wrote %s: %d sequences, %d poses", path, counts["sequences"], counts["poses"])
     return counts

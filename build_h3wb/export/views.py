@@ -8,13 +8,15 @@ the pinhole and the distorted projections, widened by ``bbox_margin`` times the 
 on every side and clipped to the image ``[0, W - 1] x [0, H - 1]`` (:func:`keypoint_bbox`).
 
 :func:`sequence_views` computes them for every sequence once (about 43 kB of float64 per pose with 4 cameras);
-the HDF5, JSON and npz writers take that list, so an export projects each pose once.
+the HDF5, JSON and npz writers take that list, so an export projects each pose once. :class:`LazyViews` holds none
+of them: it projects a sequence, or the rows of a block of samples, when a writer asks, so an export's memory does
+not grow with its size (the stage uses it; each pose is then projected once per file instead of once per export).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -139,8 +141,70 @@ def sequence_views(sequences: Sequence[ExportSequence], bbox_margin: float = 0.1
     return [views_of(seq, bbox_margin) for seq in sequences]
 
 
-def check_views(views: Views, sequences: Sequence[ExportSequence]) -> None:
+class LazyViews:
+    """The views of every sequence, computed when asked and never kept: what the writers take instead of a list.
+
+    ``views[i]`` is :func:`views_of` ``sequences[i]`` (the whole sequence, checked); :meth:`rows` gives the views of
+    chosen rows of several sequences at once (what the JSON writer formats, a block at a time). Both give the same
+    numbers as :func:`sequence_views`: every projection is computed per point (row-subset invariant).
+    """
+
+    def __init__(self, sequences: Sequence[ExportSequence], bbox_margin: float = 0.1) -> None:
+        self.sequences, self.bbox_margin = sequences, bbox_margin
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        return views_of(self.sequences[i], self.bbox_margin)
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        return (self[i] for i in range(len(self)))
+
+
+def view_rows(views: Views | LazyViews, sequences: Sequence[ExportSequence], index: np.ndarray,
+              rigs: Mapping[str, Rig]) -> dict[str, np.ndarray]:
+    """The views of chosen poses of several sequences, stacked in the order asked.
+
+    Args:
+        views: a list of :func:`sequence_views` (indexed) or :class:`LazyViews` (projected now, one call per subject).
+        sequences: the recordings ``views`` belongs to.
+        index: (B, 2) int ``[sequence, row]``.
+        rigs: subject -> rig (:func:`~build_h3wb.export.sequences.subject_rigs`; one calibration per subject).
+
+    Returns:
+        The :func:`view_arrays` dict with a leading axis of B.
+    """
+    index = np.asarray(index, dtype=np.int64).reshape(-1, 2)
+    if not isinstance(views, LazyViews):
+        out = [{k: v[t] for k, v in views[i].items()} for i, t in index.tolist()]
+        return {k: np.stack([o[k] for o in out]) for k in out[0]}
+    subjects = np.array([sequences[i].subject for i in index[:, 0].tolist()])
+    X = np.stack([sequences[i].keypoints_3d[t] for i, t in index.tolist()])  # (B, J, 3) world mm
+    out: dict[str, np.ndarray] = {}
+    for subject in dict.fromkeys(subjects.tolist()):
+        mine = subjects == subject
+        part = view_arrays(X[mine], rigs[subject], views.bbox_margin)
+        bad = ~np.isfinite(part["keypoints_2d"]).all(axis=(2, 3))  # (b, C)
+        if bad.any():
+            n, c = np.nonzero(bad)
+            i, t = index[np.flatnonzero(mine)[n[0]]].tolist()
+            raise ValueError(f"sequence {subject}/{sequences[i].sequence}: keypoints at or behind camera "
+                             f"{rigs[subject].names[c[0]]} in frame {int(sequences[i].frames[t])}; they cannot be "
+                             "exported")
+        for k, v in part.items():
+            if k not in out:
+                out[k] = np.empty((len(index), *v.shape[1:]), dtype=v.dtype)
+            out[k][mine] = v
+    return out
+
+
+def check_views(views: Views | LazyViews, sequences: Sequence[ExportSequence]) -> None:
     """Check that ``views`` (from :func:`sequence_views`) belongs to ``sequences``: one entry per sequence, shapes."""
+    if isinstance(views, LazyViews):
+        if views.sequences is not sequences:
+            raise ValueError("LazyViews of other sequences; make it with LazyViews(sequences)")
+        return
     if len(views) != len(sequences):
         raise ValueError(f"views holds {len(views)} entries for {len(sequences)} sequences; compute it with "
                          "sequence_views(sequences)")

@@ -209,27 +209,60 @@ def _per_keypoint(per_part: dict) -> np.ndarray | None:
 
 
 def _training_poses(root, units, max_poses: int, val_share: float, seed: int) -> tuple[np.ndarray, ...]:
-    """Training data from the triangulated poses.
+    """Training data from the triangulated poses, read per sequence: memory bounded by ``max_poses``, not the build.
+
+    Two passes over ``triangulate/``: the first counts each sequence's complete poses and hole patterns, the random
+    draw is made on those counts, the second copies only the drawn rows into place. The draw is the one a single
+    concatenation of every sequence would give (same seed, same order), so a build smaller than the cap trains on
+    exactly the poses it always did.
 
     Returns:
         The complete poses (at most ``max_poses``, drawn at random) split into train (N, J, 3) and validation
         (M, J, 3), world mm, and the hole patterns of the incomplete ones (at most ``max_poses``; (K, J) bool,
         True = missing) that teach the network what is really missing.
     """
-    poses, holes = [], []
-    for u in units:
-        with open_h5(root / "triangulate" / u["subject"] / f"{u['sequence']}.h5") as f:
+    paths = [root / "triangulate" / u["subject"] / f"{u['sequence']}.h5" for u in units]
+
+    def rows(path: Path) -> tuple[np.ndarray, np.ndarray]:
+        """A sequence's (T, J, 3) float32 world mm poses and their (T, J) missing keypoints."""
+        with open_h5(path) as f:
             kp = f["keypoints_3d"][:]
         missing = np.isnan(kp).any(-1)  # (T, J)
-        poses.append(kp[~missing.any(1)])
-        holes.append(missing[missing.any(1) & ~missing[:, [skeleton.LEFT_HIP, skeleton.RIGHT_HIP]].any(1)])
-    allp = np.concatenate(poses) if poses else np.zeros((0, skeleton.NUM_KEYPOINTS, 3), np.float32)
+        return kp, missing
+
+    counts = []
+    for path in paths:  # pass 1: how many complete poses and hole patterns each sequence has
+        _, missing = rows(path)
+        counts.append((int((~missing.any(1)).sum()), int(_hole_rows(missing).sum())))
+    n_poses, n_holes = sum(c[0] for c in counts), sum(c[1] for c in counts)
     rng = np.random.default_rng(seed)
-    idx = rng.permutation(len(allp))[:max_poses]
+    idx = rng.permutation(n_poses)[:max_poses]
     n_val = int(round(val_share * len(idx)))
-    bank = np.concatenate(holes) if holes else np.zeros((0, skeleton.NUM_KEYPOINTS), bool)
-    bank = bank[rng.permutation(len(bank))[:max_poses]]
-    return allp[idx[n_val:]].astype(np.float64), allp[idx[:n_val]].astype(np.float64), bank
+    bank_idx = rng.permutation(n_holes)[:max_poses]
+    slot = np.full(n_poses, -1, dtype=np.int64)  # global complete pose -> its row in the draw, -1 not drawn
+    slot[idx] = np.arange(len(idx))
+    bank_slot = np.full(n_holes, -1, dtype=np.int64)
+    bank_slot[bank_idx] = np.arange(len(bank_idx))
+    J = skeleton.NUM_KEYPOINTS
+    drawn = np.empty((len(idx), J, 3), dtype=np.float32)  # (n, J, 3) world mm, in draw order
+    bank = np.empty((len(bank_idx), J), dtype=bool)  # (k, J) True = missing
+    at_pose = at_hole = 0
+    for path, (n_p, n_h) in zip(paths, counts):  # pass 2: copy the drawn rows into place
+        if not (slot[at_pose : at_pose + n_p] >= 0).any() and not (bank_slot[at_hole : at_hole + n_h] >= 0).any():
+            at_pose, at_hole = at_pose + n_p, at_hole + n_h
+            continue
+        kp, missing = rows(path)
+        for src, dst, where in ((kp[~missing.any(1)], drawn, slot[at_pose : at_pose + n_p]),
+                                (missing[_hole_rows(missing)], bank, bank_slot[at_hole : at_hole + n_h])):
+            mine = where >= 0
+            dst[where[mine]] = src[mine]
+        at_pose, at_hole = at_pose + n_p, at_hole + n_h
+    return drawn[n_val:].astype(np.float64), drawn[:n_val].astype(np.float64), bank
+
+
+def _hole_rows(missing: np.ndarray) -> np.ndarray:
+    """(T, J) missing -> (T,) bool: incomplete poses with both hips, whose hole patterns feed the mask bank."""
+    return missing.any(1) & ~missing[:, [skeleton.LEFT_HIP, skeleton.RIGHT_HIP]].any(1)
 
 
 def evaluate_filling(root, units, cfg: DictConfig, max_poses: int, seed: int) -> dict | None:
@@ -278,7 +311,7 @@ def evaluate_filling(root, units, cfg: DictConfig, max_poses: int, seed: int) ->
         all_err.add(net[sel], gt, hole)
         mine = take[i_inc : i_inc + ni]
         for k, row in zip(np.flatnonzero(mine) + i_inc, np.flatnonzero(mine)):
-            picked[int(k)] = (kp[sel[row]], net[sel[row]], gt[row])
+            picked[int(k)] = (kp[sel[row]].copy(), net[sel[row]].copy(), gt[row].copy())  # not views of the sequence
         i_inc += ni
     out = {"incomplete_poses": n_inc, "filled_keypoints": all_err.keypoints, "network_all": all_err.means()}
     train_p = np.concatenate(train)

@@ -1,8 +1,9 @@
 """Stage ``export``: the selected poses as one HDF5 file, the official H3WB JSON files and two VideoPose3D npz.
 
 Reads ``filter/`` (selection and quality), the poses it assessed (``build.poses``, default ``refine``) and
-``complete`` (for the per-keypoint provenance) and the rig stored with the detections. Projects every pose once
-(``build_h3wb.export.sequence_views``) and writes ``export/h3wb.h5``, ``export/json/*.json`` (layout in
+``complete`` (for the per-keypoint provenance) and the rig stored with the detections. Projects the poses as each
+writer needs them (``build_h3wb.export.LazyViews``: a sequence or a block of samples at a time, so memory does not
+grow with the export) and writes ``export/h3wb.h5``, ``export/json/*.json`` (layout in
 ``build_h3wb.export``; the I2D test input masked, its boolean masks in ``export/json/I2Dto3D_test_masks.npz``),
 ``export/h3wb_videopose3d.npz`` (the official H3WB npz layout, pickled) and ``export/h3wb_flat.npz`` (the same
 poses, every subject, without pickles); the benchmark split
@@ -23,8 +24,8 @@ from build_h3wb.artifacts import BuildDirError, StageDir, open_h5
 from build_h3wb.build import Build, read_rig
 from build_h3wb.export import (
     ExportSequence,
+    LazyViews,
     Provenance,
-    sequence_views,
     write_flat_npz,
     write_h3wb_json,
     write_hdf5,
@@ -59,7 +60,7 @@ def run(cfg: DictConfig) -> dict:
     if not sequences:
         raise RuntimeError(f"the filter kept no pose in {root}; loosen the filter thresholds")
     sd.root.mkdir(parents=True, exist_ok=True)
-    views = sequence_views(sequences, ecfg.bbox_margin)  # every pose projected once, for every writer
+    views = LazyViews(sequences, ecfg.bbox_margin)  # projected when a writer asks, never all held
     counts = {"hdf5": write_hdf5(sd.root / "h3wb.h5", sequences, split, views=views)}
     counts["json"] = write_h3wb_json(sd.root / "json", sequences, split, rgb_test_seed=ecfg.rgb_test_seed,
                                      decimals=ecfg.decimals if ecfg.decimals >= 0 else None,

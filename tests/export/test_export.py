@@ -11,6 +11,7 @@ from build_h3wb.export import (
     H3WB_FILES,
     I2D_MASKS_FILE,
     ExportSequence,
+    LazyViews,
     Provenance,
     image_relpath,
     keypoint_bbox,
@@ -21,6 +22,7 @@ from build_h3wb.export import (
     write_flat_npz,
     write_h3wb_json,
     write_hdf5,
+    write_official_npz,
 )
 from build_h3wb.export import h3wb_json as h3wb_json_module
 from build_h3wb.export import views as views_module
@@ -522,7 +524,8 @@ def test_number_text_writes_what_repr_writes():
 
 def test_block_formatting_gives_the_per_sample_templates_bytes(tmp_path, sequences, monkeypatch):
     def per_sample(self, specs, fields):
-        return ",".join(self.text(sid, i, t, c, fields, m) for sid, i, t, c, m in specs)
+        views = self._block_views(specs)
+        return ",".join(self.text(sid, i, t, c, fields, v, m) for (sid, i, t, c, m), v in zip(specs, views))
 
     for decimals in (0, 2):
         fast, slow = tmp_path / f"fast{decimals}", tmp_path / f"slow{decimals}"
@@ -533,3 +536,66 @@ def test_block_formatting_gives_the_per_sample_templates_bytes(tmp_path, sequenc
         for name in H3WB_FILES:
             assert (fast / name).read_bytes() == (slow / name).read_bytes(), (decimals, name)
         json.loads((fast / "I2Dto3D_test_2d.json").read_text())
+
+
+def test_lazy_views_give_the_same_files(tmp_path, sequences):
+    """The stage's LazyViews (projected when a writer asks, a block of samples at a time) write what the list does."""
+    out = {}
+    for name, views in (("list", sequence_views(sequences, 0.1)), ("lazy", LazyViews(sequences, 0.1))):
+        d = out[name] = tmp_path / name
+        write_h3wb_json(d / "json2", sequences, SPLIT, decimals=2, rgb_test_seed=0, views=views)
+        write_h3wb_json(d / "json", sequences, SPLIT, views=views)
+        write_hdf5(d / "x.h5", sequences, SPLIT, views=views)
+        write_flat_npz(d / "f.npz", sequences, views=views)
+        write_official_npz(d / "o.npz", sequences, SPLIT, views=views)
+    for sub in ("json", "json2"):
+        for name in H3WB_FILES:
+            assert (out["list"] / sub / name).read_bytes() == (out["lazy"] / sub / name).read_bytes(), (sub, name)
+    a, b = read_hdf5(out["list"] / "x.h5"), read_hdf5(out["lazy"] / "x.h5")
+    for key in a:
+        if key not in ("attrs", "cameras"):
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    with np.load(out["list"] / "f.npz") as x, np.load(out["lazy"] / "f.npz") as y:
+        assert x.files == y.files
+        for key in x.files:
+            np.testing.assert_array_equal(x[key], y[key], err_msg=key)
+    with np.load(out["list"] / "o.npz", allow_pickle=True) as x, np.load(out["lazy"] / "o.npz", allow_pickle=True) as y:
+        assert_same_tree(x["train_data"].item(), y["train_data"].item())
+
+
+def assert_same_tree(a, b, where="/"):
+    """Nested dicts of arrays equal: keys in the same order, arrays of the same dtype, shape and values."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and list(a) == list(b), where
+        for key in a:
+            assert_same_tree(a[key], b[key], f"{where}{key}/")
+    elif isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape, where
+        np.testing.assert_array_equal(a, b, err_msg=where)
+    else:
+        assert type(a) is type(b) and a == b, where
+
+
+def test_streamed_pickle_reads_as_the_whole_dict(tmp_path):
+    """The official npz's train_data, pickled a sequence at a time, loads as np.savez of the whole dict."""
+    rng = np.random.default_rng(0)
+    tree = {
+        "S1": {"Walking 1": {"global_3d": rng.normal(size=(3, J, 3)).astype(np.float32),
+                             "frame_id": np.array([0, 5, 10]),
+                             "54138969": {"pose_2d": rng.normal(size=(3, J, 2)), "sample_id": np.arange(3)}},
+               "Eating 2": {"global_3d": np.zeros((0, J, 3), np.float32), "note": "empty", "n": 7}},
+        "S5": {},
+        "S6": {"Posing": {"shared": np.arange(4), "again": np.arange(4)}},
+    }
+    with open(tmp_path / "ref.npz", "wb") as fh:
+        np.savez(fh, train_data=np.array(tree, dtype=object), metadata=np.array({"a": [1, 2]}, dtype=object))
+    with open(tmp_path / "ours.npz", "wb") as fh:
+        npz = export.npz._NpzWriter(fh)
+        npz.add_pickled_dict("train_data", ((k, iter(v.items())) for k, v in tree.items()))
+        npz.add("metadata", np.array({"a": [1, 2]}, dtype=object), allow_pickle=True)
+        npz.close()
+    with np.load(tmp_path / "ref.npz", allow_pickle=True) as x, np.load(tmp_path / "ours.npz", allow_pickle=True) as y:
+        assert x.files == y.files == ["train_data", "metadata"]
+        assert x["train_data"].shape == y["train_data"].shape == () and y["train_data"].dtype == object
+        assert_same_tree(x["train_data"].item(), y["train_data"].item())
+        assert x["metadata"].item() == y["metadata"].item()
