@@ -36,6 +36,19 @@ def run_cli(build_dir, *args, check=True, multirun=False):
     return out
 
 
+def assert_same_tree(a, b, where="/"):
+    """Nested dicts of arrays equal: keys in the same order, arrays of the same dtype, shape and values."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and list(a) == list(b), where
+        for key in a:
+            assert_same_tree(a[key], b[key], f"{where}{key}/")
+    elif isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape, where
+        np.testing.assert_array_equal(a, b, err_msg=where)
+    else:
+        assert type(a) is type(b) and a == b, where
+
+
 CONF = REPO / "conf"
 
 

@@ -5,6 +5,7 @@ import textwrap
 import h5py
 import numpy as np
 import pytest
+from conftest import assert_same_tree
 
 from build_h3wb import export, skeleton
 from build_h3wb.export import (
@@ -561,19 +562,6 @@ def test_lazy_views_give_the_same_files(tmp_path, sequences):
             np.testing.assert_array_equal(x[key], y[key], err_msg=key)
     with np.load(out["list"] / "o.npz", allow_pickle=True) as x, np.load(out["lazy"] / "o.npz", allow_pickle=True) as y:
         assert_same_tree(x["train_data"].item(), y["train_data"].item())
-
-
-def assert_same_tree(a, b, where="/"):
-    """Nested dicts of arrays equal: keys in the same order, arrays of the same dtype, shape and values."""
-    if isinstance(a, dict):
-        assert isinstance(b, dict) and list(a) == list(b), where
-        for key in a:
-            assert_same_tree(a[key], b[key], f"{where}{key}/")
-    elif isinstance(a, np.ndarray):
-        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape, where
-        np.testing.assert_array_equal(a, b, err_msg=where)
-    else:
-        assert type(a) is type(b) and a == b, where
 
 
 def test_streamed_pickle_reads_as_the_whole_dict(tmp_path):

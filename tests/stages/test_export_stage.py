@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+from conftest import assert_same_tree
 
 from build_h3wb.export import (
     H3WB_FILES,
@@ -14,18 +15,6 @@ from build_h3wb.export import (
     write_official_npz,
 )
 from build_h3wb.stages.export import read_sequences
-
-
-def assert_same_tree(a, b, where="/"):
-    if isinstance(a, dict):
-        assert isinstance(b, dict) and list(a) == list(b), where
-        for key in a:
-            assert_same_tree(a[key], b[key], f"{where}{key}/")
-    elif isinstance(a, np.ndarray):
-        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape, where
-        np.testing.assert_array_equal(a, b, err_msg=where)
-    else:
-        assert type(a) is type(b) and a == b, where
 
 
 def test_stage_files_are_the_all_at_once_files(smoke_build, tmp_path):
