@@ -322,6 +322,7 @@ class TestAnnotations:
 # Training and application.
 
 
+@pytest.mark.slow  # trains the corrector
 class TestTrainedCorrector:
     def test_training_converges(self, trained):
         _, summary = trained
@@ -411,6 +412,7 @@ class TestTrainedCorrector:
 # Command line.
 
 
+@pytest.mark.slow  # trains through the command line
 def test_cli(train_set, tmp_path, capsys):
     path, img_dir, _ = train_set
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
