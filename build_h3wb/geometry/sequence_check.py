@@ -115,14 +115,15 @@ def _body_swaps(uv: np.ndarray, score: np.ndarray, rig: Rig, threshold_px: np.nd
     K = len(combos)
     agree = np.zeros((K, T), dtype=np.int64)
     pts = np.full((K, T, L, 3), np.nan)
+    uv_as, uv_sw = uv[:, :, lat], uv[:, :, flip[lat]]  # (C, T, L, 2) as labelled and read from the twins
+    sc_as, sc_sw = score[:, :, lat], score[:, :, flip[lat]]
     with np.errstate(invalid="ignore"):
-        n_obs = ((score[:, :, lat] >= min_score) & np.isfinite(uv[:, :, lat, 0])).sum((0, 2))  # (T,) any combination
+        n_obs = ((sc_as >= min_score) & np.isfinite(uv_as[..., 0])).sum((0, 2))  # (T,) any combination
 
     def solve(k: int, frames: np.ndarray) -> None:
         sw = combos[k]
-        u, sc = uv[:, frames], score[:, frames]
-        u = np.where(sw[:, None, None, None], u[:, :, flip[lat]], u[:, :, lat])  # (C, t, L, 2)
-        sc = np.where(sw[:, None, None], sc[:, :, flip[lat]], sc[:, :, lat])
+        u = np.where(sw[:, None, None, None], uv_sw[:, frames], uv_as[:, frames])  # (C, t, L, 2)
+        sc = np.where(sw[:, None, None], sc_sw[:, frames], sc_as[:, frames])
         res = triangulate(u, sc, rig, min_score=min_score, outlier_threshold_px=threshold_px[:, frames, None])
         agree[k, frames] = agree[K - 1 - k, frames] = res.num_views.astype(np.int64).sum(1)
         pts[k, frames] = res.points  # (t, L, 3)
