@@ -13,6 +13,7 @@ error against the detections, jitter and coverage per part), pooled and per sequ
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -55,10 +56,10 @@ def run(cfg: DictConfig) -> dict:
     measures = {s: measure_stage(root, s, cfg.triangulate.min_score) for s in stages}
     _write_measures_summary(root, measures)
     source = make_source(cfg)
-    results = {s: evaluate_stage(root, s, source) for s in stages}
+    assessed = None
     if (root / "filter" / "manifest.json").exists():
         assessed = finished_manifest(root, "filter")["config"].get("poses", done[-1])  # the poses filter selected
-        results["dataset"] = evaluate_stage(root, assessed, source, selected_only=True)
+    results = evaluate_stages(root, stages, source, assessed)
     _write_summary(root, results)
     plot_statistics(root, results)
     return results
@@ -174,44 +175,80 @@ def plot_statistics(root: Path, results: dict) -> None:
     save_figure(fig, root / "evaluate" / "statistics.png")
 
 
-def evaluate_stage(root: Path, stage: str, source, selected_only: bool = False) -> dict:
-    """Score one stage's poses (all, or only those the filter selected) and write its report."""
-    manifest = finished_manifest(root, stage)
-    stats = ErrorStats()
-    skipped = []
-    poses = 0
-    name = "dataset" if selected_only else stage
-    for u in progress(manifest["units"], desc=f"evaluate {name}", unit="seq"):
+def evaluate_stages(root: Path, stages: list[str], source, selected_stage: str | None = None) -> dict:
+    """Score stages' poses against the source's ground truth in one pass, and write each one's report.
+
+    Every sequence is read once for all stages, and its ground truth made once per chunk of frames for all of them
+    (for the synthetic capture, making it is the costly part).
+
+    Args:
+        root: the build directory.
+        stages: pose stages to score on all their poses (reports ``evaluate/<stage>.{json,md}``).
+        source: the recording source (its ``ground_truth(sequence, frames)`` gives (T, J, 3) mm or None).
+        selected_stage: also score this stage's poses that ``filter`` selected (report ``evaluate/dataset.*``);
+            None: no dataset report.
+
+    Returns:
+        name -> result table (the stages' names, then ``dataset``).
+    """
+    targets = [(s, s, False) for s in stages] + ([("dataset", selected_stage, True)] if selected_stage else [])
+    manifests = {stage: finished_manifest(root, stage) for _, stage, _ in targets}
+    units: dict[tuple[str, str], dict] = {}
+    for m in manifests.values():
+        for u in m["units"]:
+            units.setdefault((u["subject"], u["sequence"]), u)
+    has = {stage: {(u["subject"], u["sequence"]) for u in m["units"]} for stage, m in manifests.items()}
+    stats = {name: ErrorStats() for name, _, _ in targets}
+    poses = dict.fromkeys(stats, 0)
+    skipped: dict[str, list[str]] = {name: [] for name in stats}
+    for key, u in progress(list(units.items()), desc="evaluate", unit="seq"):
         seq = Recording(u["subject"], u["action"], u["sequence"])
-        keep = None
-        if selected_only:
-            with open_h5(root / "filter" / u["subject"] / f"{u['sequence']}.h5") as f:
-                keep = f["selected"][:]
-        with open_h5(root / stage / u["subject"] / f"{u['sequence']}.h5") as f:
-            frames = f["frames"][:]
-            for s in range(0, len(frames), CHUNK_FRAMES):  # stream: memory stays flat with sequence length
-                sel = slice(s, s + CHUNK_FRAMES)
-                mask = np.ones(len(frames[sel]), bool) if keep is None else keep[sel]
-                if not mask.any():
+        with ExitStack() as files:
+            reads = {}  # name -> (open file, frames, rows to score)
+            for name, stage, selected_only in targets:
+                if key not in has[stage]:
                     continue
-                gt = source.ground_truth(seq, frames[sel][mask])
+                path = root / stage / u["subject"] / f"{u['sequence']}.h5"
+                f = files.enter_context(open_h5(path))
+                frames = f["frames"][:]
+                if np.any(np.diff(frames) <= 0):
+                    raise BuildDirError(f"{path}: dataset 'frames' is not strictly increasing; rebuild `{stage}`")
+                keep = np.ones(len(frames), bool)
+                if selected_only:
+                    with open_h5(root / "filter" / u["subject"] / f"{u['sequence']}.h5") as g:
+                        keep = g["selected"][:]
+                reads[name] = (f, frames, keep)
+            wanted = np.unique(np.concatenate([fr[k] for _, fr, k in reads.values()]))
+            for s in range(0, len(wanted), CHUNK_FRAMES):  # stream: memory stays flat with sequence length
+                chunk = wanted[s:s + CHUNK_FRAMES]
+                gt = source.ground_truth(seq, chunk)
                 if gt is None:
-                    skipped.append(seq.key)
+                    for name in reads:
+                        skipped[name].append(seq.key)
                     break
-                stats.add(f["keypoints_3d"][sel][mask].astype(np.float64), gt)
-                poses += int(mask.sum())
-    table = stats.table()
-    table["histogram"] = stats.histogram()
-    table.update(stage=stage, poses=poses, sequences_scored=len(manifest["units"]) - len(skipped),
-                 sequences_without_ground_truth=skipped)
-    write_json(root / "evaluate" / f"{name}.json", table)
-    text = format_table({k: v for k, v in table.items() if k not in _META})
-    title = f"the selected poses (after `{stage}` and `filter`)" if selected_only else f"all poses after `{stage}`"
-    with atomic_path(root / "evaluate" / f"{name}.md") as tmp:
-        tmp.write_text(f"# Accuracy of {title}: {poses} poses\n\n{text}\n")
-    if skipped:
-        log.warning("evaluate: %d sequences have no ground truth and were skipped", len(skipped))
-    return table
+                for name, (f, frames, keep) in reads.items():
+                    lo, hi = np.searchsorted(frames, chunk[0]), np.searchsorted(frames, chunk[-1], side="right")
+                    mask = keep[lo:hi]
+                    if not mask.any():
+                        continue
+                    rows = np.searchsorted(chunk, frames[lo:hi][mask])
+                    stats[name].add(f["keypoints_3d"][lo:hi][mask].astype(np.float64), gt[rows])
+                    poses[name] += int(mask.sum())
+    results = {}
+    for name, stage, selected_only in targets:
+        table = stats[name].table()
+        table["histogram"] = stats[name].histogram()
+        table.update(stage=stage, poses=poses[name], sequences_scored=len(manifests[stage]["units"]) - len(
+            skipped[name]), sequences_without_ground_truth=skipped[name])
+        write_json(root / "evaluate" / f"{name}.json", table)
+        text = format_table({k: v for k, v in table.items() if k not in _META})
+        title = f"the selected poses (after `{stage}` and `filter`)" if selected_only else f"all poses after `{stage}`"
+        with atomic_path(root / "evaluate" / f"{name}.md") as tmp:
+            tmp.write_text(f"# Accuracy of {title}: {poses[name]} poses\n\n{text}\n")
+        if skipped[name]:
+            log.warning("evaluate %s: %d sequences have no ground truth and were skipped", name, len(skipped[name]))
+        results[name] = table
+    return results
 
 
 def _write_summary(root: Path, results: dict) -> None:
