@@ -5,13 +5,23 @@ PY := $(VENV)/bin/python
 
 .PHONY: setup openpifpaf run test test-fast test-numpy2 lint bench clean
 
+# Optional: the PyTorch build to install before the rest (empty: the one pip picks from PyPI for pyproject's range,
+# on Linux a CUDA build with about 4 GB of CUDA libraries, which also runs on a CPU). For a CPU-only machine:
+#   make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu   (PyTorch's CPU wheels, torch and torchvision)
+#   make setup TORCH=torch==2.13.0                                 (a release pip finds in its --find-links folders)
+TORCH ?=
+TORCH_INDEX ?=
+
 # the project with its extras (PyTorch, MediaPipe, test tools, Slurm launcher): pip only, no compiler needed
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,openpifpaf,mediapipe,slurm]"
+	$(if $(TORCH_INDEX),$(PY) -m pip install --quiet --index-url $(TORCH_INDEX) "$(or $(TORCH),torch)" torchvision)
+	$(if $(and $(TORCH),$(if $(TORCH_INDEX),,1)),$(PY) -m pip install --quiet "$(TORCH)")
+	$(PY) -m pip list --format=freeze | grep -E '^(torch|torchvision)==' > $(VENV)/torch-constraints.txt || true
+	$(PY) -m pip install --quiet -e ".[test,openpifpaf,mediapipe,slurm]" -c $(VENV)/torch-constraints.txt
 	touch $@
 
 # OpenPifPaf compiled against the installed torch (needs a C++20 compiler once; the wheel is cached, see the script)
@@ -44,7 +54,7 @@ test-numpy2: setup
 		--ignore=tests/detectors/test_mediapipe_detector.py
 
 bench: setup openpifpaf
-	$(PY) -m pip install --quiet -e ".[test,openpifpaf,mediapipe,slurm,bench]"
+	$(PY) -m pip install --quiet -e ".[test,openpifpaf,mediapipe,slurm,bench]" $(if $(wildcard $(VENV)/torch-constraints.txt),-c $(VENV)/torch-constraints.txt)
 	$(PY) benchmarks/bench_triangulation.py
 	$(PY) benchmarks/bench_scaling.py --repeats 2 --json benchmarks/results/scaling.json
 	$(PY) benchmarks/bench_detect.py --frames 10 --json benchmarks/results/detect.json
