@@ -18,7 +18,8 @@ split: the pose of rank ``k`` gets the sample ids ``C k .. C k + C - 1``, one pe
 and the npz files keep recordings in input order and frames in ascending frame order (for temporal models); the HDF5
 dataset ``h3wb_pose_index`` links each row to its rank ``k`` in its split's JSON files.
 
-HDF5 schema (:func:`write_hdf5`; gzip-compressed; strings are UTF-8 ``h5py.string_dtype``)::
+HDF5 schema (:func:`write_hdf5`; float keypoints stored plain, integers and labels gzip-compressed; strings are
+UTF-8 ``h5py.string_dtype``)::
 
     keypoints_3d            (N, J, 3)    float64  world millimetres
     keypoints_2d            (N, C, J, 2) float64  pixels, pinhole K (R X + t) / z, no distortion (as H3WB)

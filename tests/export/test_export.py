@@ -318,7 +318,9 @@ def test_hdf5_round_trip(tmp_path, sequences, json_dir):
         assert d[key].shape == (N,) and d[key].dtype.kind == "U"
     assert d["keypoint_names"].tolist() == list(skeleton.NAMES)
     with h5py.File(path, "r") as f:
-        assert f["keypoints_2d"].compression == "gzip"
+        # float keypoints plain (gzip saved ~20% at 20x the write time), the integer datasets compressed
+        assert f["keypoints_2d"].compression is None and f["keypoints_2d"].chunks is not None
+        assert f["provenance"].compression == "gzip"
         assert h5py.check_string_dtype(f["subject"].dtype) is not None
     assert sorted(d["cameras"]) == ["S1", "S8", "S9"]
     row = 0
