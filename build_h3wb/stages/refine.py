@@ -19,7 +19,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from build_h3wb import skeleton
-from build_h3wb.artifacts import atomic_h5, open_h5
+from build_h3wb.artifacts import BuildDirError, atomic_h5, open_h5
 from build_h3wb.build import Build, read_rig
 from build_h3wb.geometry.cameras import Rig
 from build_h3wb.geometry.sequence_check import undo_swaps
@@ -89,6 +89,12 @@ def _refine_file(root, u: dict, out, attrs: dict, model, options: dict, correcto
         rig = read_rig(dict(f.attrs), str(f.filename))
         det_frames = f["frames"][:]
     if swapped is not None:  # the views the triangulation read swapped back are used the same way here
+        if swapped.shape != det.shape[:2]:
+            raise BuildDirError(
+                f"{root / 'triangulate' / u['subject'] / name}: dataset 'swapped' has shape {swapped.shape}, expected "
+                f"(views, frames) = {det.shape[:2]} as the detections: written by an older version (views last)? "
+                f"Rebuild it: `build-h3wb stage=triangulate build.dir={root} build.overwrite=true`, then the stages "
+                "after it")
         det = undo_swaps(det, swapped)
     if correctors:
         det = correct_views(source, Recording(u["subject"], u["action"], u["sequence"]), rig, det_frames, det,
