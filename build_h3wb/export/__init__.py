@@ -116,6 +116,7 @@ from build_h3wb.export.sequences import (
     UNASSIGNED,
     ExportSequence,
     Provenance,
+    StoredPoses,
     check_sequences,
     quality_order,
 )
@@ -131,8 +132,8 @@ from build_h3wb.export.views import (
 
 __all__ = [
     "CONFIDENCE_KEY", "FLAT_FORMAT", "H3WB_FILES", "HDF5_FORMAT", "I2D_MASKS_FILE", "OFFICIAL_FORMAT", "SPLITS",
-    "UNASSIGNED", "ExportSequence", "LazyViews", "Provenance", "Views", "check_sequences", "image_relpath",
-    "keypoint_bbox",
+    "UNASSIGNED", "ExportSequence", "LazyViews", "Provenance", "StoredPoses", "Views", "check_sequences",
+    "image_relpath", "keypoint_bbox",
     "link_or_copy", "load_flat_npz", "load_h3wb_json", "quality_order", "read_hdf5", "sequence_views",
     "view_arrays", "views_of", "write_flat_npz", "write_h3wb_json", "write_hdf5", "write_images",
     "write_official_npz",

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import h5py
 import numpy as np
 
 from build_h3wb import skeleton
@@ -30,6 +33,64 @@ class Provenance(enum.IntEnum):
     REFINED = 2
 
 
+class StoredPoses:
+    """Chosen rows of a (N, J, 3) dataset of an HDF5 file, read when indexed and never kept: (T, J, 3) float64.
+
+    What the export stage gives an :class:`ExportSequence` instead of an array, so an export holds one
+    recording's poses at a time, not every selected pose (its memory stays flat in the size of the dataset). Indexing
+    (an int, a slice, an integer or boolean array over the T rows) returns a new float64 array; the file is opened
+    on first use and kept open until :meth:`close`.
+
+    Args:
+        path: the HDF5 file.
+        dataset: the dataset's name in it, (N, J, 3).
+        rows: (T,) increasing row numbers of the dataset.
+    """
+
+    def __init__(self, path: str | os.PathLike, dataset: str, rows: np.ndarray) -> None:
+        self.path, self.dataset = str(path), dataset
+        self.rows = np.asarray(rows, dtype=np.int64)
+        if self.rows.ndim != 1 or np.any(np.diff(self.rows) <= 0):
+            raise ValueError(f"{path}: rows of {dataset!r} must be a (T,) increasing array, got {self.rows[:10]}")
+        self._file: h5py.File | None = None
+        self._ds: h5py.Dataset | None = None
+        with h5py.File(self.path, "r") as f:
+            tail = f[dataset].shape[1:]
+        self.shape = (len(self.rows), *tail)
+
+    ndim = 3
+    dtype = np.dtype(np.float64)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        want = self.rows[index]  # the file rows asked for, in the order asked
+        flat = np.atleast_1d(want)
+        if self._ds is None:
+            self._file = h5py.File(self.path, "r", rdcc_nbytes=1 << 16)
+            self._ds = self._file[self.dataset]
+        if flat.size == 0:
+            return np.empty((*np.shape(want), *self.shape[1:]))
+        lo, hi = int(flat.min()), int(flat.max()) + 1
+        if hi - lo <= 4 * flat.size:  # dense (a whole recording, a run of rows): one contiguous read
+            out = self._ds[lo:hi].astype(np.float64)[flat - lo]
+        else:  # a few rows spread over the recording (a block of the quality-ordered JSON files)
+            uniq, inverse = np.unique(flat, return_inverse=True)
+            out = self._ds[uniq].astype(np.float64)[inverse]
+        return out[0] if np.ndim(want) == 0 else out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+    def close(self) -> None:
+        """Close the file (indexing again reopens it)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = self._ds = None
+
+
 @dataclass(frozen=True, eq=False)
 class ExportSequence:
     """The selected, complete poses of one recording, ready for export.
@@ -39,7 +100,8 @@ class ExportSequence:
         action: canonical action, e.g. ``"Walking"``.
         sequence: recording name, e.g. ``"Walking 1"``; camera ``c``'s video is ``"<sequence>.<c>.mp4"``.
         frames: (T,) int64 distinct video frame numbers, from 0 as OpenCV reads the video.
-        keypoints_3d: (T, J, 3) float64 world millimetres, finite (only complete poses are exported).
+        keypoints_3d: (T, J, 3) float64 world millimetres, finite (only complete poses are exported): an array, or
+            a :class:`StoredPoses` that reads them from the build when indexed.
         provenance: (T, J) uint8 :class:`Provenance` codes.
         quality: (T,) float64, lower = better; the H3WB JSON files are ordered by it.
         rig: the subject's calibrated cameras (their order is the view order of every export).
@@ -49,7 +111,7 @@ class ExportSequence:
     action: str
     sequence: str
     frames: np.ndarray
-    keypoints_3d: np.ndarray
+    keypoints_3d: np.ndarray | StoredPoses
     provenance: np.ndarray
     quality: np.ndarray
     rig: Rig
@@ -72,7 +134,8 @@ class ExportSequence:
         T, J = len(frames), skeleton.NUM_KEYPOINTS
         if np.any(frames < 0) or len(np.unique(frames)) != T:
             raise ValueError(f"{where}: frames must be distinct and >= 0")
-        kp = np.asarray(self.keypoints_3d, dtype=np.float64)
+        stored = isinstance(self.keypoints_3d, StoredPoses)
+        kp = self.keypoints_3d[:] if stored else np.asarray(self.keypoints_3d, dtype=np.float64)  # checked once
         if kp.shape != (T, J, 3):
             raise ValueError(f"{where}: keypoints_3d has shape {kp.shape}, expected (T, J, 3) = {(T, J, 3)}")
         if not np.all(np.isfinite(kp)):
@@ -90,6 +153,8 @@ class ExportSequence:
             raise ValueError(f"{where}: quality contains NaN")
         for attr, value in (("frames", frames), ("keypoints_3d", kp), ("provenance", prov.astype(np.uint8)),
                             ("quality", quality)):
+            if attr == "keypoints_3d" and stored:
+                continue  # kept on disk, read when indexed
             value.setflags(write=False)
             object.__setattr__(self, attr, value)
 

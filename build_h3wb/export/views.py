@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
+from build_h3wb import skeleton
 from build_h3wb.export.sequences import ExportSequence
 from build_h3wb.geometry.cameras import Rig
 
@@ -113,7 +114,7 @@ def _nan_safe_bbox(uv: np.ndarray, image_size: tuple[int, int], margin: float) -
 
 def views_of(seq: ExportSequence, bbox_margin: float = 0.1) -> dict[str, np.ndarray]:
     """:func:`view_arrays` of a sequence, with an error naming the frames and cameras that cannot see the pose."""
-    views = view_arrays(seq.keypoints_3d, seq.rig, bbox_margin)
+    views = view_arrays(np.asarray(seq.keypoints_3d), seq.rig, bbox_margin)
     bad = ~np.isfinite(views["keypoints_2d"]).all(axis=(2, 3))  # (T, C)
     if bad.any():
         t, c = np.nonzero(bad)
@@ -180,7 +181,10 @@ def view_rows(views: Views | LazyViews, sequences: Sequence[ExportSequence], ind
         out = [{k: v[t] for k, v in views[i].items()} for i, t in index.tolist()]
         return {k: np.stack([o[k] for o in out]) for k in out[0]}
     subjects = np.array([sequences[i].subject for i in index[:, 0].tolist()])
-    X = np.stack([sequences[i].keypoints_3d[t] for i, t in index.tolist()])  # (B, J, 3) world mm
+    X = np.empty((len(index), skeleton.NUM_KEYPOINTS, 3))  # (B, J, 3) world mm, read once per sequence
+    for i in np.unique(index[:, 0]).tolist():
+        mine = index[:, 0] == i
+        X[mine] = sequences[i].keypoints_3d[index[mine, 1]]
     out: dict[str, np.ndarray] = {}
     for subject in dict.fromkeys(subjects.tolist()):
         mine = subjects == subject

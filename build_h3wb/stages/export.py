@@ -26,6 +26,7 @@ from build_h3wb.export import (
     ExportSequence,
     LazyViews,
     Provenance,
+    StoredPoses,
     write_flat_npz,
     write_h3wb_json,
     write_hdf5,
@@ -69,6 +70,8 @@ def run(cfg: DictConfig) -> dict:
     counts["videopose3d"] = write_official_npz(sd.root / "h3wb_videopose3d.npz", sequences, split, views=views)
     counts["flat_npz"] = write_flat_npz(sd.root / "h3wb_flat.npz", sequences, views=views)
     del views
+    for seq in sequences:  # the pose files the writers opened
+        seq.keypoints_3d.close()
     if ecfg.images:
         counts["images"] = write_images(make_source(cfg), sequences, sd.root / "images", ecfg.jpeg_quality)
         if counts["images"]["no_pixels"]:
@@ -104,18 +107,22 @@ def read_sequences(root: Path, units: list[dict], pose_stage: str) -> list[Expor
             quality = f["quality"][:]
         if not keep.any():
             continue
-        with open_h5(root / pose_stage / subject / f"{name}.h5") as f:
-            kp = f["keypoints_3d"][:].astype(np.float64)
-            refined = f["refined"][:] if "refined" in f else np.zeros(kp.shape[:2], bool)
+        pose_path = root / pose_stage / subject / f"{name}.h5"
+        with open_h5(pose_path) as f:
+            shape = f["keypoints_3d"].shape
+            refined = f["refined"][:] if "refined" in f else np.zeros(shape[:2], bool)
             frames = f["frames"][:]
         with open_h5(root / "complete" / subject / f"{name}.h5") as f:
             filled = f["filled"][:]
         with open_h5(root / "detect" / subject / f"{name}.h5") as f:
             rig = read_rig(dict(f.attrs), str(f.filename))
-        prov = np.full(kp.shape[:2], Provenance.TRIANGULATED, dtype=np.uint8)
+        prov = np.full(shape[:2], Provenance.TRIANGULATED, dtype=np.uint8)
         prov[filled] = Provenance.COMPLETED
         prov[refined] = Provenance.REFINED
+        # the poses stay in the build (read when a writer needs them): memory does not grow with the dataset
+        poses = StoredPoses(pose_path, "keypoints_3d", np.flatnonzero(keep))
         sequences.append(ExportSequence(subject=subject, action=u["action"], sequence=name, frames=frames[keep],
-                                        keypoints_3d=kp[keep], provenance=prov[keep], quality=quality[keep],
+                                        keypoints_3d=poses, provenance=prov[keep], quality=quality[keep],
                                         rig=rig))
+        poses.close()
     return sequences
