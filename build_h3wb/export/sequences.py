@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,8 +39,9 @@ class StoredPoses:
 
     What the export stage gives an :class:`ExportSequence` instead of an array, so an export holds one
     recording's poses at a time, not every selected pose (its memory stays flat in the size of the dataset). Indexing
-    (an int, a slice, an integer or boolean array over the T rows) returns a new float64 array; the file is opened
-    on first use and kept open until :meth:`close`.
+    (an int, a slice, an integer or boolean array over the T rows) returns a new float64 array. The file is opened
+    on first use and kept open, but at most :attr:`MAX_OPEN` files are open at once across all instances (the least
+    recently used is closed), so the open files do not grow with the number of recordings either.
 
     Args:
         path: the HDF5 file.
@@ -60,6 +62,10 @@ class StoredPoses:
 
     ndim = 3
     dtype = np.dtype(np.float64)
+    #: Files open at once across all instances: each costs HDF5 about 0.2 MB; a quality-ordered JSON block touches
+    #: nearly every recording, so fewer open files than recordings means reopening them for every block.
+    MAX_OPEN = 256
+    _open: OrderedDict[int, StoredPoses] = OrderedDict()  # id -> instance with an open file, least recent first
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -68,8 +74,12 @@ class StoredPoses:
         want = self.rows[index]  # the file rows asked for, in the order asked
         flat = np.atleast_1d(want)
         if self._ds is None:
+            while len(StoredPoses._open) >= self.MAX_OPEN:
+                StoredPoses._open.popitem(last=False)[1].close()
             self._file = h5py.File(self.path, "r", rdcc_nbytes=1 << 16)
             self._ds = self._file[self.dataset]
+        StoredPoses._open[id(self)] = self
+        StoredPoses._open.move_to_end(id(self))
         if flat.size == 0:
             return np.empty((*np.shape(want), *self.shape[1:]))
         lo, hi = int(flat.min()), int(flat.max()) + 1
@@ -86,6 +96,7 @@ class StoredPoses:
 
     def close(self) -> None:
         """Close the file (indexing again reopens it)."""
+        StoredPoses._open.pop(id(self), None)
         if self._file is not None:
             self._file.close()
             self._file = self._ds = None
