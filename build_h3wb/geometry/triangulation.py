@@ -47,7 +47,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from build_h3wb.geometry.cameras import Rig
-from build_h3wb.geometry.distortion import distort_xy
+from build_h3wb.geometry.distortion import distort_xy, undistort_xy
 from build_h3wb.parallel import usable_cpus
 
 MAX_VIEWS = 16  # views-used masks are stored as uint16 bitmasks
@@ -264,9 +264,10 @@ class _Views:
     Built from (C, n, 2) pixels, (C, n) scores and (C, n) thresholds in pixels.
 
     Attributes:
-        u, v: pixels as given; x, y: undistorted normalised coordinates; w: weights (0 = not a candidate);
-        cand: candidate views (finite and confident); thr: agreement threshold in pixels; coef: (C, 4, n) each
-        view's normal-equation coefficients (see :func:`_normal_basis`).
+        xd, yd: distorted normalised coordinates (the pixels through the inverse intrinsics); x, y: undistorted
+        normalised coordinates; w: weights (0 = not a candidate); cand: candidate views (finite and confident);
+        thr: agreement threshold in pixels (may be a broadcast view); coef: (C, 4, n) each view's normal-equation
+        coefficients (see :func:`_normal_basis`).
     """
 
     def __init__(self, rig: Rig, uv: np.ndarray, score: np.ndarray, thr: np.ndarray, min_score: float,
@@ -279,19 +280,24 @@ class _Views:
         self.basis = _normal_basis(extr)  # (C, 4, 9)
         self.C = len(rig)
         self._flat_basis = np.ascontiguousarray(self.basis.reshape(4 * self.C, 9).T)  # (9, 4C)
+        self._pairs = _pair_order(rig)
+        self._scale = None
         if uv is None:
             return
         uv = np.asarray(uv, dtype=np.float64)  # (C, n, 2)
-        self.u, self.v = np.ascontiguousarray(uv[..., 0]), np.ascontiguousarray(uv[..., 1])
+        u, v = uv[..., 0], uv[..., 1]  # (C, n) views, read once each
         sc = np.asarray(score, dtype=np.float64)  # (C, n)
         with np.errstate(invalid="ignore"):
-            self.cand = np.isfinite(self.u) & np.isfinite(self.v) & (sc >= min_score)
+            self.cand = np.isfinite(u) & np.isfinite(v) & (sc >= min_score)
         self.w = np.where(self.cand, sc, 0.0)
-        self.x, self.y = np.empty_like(self.u), np.empty_like(self.v)
+        shape = self.cand.shape
+        self.xd, self.yd, self.x, self.y = (np.empty(shape) for _ in range(4))
         with np.errstate(invalid="ignore", divide="ignore"):
             for c, cam in enumerate(rig):
-                self.x[c], self.y[c] = cam.undistort_uv(self.u[c], self.v[c], undistort_iterations)
-        self.thr = np.ascontiguousarray(np.broadcast_to(thr, self.u.shape))
+                self.xd[c], self.yd[c] = cam.pixels_to_normalized_uv(u[c], v[c])
+                self.x[c], self.y[c] = undistort_xy(self.xd[c], self.yd[c], cam.dist, cam.distortion_model,
+                                                    undistort_iterations)
+        self.thr = np.broadcast_to(thr, shape)
         if not self.cand.all():  # non-candidates take no part: zero coordinates keep every sum finite
             self.x[~self.cand] = 0.0
             self.y[~self.cand] = 0.0
@@ -299,14 +305,24 @@ class _Views:
 
     @property
     def n(self) -> int:
-        return self.u.shape[1]
+        return self.cand.shape[1]
+
+    @property
+    def scale(self) -> np.ndarray:
+        """(C, n) pixels per normalised unit over the threshold: a normalised residual times this is ``relative``."""
+        if self._scale is None:
+            self._scale = self.focal[:, None] / self.thr
+        return self._scale
 
     def take(self, idx: np.ndarray) -> _Views:
-        """The same views for the points ``idx`` only."""
+        """The same views for the points ``idx`` only (what the robust rule reads: no pixels, no weights)."""
         sub = _Views.__new__(_Views)
         sub.__dict__.update(self.__dict__)
-        for name in ("u", "v", "x", "y", "w", "cand", "thr"):
+        for name in ("xd", "yd", "w"):
+            sub.__dict__.pop(name, None)
+        for name in ("x", "y", "cand", "thr"):
             setattr(sub, name, getattr(self, name)[:, idx])
+        sub._scale = None if self._scale is None else self._scale[:, idx]
         sub.coef = self.coef[:, :, idx]
         return sub
 
@@ -323,6 +339,7 @@ class _Views:
         """(3, ..., n) points -> (C, ..., n) residual in pixels over the threshold (NaN where not observed)."""
         out = np.empty((self.C,) + X.shape[1:])
         extra = (1,) * (X.ndim - 2)
+        scale = self.scale
         for c in range(self.C):
             R, t = self.R[c], self.t[c]
             xc = R[0, 0] * X[0] + R[0, 1] * X[1] + R[0, 2] * X[2] + t[0]
@@ -331,22 +348,48 @@ class _Views:
             inv = 1.0 / np.where(zc > 1e-6, zc, np.nan)  # behind the camera: NaN
             dx = xc * inv - self.x[c].reshape(extra + (-1,))
             dy = yc * inv - self.y[c].reshape(extra + (-1,))
-            out[c] = np.sqrt(dx * dx + dy * dy) * (self.focal[c] / self.thr[c].reshape(extra + (-1,)))
+            np.multiply(np.sqrt(dx * dx + dy * dy), scale[c].reshape(extra + (-1,)), out=out[c])
         return out
 
     def rays_ok(self, X: np.ndarray, members: np.ndarray, min_angle_deg: float) -> np.ndarray:
-        """(3, ...) points, (C, ...) views -> (...) bool: two rays cross at an angle in [a, 180 - a] degrees."""
-        d = [(X[0] - c[0], X[1] - c[1], X[2] - c[2]) for c in self.centers]  # C x 3 x (...) rays to the point
-        n2 = [dx * dx + dy * dy + dz * dz for dx, dy, dz in d]
+        """(3, ...) points, (C, ...) views -> (...) bool: two rays cross at an angle in [a, 180 - a] degrees.
+
+        Pairs of views are tried in :func:`_pair_order`, each only on the points no earlier pair has settled.
+        """
+        shape = X.shape[1:]
+        X, members = X.reshape(3, -1), members.reshape(self.C, -1)  # (3, m), (C, m)
         s2_min = max(np.sin(np.radians(min_angle_deg)) ** 2, 1e-18)
-        ok = np.zeros(X.shape[1:], dtype=bool)
-        for a, b in itertools.combinations(range(self.C), 2):
-            (ax, ay, az), (bx, by, bz) = d[a], d[b]
+        ok = np.zeros(X.shape[1], dtype=bool)
+        left = None  # indices of the points not settled yet (None: all)
+        for a, b in self._pairs:
+            P = X if left is None else X[:, left]
+            ca, cb = self.centers[a], self.centers[b]
+            ax, ay, az = P[0] - ca[0], P[1] - ca[1], P[2] - ca[2]  # rays from both centres to the point
+            bx, by, bz = P[0] - cb[0], P[1] - cb[1], P[2] - cb[2]
             dot = ax * bx + ay * by + az * bz
-            nn = n2[a] * n2[b]
+            nn = (ax * ax + ay * ay + az * az) * (bx * bx + by * by + bz * bz)
             # sin^2 = 1 - cos^2 >= s2_min, without roots or divisions
-            ok |= members[a] & members[b] & (nn - dot * dot >= s2_min * nn)
-        return ok
+            good = nn - dot * dot >= s2_min * nn
+            if left is None:
+                good &= members[a] & members[b]
+                ok |= good
+                left = np.flatnonzero(~good)
+            else:
+                good &= members[a, left] & members[b, left]
+                ok[left[good]] = True
+                left = left[~good]
+            if not left.size:
+                break
+        return ok.reshape(shape)
+
+
+def _pair_order(rig: Rig) -> list[tuple[int, int]]:
+    """Every pair of views, those whose optical axes are closest to perpendicular first.
+
+    :meth:`_Views.rays_ok` needs one pair whose rays cross well; such pairs settle most points at once.
+    """
+    cos = np.abs(np.cos(np.radians(rig.axis_angles_deg())))  # (C, C)
+    return sorted(itertools.combinations(range(len(rig)), 2), key=lambda ab: (cos[ab], ab))
 
 
 def subset_table(num_views: int, valid_sets: np.ndarray) -> np.ndarray:
@@ -553,13 +596,13 @@ def _threshold_array(value: float | np.ndarray, C: int, lead: tuple[int, ...]) -
     if thr.ndim and thr.ndim == len(lead):
         thr = thr[None]
     try:
-        thr = np.broadcast_to(thr, (C,) + lead)
+        full = np.broadcast_to(thr, (C,) + lead)
     except ValueError:
         raise ValueError(f"outlier_threshold_px must be a number, {lead} per point or (C, ...) = "
                          f"{(C,) + lead} per view; got {thr.shape}") from None
-    if not (np.isfinite(thr).all() and (thr > 0).all()):
+    if full.size and not (np.isfinite(thr).all() and (thr > 0).all()):  # checked before broadcasting: cheaper
         raise ValueError("outlier_threshold_px must be finite and positive")
-    return thr
+    return full
 
 
 def _empty_result(N: int) -> Triangulation:
@@ -595,9 +638,11 @@ def _finish(out: Triangulation, sl: slice, vw: _Views, X: np.ndarray, used: np.n
         xn = (R[0, 0] * X[0] + R[0, 1] * X[1] + R[0, 2] * X[2] + t[0]) * inv
         yn = (R[1, 0] * X[0] + R[1, 1] * X[1] + R[1, 2] * X[2] + t[1]) * inv
         xd, yd = distort_xy(xn, yn, cam.dist, cam.distortion_model)
+        xd -= vw.xd[c]
+        yd -= vw.yd[c]
         K = cam.K
-        du = K[0, 0] * xd + K[0, 1] * yd + K[0, 2] - vw.u[c]
-        dv = K[1, 1] * yd + K[1, 2] - vw.v[c]
+        du = K[0, 0] * xd + K[0, 1] * yd if K[0, 1] else K[0, 0] * xd  # K (projected - observed), in pixels
+        dv = K[1, 1] * yd
         with np.errstate(invalid="ignore"):
             err_sum += np.where(used[c], np.sqrt(du * du + dv * dv), 0.0)
     out.points[sl] = X.T
