@@ -335,20 +335,28 @@ class _Views:
         """(C, 9, n): each view's part of the normal equations (0 for non-candidates)."""
         return np.stack([self.basis[c].T @ self.coef[c] for c in range(self.C)])
 
-    def relative(self, X: np.ndarray) -> np.ndarray:
-        """(3, ..., n) points -> (C, ..., n) residual in pixels over the threshold (NaN where not observed)."""
+    def project(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(3, ...) points -> undistorted normalised projections ``xn``, ``yn`` and depths ``zc``, each (C, ...)."""
+        xn, yn, zc = (np.empty((self.C,) + X.shape[1:]) for _ in range(3))
+        for c in range(self.C):
+            _project(self.R[c], self.t[c], X, out=(xn[c], yn[c], zc[c]))
+        return xn, yn, zc
+
+    def relative(self, X: np.ndarray, proj: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """(3, ..., n) points -> (C, ..., n) residual in pixels over the threshold (NaN where not observed).
+
+        ``proj`` is :meth:`project` of ``X`` where the caller has it already.
+        """
+        xn, yn, zc = self.project(X) if proj is None else proj
         out = np.empty((self.C,) + X.shape[1:])
         extra = (1,) * (X.ndim - 2)
         scale = self.scale
         for c in range(self.C):
-            R, t = self.R[c], self.t[c]
-            xc = R[0, 0] * X[0] + R[0, 1] * X[1] + R[0, 2] * X[2] + t[0]
-            yc = R[1, 0] * X[0] + R[1, 1] * X[1] + R[1, 2] * X[2] + t[1]
-            zc = R[2, 0] * X[0] + R[2, 1] * X[1] + R[2, 2] * X[2] + t[2]
-            inv = 1.0 / np.where(zc > 1e-6, zc, np.nan)  # behind the camera: NaN
-            dx = xc * inv - self.x[c].reshape(extra + (-1,))
-            dy = yc * inv - self.y[c].reshape(extra + (-1,))
-            np.multiply(np.sqrt(dx * dx + dy * dy), scale[c].reshape(extra + (-1,)), out=out[c])
+            dx = xn[c] - self.x[c].reshape(extra + (-1,))
+            dy = yn[c] - self.y[c].reshape(extra + (-1,))
+            r = np.sqrt(dx * dx + dy * dy)
+            r *= scale[c].reshape(extra + (-1,))
+            np.copyto(out[c], np.where(zc[c] > 1e-6, r, np.nan))  # behind the camera: NaN
         return out
 
     def rays_ok(self, X: np.ndarray, members: np.ndarray, min_angle_deg: float) -> np.ndarray:
@@ -381,6 +389,21 @@ class _Views:
             if not left.size:
                 break
         return ok.reshape(shape)
+
+
+def _project(R: np.ndarray, t: np.ndarray, X: np.ndarray, out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(3, ...) world mm through one view's ``R``, ``t`` -> undistorted normalised ``xn``, ``yn`` and depth ``zc``.
+
+    Written out: a (3, 3) matrix product is several times slower for so small an inner dimension.
+    """
+    xn, yn, zc = (np.empty(X.shape[1:]) for _ in range(3)) if out is None else out
+    np.add(R[2, 0] * X[0] + R[2, 1] * X[1] + R[2, 2] * X[2], t[2], out=zc)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = 1.0 / zc
+    np.multiply(R[0, 0] * X[0] + R[0, 1] * X[1] + R[0, 2] * X[2] + t[0], inv, out=xn)
+    np.multiply(R[1, 0] * X[0] + R[1, 1] * X[1] + R[1, 2] * X[2] + t[1], inv, out=yn)
+    return xn, yn, zc
 
 
 def _pair_order(rig: Rig) -> list[tuple[int, int]]:
@@ -555,8 +578,10 @@ def _robust_block(out: Triangulation, sl: slice, vw: _Views, robust: bool, valid
     X = vw.solve()  # (3, n)
     X[:, ~valid] = np.nan
     used = vw.cand & valid
+    proj = None
     if robust:
-        bad = (used & (vw.relative(X) > 1.0)).any(0)
+        proj = vw.project(X)  # (C, n) each, kept for the reprojection errors of the points not re-solved
+        bad = (used & (vw.relative(X, proj) > 1.0)).any(0)
         if min_ray_angle_deg > 0:
             bad |= valid & ~vw.rays_ok(X, used, min_ray_angle_deg)
         bad &= valid
@@ -573,7 +598,9 @@ def _robust_block(out: Triangulation, sl: slice, vw: _Views, robust: bool, valid
                                                                   min_ray_angle_deg)
             else:
                 used[:, idx], X[:, idx] = _drop_worst(sub, used[:, idx], valid_sets, min_ray_angle_deg)
-    _finish(out, sl, vw, X, used)
+            for whole, part in zip(proj, vw.project(X[:, idx])):
+                whole[:, idx] = part
+    _finish(out, sl, vw, X, used, proj)
 
 
 def _check_shapes(uv: np.ndarray, score: np.ndarray, rig: Rig) -> tuple[int, tuple[int, ...]]:
@@ -622,8 +649,12 @@ def _shaped(res: Triangulation, lead: tuple[int, ...]) -> Triangulation:
                          reprojection_error=res.reprojection_error.reshape(lead), rejected=res.rejected.reshape(lead))
 
 
-def _finish(out: Triangulation, sl: slice, vw: _Views, X: np.ndarray, used: np.ndarray) -> None:
-    """Write a block's result: views used, counts and the reprojection error in real (distorted) pixels."""
+def _finish(out: Triangulation, sl: slice, vw: _Views, X: np.ndarray, used: np.ndarray,
+            proj: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
+    """Write a block's result: views used, counts and the reprojection error in real (distorted) pixels.
+
+    ``proj`` is :meth:`_Views.project` of ``X`` where the caller has it already.
+    """
     n_used = used.sum(0)
     ok = np.isfinite(X[0]) & (n_used >= 2)
     X = np.where(ok, X, np.nan)  # (3, n)
@@ -631,12 +662,7 @@ def _finish(out: Triangulation, sl: slice, vw: _Views, X: np.ndarray, used: np.n
     n_used = np.where(ok, n_used, 0)
     err_sum = np.zeros(vw.n)
     for c, cam in enumerate(vw.rig):
-        R, t = vw.R[c], vw.t[c]
-        zc = R[2, 0] * X[0] + R[2, 1] * X[1] + R[2, 2] * X[2] + t[2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            inv = 1.0 / zc
-        xn = (R[0, 0] * X[0] + R[0, 1] * X[1] + R[0, 2] * X[2] + t[0]) * inv
-        yn = (R[1, 0] * X[0] + R[1, 1] * X[1] + R[1, 2] * X[2] + t[1]) * inv
+        xn, yn, _ = _project(vw.R[c], vw.t[c], X) if proj is None else (proj[0][c], proj[1][c], None)
         xd, yd = distort_xy(xn, yn, cam.dist, cam.distortion_model)
         xd -= vw.xd[c]
         yd -= vw.yd[c]
