@@ -663,8 +663,7 @@ def _finish(out: Triangulation, sl: slice, vw: _Views, X: np.ndarray, used: np.n
     """
     n_used = _count(used)
     ok = np.isfinite(X[0]) & (n_used >= 2)
-    X = np.where(ok, X, np.nan)  # (3, n)
-    used = used & ok
+    used = used & ok  # the errors below are summed over these only: X need not be NaN where not ok
     n_used = np.where(ok, n_used, 0)
     err_sum = np.zeros(vw.n)
     for c, cam in enumerate(vw.rig):
@@ -677,7 +676,11 @@ def _finish(out: Triangulation, sl: slice, vw: _Views, X: np.ndarray, used: np.n
         dv = K[1, 1] * yd
         with np.errstate(invalid="ignore"):
             np.add(err_sum, np.sqrt(du * du + dv * dv), out=err_sum, where=used[c])
-    out.points[sl] = X.T
+    points = out.points[sl]  # (n, 3), written column by column (a transposed copy is several times slower)
+    for i in range(3):
+        points[:, i] = X[i]
+    if not ok.all():
+        points[~ok] = np.nan
     out.views[sl] = _bits(used)
     out.num_views[sl] = n_used
     with np.errstate(invalid="ignore", divide="ignore"):
