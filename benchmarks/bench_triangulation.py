@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -114,7 +115,9 @@ def main() -> None:
     uv, uv_out, uv_limbs = (np.ascontiguousarray(np.moveaxis(a, 1, 0)) for a in (uv, uv_out, uv_limbs))
     score = np.ones((len(rig), n))
     results: dict = {"machine": f"{platform.machine()} {platform.processor()} python {platform.python_version()}",
-                     "keypoints": n, "views": len(rig), "repeats": args.repeats}
+                     "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+                     "keypoints": n, "views": len(rig), "repeats": args.repeats,
+                     "load_average_1min_at_start": round(os.getloadavg()[0], 2)}
 
     for name, robust in (("plain", False), ("robust", True)):
         t, res = timed(lambda r=robust: triangulate(uv, score, rig, robust=r), args.repeats, f"{name}_clean")
@@ -158,6 +161,7 @@ def main() -> None:
     rb = results["build_h3wb_robust"]
     ratio = rb["with_5pct_outliers"]["p95_mm"] / rb["noise_only"]["p95_mm"]
     results["robust_p95_outliers_over_clean"] = round(ratio, 3)
+    results["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)  # other jobs on a shared machine show here
     print(json.dumps(results, indent=1))
     print(f"\nplain {plain / 1e6:.2f} M keypoints/s (target >= 4); robust with 5% outliers {robust / 1e6:.2f} M "
           f"keypoints/s (target >= 2); robust p95 with 5% outliers / clean = {ratio:.3f} (target <= 1.10)")

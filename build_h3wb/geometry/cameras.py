@@ -109,10 +109,13 @@ class Camera:
 
     def pixels_to_normalized(self, uv: np.ndarray) -> np.ndarray:
         """Pixels (..., 2) -> distorted normalised coordinates (..., 2) (inverse of the affine intrinsics)."""
+        return np.stack(self.pixels_to_normalized_uv(uv[..., 0], uv[..., 1]), axis=-1)
+
+    def pixels_to_normalized_uv(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`pixels_to_normalized` on separate ``u``, ``v`` arrays; returns distorted normalised ``(x, y)``."""
         fx, s, cx, fy, cy = self.K[0, 0], self.K[0, 1], self.K[0, 2], self.K[1, 1], self.K[1, 2]
-        y = (uv[..., 1] - cy) / fy
-        x = (uv[..., 0] - cx - s * y) / fx
-        return np.stack([x, y], axis=-1)
+        y = (v - cy) / fy
+        return (u - cx - s * y) / fx, y
 
     def normalized_to_pixels(self, xy: np.ndarray) -> np.ndarray:
         """Normalised coordinates (..., 2) -> pixels (..., 2) through the affine intrinsics."""
@@ -152,10 +155,7 @@ class Camera:
 
     def undistort_uv(self, u: np.ndarray, v: np.ndarray, iterations: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`undistort_pixels` on separate ``u``, ``v`` arrays; returns ``(x, y)`` normalised."""
-        fx, s, cx, fy, cy = self.K[0, 0], self.K[0, 1], self.K[0, 2], self.K[1, 1], self.K[1, 2]
-        yd = (v - cy) / fy
-        xd = (u - cx - s * yd) / fx
-        return undistort_xy(xd, yd, self.dist, self.distortion_model, iterations)
+        return undistort_xy(*self.pixels_to_normalized_uv(u, v), self.dist, self.distortion_model, iterations)
 
     def in_image(self, uv: np.ndarray, margin: float = 0.0) -> np.ndarray:
         """(..., 2) pixels -> (...,) bool, True inside the image shrunk by ``margin`` pixels."""

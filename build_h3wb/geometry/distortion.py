@@ -32,11 +32,13 @@ def distort(xy: np.ndarray, dist: np.ndarray, model: str = "opencv") -> np.ndarr
 def distort_xy(x: np.ndarray, y: np.ndarray, dist: np.ndarray, model: str = "opencv") -> tuple[np.ndarray, np.ndarray]:
     """:func:`distort` on separate coordinate arrays (any equal shapes); returns ``(x_d, y_d)``."""
     k1, k2, p1, p2, k3 = (float(c) for c in dist)
-    r2 = x * x + y * y
+    x2, y2 = x * x, y * y
+    r2 = x2 + y2
     radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
     if model == "opencv":
-        xy2 = 2.0 * x * y
-        return x * radial + p1 * xy2 + p2 * (r2 + 2.0 * x * x), y * radial + p1 * (r2 + 2.0 * y * y) + p2 * xy2
+        xy2 = x * y
+        xy2 += xy2  # 2 x y (doubling is exact: the same numbers as 2.0 * x * y)
+        return x * radial + p1 * xy2 + p2 * (r2 + (x2 + x2)), y * radial + p1 * (r2 + (y2 + y2)) + p2 * xy2
     if model == "h36m":
         cross = radial + p1 * y + p2 * x
         return x * cross + p2 * r2, y * cross + p1 * r2
@@ -91,12 +93,14 @@ def _undistort(xd: np.ndarray, yd: np.ndarray, dist: np.ndarray, model: str, ite
     if k1 == k2 == k3 == p1 == p2 == 0.0:
         return x.copy(), y.copy()
     for _ in range(iterations):
-        r2 = x * x + y * y
+        x2, y2 = x * x, y * y
+        r2 = x2 + y2
         radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
         if model == "opencv":
-            xy2 = 2.0 * x * y
-            x_new = (xd - p1 * xy2 - p2 * (r2 + 2.0 * x * x)) / radial
-            y = (yd - p1 * (r2 + 2.0 * y * y) - p2 * xy2) / radial
+            xy2 = x * y
+            xy2 += xy2  # 2 x y (doubling is exact: the same numbers as 2.0 * x * y)
+            x_new = (xd - p1 * xy2 - p2 * (r2 + (x2 + x2))) / radial
+            y = (yd - p1 * (r2 + (y2 + y2)) - p2 * xy2) / radial
             x = x_new
         else:
             cross = radial + p1 * y + p2 * x

@@ -47,7 +47,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from build_h3wb.geometry.cameras import Rig
-from build_h3wb.geometry.distortion import distort_xy
+from build_h3wb.geometry.distortion import distort_xy, undistort_xy
 from build_h3wb.parallel import usable_cpus
 
 MAX_VIEWS = 16  # views-used masks are stored as uint16 bitmasks
@@ -251,11 +251,17 @@ class Triangulation:
 
 
 def _bits(members: np.ndarray) -> np.ndarray:
-    """View-major (C, ...) bool -> (...) int64 bitmask."""
-    out = np.zeros(members.shape[1:], dtype=np.int64)
+    """View-major (C, ...) bool -> (...) bitmask (uint8 for up to 8 views, else uint16)."""
+    dtype = np.uint8 if members.shape[0] <= 8 else np.uint16
+    out = np.zeros(members.shape[1:], dtype=dtype)
     for c in range(members.shape[0]):
-        out |= members[c].astype(np.int64) << c
+        out |= members[c].astype(dtype) << dtype(c)
     return out
+
+
+def _count(members: np.ndarray) -> np.ndarray:
+    """View-major (C, ...) bool -> (...) uint8 number of members (a sum of rows: much faster than ``sum(0)``)."""
+    return members.view(np.uint8).sum(0, dtype=np.uint8)
 
 
 class _Views:
@@ -264,9 +270,10 @@ class _Views:
     Built from (C, n, 2) pixels, (C, n) scores and (C, n) thresholds in pixels.
 
     Attributes:
-        u, v: pixels as given; x, y: undistorted normalised coordinates; w: weights (0 = not a candidate);
-        cand: candidate views (finite and confident); thr: agreement threshold in pixels; coef: (C, 4, n) each
-        view's normal-equation coefficients (see :func:`_normal_basis`).
+        xd, yd: distorted normalised coordinates (the pixels through the inverse intrinsics); x, y: undistorted
+        normalised coordinates; w: weights (0 = not a candidate); cand: candidate views (finite and confident);
+        thr: agreement threshold in pixels (may be a broadcast view); coef: (C, 4, n) each view's normal-equation
+        coefficients (see :func:`_normal_basis`).
     """
 
     def __init__(self, rig: Rig, uv: np.ndarray, score: np.ndarray, thr: np.ndarray, min_score: float,
@@ -279,19 +286,24 @@ class _Views:
         self.basis = _normal_basis(extr)  # (C, 4, 9)
         self.C = len(rig)
         self._flat_basis = np.ascontiguousarray(self.basis.reshape(4 * self.C, 9).T)  # (9, 4C)
+        self._pairs = _pair_order(rig)
+        self._scale = None
         if uv is None:
             return
         uv = np.asarray(uv, dtype=np.float64)  # (C, n, 2)
-        self.u, self.v = np.ascontiguousarray(uv[..., 0]), np.ascontiguousarray(uv[..., 1])
+        u, v = uv[..., 0], uv[..., 1]  # (C, n) views, read once each
         sc = np.asarray(score, dtype=np.float64)  # (C, n)
         with np.errstate(invalid="ignore"):
-            self.cand = np.isfinite(self.u) & np.isfinite(self.v) & (sc >= min_score)
+            self.cand = np.isfinite(u) & np.isfinite(v) & (sc >= min_score)
         self.w = np.where(self.cand, sc, 0.0)
-        self.x, self.y = np.empty_like(self.u), np.empty_like(self.v)
+        shape = self.cand.shape
+        self.xd, self.yd, self.x, self.y = (np.empty(shape) for _ in range(4))
         with np.errstate(invalid="ignore", divide="ignore"):
             for c, cam in enumerate(rig):
-                self.x[c], self.y[c] = cam.undistort_uv(self.u[c], self.v[c], undistort_iterations)
-        self.thr = np.ascontiguousarray(np.broadcast_to(thr, self.u.shape))
+                self.xd[c], self.yd[c] = cam.pixels_to_normalized_uv(u[c], v[c])
+                self.x[c], self.y[c] = undistort_xy(self.xd[c], self.yd[c], cam.dist, cam.distortion_model,
+                                                    undistort_iterations)
+        self.thr = np.broadcast_to(thr, shape)
         if not self.cand.all():  # non-candidates take no part: zero coordinates keep every sum finite
             self.x[~self.cand] = 0.0
             self.y[~self.cand] = 0.0
@@ -299,14 +311,24 @@ class _Views:
 
     @property
     def n(self) -> int:
-        return self.u.shape[1]
+        return self.cand.shape[1]
+
+    @property
+    def scale(self) -> np.ndarray:
+        """(C, n) pixels per normalised unit over the threshold: a normalised residual times this is ``relative``."""
+        if self._scale is None:
+            self._scale = self.focal[:, None] / self.thr
+        return self._scale
 
     def take(self, idx: np.ndarray) -> _Views:
-        """The same views for the points ``idx`` only."""
+        """The same views for the points ``idx`` only (what the robust rule reads: no pixels, no weights)."""
         sub = _Views.__new__(_Views)
         sub.__dict__.update(self.__dict__)
-        for name in ("u", "v", "x", "y", "w", "cand", "thr"):
+        for name in ("xd", "yd", "w"):
+            sub.__dict__.pop(name, None)
+        for name in ("x", "y", "cand", "thr"):
             setattr(sub, name, getattr(self, name)[:, idx])
+        sub._scale = None if self._scale is None else self._scale[:, idx]
         sub.coef = self.coef[:, :, idx]
         return sub
 
@@ -319,34 +341,84 @@ class _Views:
         """(C, 9, n): each view's part of the normal equations (0 for non-candidates)."""
         return np.stack([self.basis[c].T @ self.coef[c] for c in range(self.C)])
 
-    def relative(self, X: np.ndarray) -> np.ndarray:
-        """(3, ..., n) points -> (C, ..., n) residual in pixels over the threshold (NaN where not observed)."""
+    def project(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(3, ...) points -> undistorted normalised projections ``xn``, ``yn`` and depths ``zc``, each (C, ...)."""
+        xn, yn, zc = (np.empty((self.C,) + X.shape[1:]) for _ in range(3))
+        for c in range(self.C):
+            _project(self.R[c], self.t[c], X, out=(xn[c], yn[c], zc[c]))
+        return xn, yn, zc
+
+    def relative(self, X: np.ndarray, proj: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """(3, ..., n) points -> (C, ..., n) residual in pixels over the threshold (NaN where not observed).
+
+        ``proj`` is :meth:`project` of ``X`` where the caller has it already.
+        """
+        xn, yn, zc = self.project(X) if proj is None else proj
         out = np.empty((self.C,) + X.shape[1:])
         extra = (1,) * (X.ndim - 2)
+        scale = self.scale
         for c in range(self.C):
-            R, t = self.R[c], self.t[c]
-            xc = R[0, 0] * X[0] + R[0, 1] * X[1] + R[0, 2] * X[2] + t[0]
-            yc = R[1, 0] * X[0] + R[1, 1] * X[1] + R[1, 2] * X[2] + t[1]
-            zc = R[2, 0] * X[0] + R[2, 1] * X[1] + R[2, 2] * X[2] + t[2]
-            inv = 1.0 / np.where(zc > 1e-6, zc, np.nan)  # behind the camera: NaN
-            dx = xc * inv - self.x[c].reshape(extra + (-1,))
-            dy = yc * inv - self.y[c].reshape(extra + (-1,))
-            out[c] = np.sqrt(dx * dx + dy * dy) * (self.focal[c] / self.thr[c].reshape(extra + (-1,)))
+            dx = xn[c] - self.x[c].reshape(extra + (-1,))
+            dy = yn[c] - self.y[c].reshape(extra + (-1,))
+            r = np.sqrt(dx * dx + dy * dy)
+            r *= scale[c].reshape(extra + (-1,))
+            np.copyto(out[c], np.where(zc[c] > 1e-6, r, np.nan))  # behind the camera: NaN
         return out
 
     def rays_ok(self, X: np.ndarray, members: np.ndarray, min_angle_deg: float) -> np.ndarray:
-        """(3, ...) points, (C, ...) views -> (...) bool: two rays cross at an angle in [a, 180 - a] degrees."""
-        d = [(X[0] - c[0], X[1] - c[1], X[2] - c[2]) for c in self.centers]  # C x 3 x (...) rays to the point
-        n2 = [dx * dx + dy * dy + dz * dz for dx, dy, dz in d]
+        """(3, ...) points, (C, ...) views -> (...) bool: two rays cross at an angle in [a, 180 - a] degrees.
+
+        Pairs of views are tried in :func:`_pair_order`, each only on the points no earlier pair has settled.
+        """
+        shape = X.shape[1:]
+        X, members = X.reshape(3, -1), members.reshape(self.C, -1)  # (3, m), (C, m)
         s2_min = max(np.sin(np.radians(min_angle_deg)) ** 2, 1e-18)
-        ok = np.zeros(X.shape[1:], dtype=bool)
-        for a, b in itertools.combinations(range(self.C), 2):
-            (ax, ay, az), (bx, by, bz) = d[a], d[b]
+        ok = np.zeros(X.shape[1], dtype=bool)
+        left = None  # indices of the points not settled yet (None: all)
+        for a, b in self._pairs:
+            P = X if left is None else X[:, left]
+            ca, cb = self.centers[a], self.centers[b]
+            ax, ay, az = P[0] - ca[0], P[1] - ca[1], P[2] - ca[2]  # rays from both centres to the point
+            bx, by, bz = P[0] - cb[0], P[1] - cb[1], P[2] - cb[2]
             dot = ax * bx + ay * by + az * bz
-            nn = n2[a] * n2[b]
+            nn = (ax * ax + ay * ay + az * az) * (bx * bx + by * by + bz * bz)
             # sin^2 = 1 - cos^2 >= s2_min, without roots or divisions
-            ok |= members[a] & members[b] & (nn - dot * dot >= s2_min * nn)
-        return ok
+            good = nn - dot * dot >= s2_min * nn
+            if left is None:
+                good &= members[a] & members[b]
+                ok |= good
+                left = np.flatnonzero(~good)
+            else:
+                good &= members[a, left] & members[b, left]
+                ok[left[good]] = True
+                left = left[~good]
+            if not left.size:
+                break
+        return ok.reshape(shape)
+
+
+def _project(R: np.ndarray, t: np.ndarray, X: np.ndarray, out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(3, ...) world mm through one view's ``R``, ``t`` -> undistorted normalised ``xn``, ``yn`` and depth ``zc``.
+
+    Written out: a (3, 3) matrix product is several times slower for so small an inner dimension.
+    """
+    xn, yn, zc = (np.empty(X.shape[1:]) for _ in range(3)) if out is None else out
+    np.add(R[2, 0] * X[0] + R[2, 1] * X[1] + R[2, 2] * X[2], t[2], out=zc)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = 1.0 / zc
+    np.multiply(R[0, 0] * X[0] + R[0, 1] * X[1] + R[0, 2] * X[2] + t[0], inv, out=xn)
+    np.multiply(R[1, 0] * X[0] + R[1, 1] * X[1] + R[1, 2] * X[2] + t[1], inv, out=yn)
+    return xn, yn, zc
+
+
+def _pair_order(rig: Rig) -> list[tuple[int, int]]:
+    """Every pair of views, those whose optical axes are closest to perpendicular first.
+
+    :meth:`_Views.rays_ok` needs one pair whose rays cross well; such pairs settle most points at once.
+    """
+    cos = np.abs(np.cos(np.radians(rig.axis_angles_deg())))  # (C, C)
+    return sorted(itertools.combinations(range(len(rig)), 2), key=lambda ab: (cos[ab], ab))
 
 
 def subset_table(num_views: int, valid_sets: np.ndarray) -> np.ndarray:
@@ -419,7 +491,7 @@ def _drop_worst(vw: _Views, used: np.ndarray, valid_sets: np.ndarray, min_ray_an
     X = vw.solve(used)
     for _ in range(vw.C - 2):
         rel = np.where(used, vw.relative(X), -np.inf)  # (C, n)
-        bad = (rel > 1.0).any(0) & (used.sum(0) > 2)
+        bad = (rel > 1.0).any(0) & (_count(used) > 2)
         if not bad.any():
             break
         used[rel.argmax(0)[bad], np.flatnonzero(bad)] = False
@@ -512,8 +584,10 @@ def _robust_block(out: Triangulation, sl: slice, vw: _Views, robust: bool, valid
     X = vw.solve()  # (3, n)
     X[:, ~valid] = np.nan
     used = vw.cand & valid
+    proj = None
     if robust:
-        bad = (used & (vw.relative(X) > 1.0)).any(0)
+        proj = vw.project(X)  # (C, n) each, kept for the reprojection errors of the points not re-solved
+        bad = (used & (vw.relative(X, proj) > 1.0)).any(0)
         if min_ray_angle_deg > 0:
             bad |= valid & ~vw.rays_ok(X, used, min_ray_angle_deg)
         bad &= valid
@@ -523,14 +597,16 @@ def _robust_block(out: Triangulation, sl: slice, vw: _Views, robust: bool, valid
             if subsets is not None:
                 # one view fewer first (the largest sets left); the rest try every subset
                 used[:, idx], X[:, idx], found = _leave_one_out(sub, valid_sets, min_ray_angle_deg)
-                more = ~found & (sub.cand.sum(0) > 3)
+                more = ~found & (_count(sub.cand) > 3)
                 if more.any():
                     rest = idx[more]
                     used[:, rest], X[:, rest] = _largest_agreeing(sub.take(np.flatnonzero(more)), subsets,
                                                                   min_ray_angle_deg)
             else:
                 used[:, idx], X[:, idx] = _drop_worst(sub, used[:, idx], valid_sets, min_ray_angle_deg)
-    _finish(out, sl, vw, X, used)
+            for whole, part in zip(proj, vw.project(X[:, idx])):
+                whole[:, idx] = part
+    _finish(out, sl, vw, X, used, proj)
 
 
 def _check_shapes(uv: np.ndarray, score: np.ndarray, rig: Rig) -> tuple[int, tuple[int, ...]]:
@@ -553,13 +629,13 @@ def _threshold_array(value: float | np.ndarray, C: int, lead: tuple[int, ...]) -
     if thr.ndim and thr.ndim == len(lead):
         thr = thr[None]
     try:
-        thr = np.broadcast_to(thr, (C,) + lead)
+        full = np.broadcast_to(thr, (C,) + lead)
     except ValueError:
         raise ValueError(f"outlier_threshold_px must be a number, {lead} per point or (C, ...) = "
                          f"{(C,) + lead} per view; got {thr.shape}") from None
-    if not (np.isfinite(thr).all() and (thr > 0).all()):
+    if full.size and not (np.isfinite(thr).all() and (thr > 0).all()):  # checked before broadcasting: cheaper
         raise ValueError("outlier_threshold_px must be finite and positive")
-    return thr
+    return full
 
 
 def _empty_result(N: int) -> Triangulation:
@@ -579,33 +655,37 @@ def _shaped(res: Triangulation, lead: tuple[int, ...]) -> Triangulation:
                          reprojection_error=res.reprojection_error.reshape(lead), rejected=res.rejected.reshape(lead))
 
 
-def _finish(out: Triangulation, sl: slice, vw: _Views, X: np.ndarray, used: np.ndarray) -> None:
-    """Write a block's result: views used, counts and the reprojection error in real (distorted) pixels."""
-    n_used = used.sum(0)
+def _finish(out: Triangulation, sl: slice, vw: _Views, X: np.ndarray, used: np.ndarray,
+            proj: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
+    """Write a block's result: views used, counts and the reprojection error in real (distorted) pixels.
+
+    ``proj`` is :meth:`_Views.project` of ``X`` where the caller has it already.
+    """
+    n_used = _count(used)
     ok = np.isfinite(X[0]) & (n_used >= 2)
-    X = np.where(ok, X, np.nan)  # (3, n)
-    used = used & ok
+    used = used & ok  # the errors below are summed over these only: X need not be NaN where not ok
     n_used = np.where(ok, n_used, 0)
     err_sum = np.zeros(vw.n)
     for c, cam in enumerate(vw.rig):
-        R, t = vw.R[c], vw.t[c]
-        zc = R[2, 0] * X[0] + R[2, 1] * X[1] + R[2, 2] * X[2] + t[2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            inv = 1.0 / zc
-        xn = (R[0, 0] * X[0] + R[0, 1] * X[1] + R[0, 2] * X[2] + t[0]) * inv
-        yn = (R[1, 0] * X[0] + R[1, 1] * X[1] + R[1, 2] * X[2] + t[1]) * inv
+        xn, yn, _ = _project(vw.R[c], vw.t[c], X) if proj is None else (proj[0][c], proj[1][c], None)
         xd, yd = distort_xy(xn, yn, cam.dist, cam.distortion_model)
+        xd -= vw.xd[c]
+        yd -= vw.yd[c]
         K = cam.K
-        du = K[0, 0] * xd + K[0, 1] * yd + K[0, 2] - vw.u[c]
-        dv = K[1, 1] * yd + K[1, 2] - vw.v[c]
+        du = K[0, 0] * xd + K[0, 1] * yd if K[0, 1] else K[0, 0] * xd  # K (projected - observed), in pixels
+        dv = K[1, 1] * yd
         with np.errstate(invalid="ignore"):
-            err_sum += np.where(used[c], np.sqrt(du * du + dv * dv), 0.0)
-    out.points[sl] = X.T
+            np.add(err_sum, np.sqrt(du * du + dv * dv), out=err_sum, where=used[c])
+    points = out.points[sl]  # (n, 3), written column by column (a transposed copy is several times slower)
+    for i in range(3):
+        points[:, i] = X[i]
+    if not ok.all():
+        points[~ok] = np.nan
     out.views[sl] = _bits(used)
     out.num_views[sl] = n_used
     with np.errstate(invalid="ignore", divide="ignore"):
         out.reprojection_error[sl] = np.where(ok, err_sum / np.maximum(n_used, 1), np.nan)
-    out.rejected[sl] = np.where(ok, (vw.cand & ~used).sum(0), 0)
+    out.rejected[sl] = np.where(ok, _count(vw.cand & ~used), 0)
 
 
 def view_set_hypotheses(

@@ -214,3 +214,38 @@ def test_view_mask_is_bits_to_mask_views_first(rng):
     bits = rng.integers(0, 16, (5, 7))
     np.testing.assert_array_equal(view_mask(bits, 4), np.moveaxis(bits_to_mask(bits, 4), -1, 0))
     assert view_mask(np.int64(0b0101), 4).tolist() == [True, False, True, False]
+
+
+@pytest.mark.parametrize("num_views", [4, 10])
+def test_rays_checked_pair_by_pair_agree_with_every_pair_at_once(rng, num_views):
+    # rays_ok settles points pair by pair (the best-placed pairs first): it must say what checking every pair says
+    from build_h3wb.geometry.triangulation import _Views
+    from build_h3wb.sources.synthetic import ring_rig
+
+    rig = ring_rig(num_views)
+    n, min_angle = 3000, 40.0  # a wide angle, so that many points need more than one pair
+    X = points_in_volume(rig, n, rng).T  # (3, n)
+    members = rng.random((num_views, n)) < 0.4
+    ok = _Views(rig, None, None, None, 0.3, 5).rays_ok(X, members, min_angle)
+    rays = X[None] - np.stack([cam.center for cam in rig])[:, :, None]  # (C, 3, n)
+    rays /= np.linalg.norm(rays, axis=1, keepdims=True)
+    expected = np.zeros(n, dtype=bool)
+    for a, b in itertools.combinations(range(num_views), 2):
+        angle = np.degrees(np.arccos(np.clip((rays[a] * rays[b]).sum(0), -1, 1)))
+        expected |= members[a] & members[b] & (angle >= min_angle) & (angle <= 180 - min_angle)
+    assert 0.2 < expected.mean() < 0.9  # both outcomes are common
+    assert np.array_equal(ok, expected)
+
+
+def test_rigs_of_more_than_eight_views_keep_every_view_bit(rng):
+    # bitmasks of up to 16 views (uint16) and the drop-the-worst rule of large rigs
+    from build_h3wb.sources.synthetic import ring_rig
+
+    rig = ring_rig(10)
+    X = points_in_volume(rig, 300, rng)
+    uv = _observe(rig, X) + rng.normal(0, 0.5, (10, 300, 2))
+    uv[9, :100] += 80.0  # view 9 is far off for the first 100 points
+    res = triangulate(uv, np.ones((10, 300)), rig)
+    assert (res.views[100:] == 2**10 - 1).all() and (res.num_views[100:] == 10).all()
+    assert (res.views[:100] == 2**9 - 1).all() and (res.rejected[:100] == 1).all()
+    assert np.allclose(res.points, X, atol=5.0)
