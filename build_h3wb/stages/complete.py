@@ -14,7 +14,9 @@ Reads ``triangulate/`` and writes:
   (config, training history, data sizes); a finished checkpoint is reused while the configuration is unchanged
   (both ``model.json`` and the hash stored in the checkpoint must match);
 - ``complete/<subject>/<sequence>.h5``: ``keypoints_3d`` (T, J, 3) float32 world mm, every triangulated keypoint
-  kept as it was and the missing ones filled (NaN only where the pose has no root to normalise around);
+  kept as it was and the missing ones filled (NaN only where the pose has no root to normalise around; a hand with
+  holes whose wrist jumps away from the neighbouring frames' is filled from the body and their wrist, not from its
+  own observed keypoints: ``complete.anchor_jump_mm``, ``build_h3wb.completion.temporal``);
   ``filled`` (T, J) bool, what the network filled; ``frames``;
 - ``complete/evaluation.json`` (synthetic capture): error of the filled keypoints against ground truth by part,
   beside the nearest-pose and low-rank baselines on the same poses.
