@@ -294,6 +294,11 @@ class CompleteConfig:
         robust_fill_mm: per part, observed keypoints the network's linear pose model leaves more than this
             unexplained are not used as input when filling (they stay in the output as triangulated); an empty
             mapping trusts every observation.
+        anchor_jump_mm: a hand with holes whose observed wrist lies more than this from the median of the same
+            wrist in the neighbouring frames is taken as found at the wrong place: the network fills it from the
+            body and that median wrist, not from its observed keypoints (which stay in the output as triangulated;
+            ``build_h3wb.completion.temporal``; 0: off).
+        anchor_window: neighbouring frame steps on each side for ``anchor_jump_mm``.
         init: ``scratch`` trains the network on the build's complete poses from scratch; ``prior`` starts from the
             prior (``checkpoint``, else the synthetic prior ``prior``) and fine-tunes it on them. Either way, a
             build with fewer than ``min_train_poses`` complete poses uses the prior as it is.
@@ -310,6 +315,8 @@ class CompleteConfig:
     val_share: float = MISSING
     baseline_eval_poses: int = MISSING
     robust_fill_mm: dict[str, float] = MISSING
+    anchor_jump_mm: float = MISSING
+    anchor_window: int = MISSING
     init: str = MISSING
     checkpoint: str = MISSING
     min_train_poses: int = MISSING

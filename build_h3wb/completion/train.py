@@ -87,6 +87,7 @@ def fill_missing(
     predict: Callable[[np.ndarray, np.ndarray], np.ndarray],
     scale_mm: float = 1000.0,
     yaw_normalize: bool = True,
+    inputs: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fill the missing keypoints of poses with a predictor working on normalised poses.
 
@@ -99,12 +100,23 @@ def fill_missing(
             predictions of all keypoints (only the missing ones are used).
         scale_mm: normalisation scale.
         yaw_normalize: normalise the heading.
+        inputs: (N, J, 3) world mm, what ``predict`` sees instead of ``poses`` (NaN: not used as input; e.g.
+            observed keypoints not trusted, or replaced by a better estimate); its hips must be those of ``poses``.
+            None: ``poses``. The holes filled are those of ``poses`` either way.
 
     Returns:
         filled (N, J, 3) mm, with the observed keypoints bitwise as given, and filled_mask (N, J) bool, True where a
         missing keypoint was filled.
     """
     poses = check_poses(poses)
+    hips = [skeleton.LEFT_HIP, skeleton.RIGHT_HIP]
+    if inputs is None:
+        inputs = poses
+    else:
+        inputs = check_poses(inputs, "inputs")
+        if inputs.shape != poses.shape or not np.array_equal(inputs[:, hips], poses[:, hips], equal_nan=True):
+            raise ValueError(f"inputs of shape {inputs.shape} must have the shape and the hips of poses "
+                             f"(shape {poses.shape})")
     visible = np.isfinite(poses).all(-1)  # (N, J)
     root_ok = visible[:, skeleton.LEFT_HIP] & visible[:, skeleton.RIGHT_HIP]
     todo = np.flatnonzero(root_ok & ~visible.all(1))
@@ -112,14 +124,15 @@ def fill_missing(
     filled = np.zeros(visible.shape, dtype=bool)
     if len(todo) == 0:
         return out, filled
-    vis = visible[todo]
-    norm, root, rot = normalize_poses(poses[todo], scale_mm, yaw_normalize)
+    hole = ~visible[todo]
+    vis = np.isfinite(inputs[todo]).all(-1)  # (n, J) what the predictor sees
+    norm, root, rot = normalize_poses(inputs[todo], scale_mm, yaw_normalize)
     norm = np.where(vis[..., None], norm, 0.0)
     pred = denormalize_poses(predict(norm, vis), root, rot, scale_mm)  # (n, J, 3) mm
     block = out[todo]
-    block[~vis] = pred[~vis]
+    block[hole] = pred[hole]
     out[todo] = block
-    filled[todo] = ~vis
+    filled[todo] = hole
     return out, filled
 
 
@@ -418,6 +431,7 @@ def complete_poses(
     device: str = "cpu",
     batch_size: int = 4096,
     robust_mm: float | np.ndarray | None = None,
+    inputs: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fill the missing keypoints with the network.
 
@@ -436,6 +450,8 @@ def complete_poses(
         batch_size: poses per forward pass.
         robust_mm: residual above which an observed keypoint is ignored as input, one number or (J,) per keypoint
             (None: trust all; needs a model with a linear prior, ``prior_rank > 0``).
+        inputs: (N, J, 3) world mm, what the network sees instead of ``poses`` (see :func:`fill_missing`; e.g.
+            :func:`build_h3wb.completion.temporal.anchor_displaced_hands`); None: ``poses``.
 
     Returns:
         filled (N, J, 3) mm, same dtype as ``poses`` (float64 for non-float input), observed keypoints bitwise as
@@ -464,7 +480,7 @@ def complete_poses(
                 out[b:b + batch_size] = model(xb * vb[..., None], vb).cpu().numpy()
         return out
 
-    return fill_missing(poses, predict, cfg.scale_mm, cfg.yaw_normalize)
+    return fill_missing(poses, predict, cfg.scale_mm, cfg.yaw_normalize, inputs)
 
 
 # ----------------------------------------------------------------------------------------------------------------

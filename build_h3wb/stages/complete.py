@@ -14,7 +14,9 @@ Reads ``triangulate/`` and writes:
   (config, training history, data sizes); a finished checkpoint is reused while the configuration is unchanged
   (both ``model.json`` and the hash stored in the checkpoint must match);
 - ``complete/<subject>/<sequence>.h5``: ``keypoints_3d`` (T, J, 3) float32 world mm, every triangulated keypoint
-  kept as it was and the missing ones filled (NaN only where the pose has no root to normalise around);
+  kept as it was and the missing ones filled (NaN only where the pose has no root to normalise around; a hand with
+  holes whose wrist jumps away from the neighbouring frames' is filled from the body and their wrist, not from its
+  own observed keypoints: ``complete.anchor_jump_mm``, ``build_h3wb.completion.temporal``);
   ``filled`` (T, J) bool, what the network filled; ``frames``;
 - ``complete/evaluation.json`` (synthetic capture): error of the filled keypoints against ground truth by part,
   beside the nearest-pose and low-rank baselines on the same poses.
@@ -47,6 +49,7 @@ INIT_MODES = ("scratch", "prior")
 
 def run(cfg: DictConfig) -> dict:
     """Train (or reuse) the network and complete every triangulated sequence."""
+    from build_h3wb.completion.temporal import anchor_displaced_hands
     from build_h3wb.completion.train import complete_poses, resolve_device, save_checkpoint, train_completion
 
     build = Build.from_config(cfg)
@@ -102,7 +105,7 @@ def run(cfg: DictConfig) -> dict:
     log.info("complete: network: %s", _describe(info))
 
     filled_total = {p: 0 for p in skeleton.REPORT_PARTS}
-    computed = 0
+    computed = displaced_total = 0
     for u in progress(tri["units"], desc="complete", unit="seq"):
         out = sd.sequence_path(u["subject"], u["sequence"])
         if sd.is_done(out):
@@ -110,7 +113,9 @@ def run(cfg: DictConfig) -> dict:
         with open_h5(root / "triangulate" / u["subject"] / f"{u['sequence']}.h5") as f:
             kp = f["keypoints_3d"][:].astype(np.float64)
             frames = f["frames"][:]
-        done, filled = complete_poses(model, kp, device=device, robust_mm=robust_mm)
+        inputs, displaced = anchor_displaced_hands(kp, frames, ccfg.anchor_jump_mm, ccfg.anchor_window)
+        done, filled = complete_poses(model, kp, device=device, robust_mm=robust_mm, inputs=inputs)
+        displaced_total += int(displaced.sum())
         with atomic_h5(out, sd.unit_attrs(u)) as g:
             g.create_dataset("keypoints_3d", data=done.astype(np.float32))
             g.create_dataset("filled", data=filled)
@@ -124,6 +129,10 @@ def run(cfg: DictConfig) -> dict:
         counts["prior"] = info["prior"]
     if computed:
         counts["filled_keypoints"] = filled_total
+        counts["displaced_hands"] = displaced_total
+        log.info("complete: %d hands with holes taken as found at the wrong place (wrist more than %g mm from its "
+                 "neighbouring frames'): filled from the body and the neighbours' wrist", displaced_total,
+                 ccfg.anchor_jump_mm)
     if ccfg.baseline_eval_poses > 0:
         evaluation = evaluate_filling(root, tri["units"], cfg, ccfg.baseline_eval_poses, ccfg.seed)
         if evaluation:

@@ -178,6 +178,31 @@ def test_robust_fill_ignores_grossly_wrong_observations(trained, data):
     assert _part_errors(clean_robust, test, hidden)["whole"] < 1.1 * _part_errors(clean, test, hidden)["whole"]
 
 
+def test_complete_poses_inputs_set_what_the_network_sees(trained, data):
+    model, _ = trained
+    _, test, _, _ = data
+    hand, wrist = skeleton.PARTS["left_hand"], skeleton.index("left_wrist")
+    hidden = np.zeros(test.shape[:2], dtype=bool)
+    hidden[:, hand.start + 5 : hand.stop] = True  # most fingers lost, the rest of the hand and the wrist misplaced
+    q = test.copy()
+    q[hidden] = np.nan
+    q[:, [wrist, *range(hand.start, hand.start + 5)]] += [250.0, -100.0, 0.0]
+    inputs = q.copy()
+    inputs[:, hand] = np.nan
+    inputs[:, wrist] = test[:, wrist]  # the network is told where the wrist is and not shown the misplaced hand
+    plain, _ = complete_poses(model, q)
+    anchored, filled = complete_poses(model, q, inputs=inputs)
+    assert np.array_equal(filled, hidden)  # the holes of poses are filled, not those of inputs
+    assert anchored[~hidden].tobytes() == q[~hidden].tobytes()  # observations returned as given
+    e_plain = _part_errors(plain, test, hidden)["hands"]
+    e_anchored = _part_errors(anchored, test, hidden)["hands"]
+    assert e_anchored < 0.5 * e_plain
+    bad = inputs.copy()
+    bad[:, skeleton.LEFT_HIP] += 1.0
+    with pytest.raises(ValueError, match="hips"):
+        complete_poses(model, q, inputs=bad)
+
+
 def test_complete_poses_root_missing_left_unfilled(trained, data):
     model, _ = trained
     q = data[3][:20].copy()
