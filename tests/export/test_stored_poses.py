@@ -84,7 +84,7 @@ def test_at_most_max_open_files_are_open(tmp_path, monkeypatch):
     monkeypatch.setattr(StoredPoses, "MAX_OPEN", 2)
     seqs = [make_sequence("S1", "Walking", f"Walking {i}", [0, 5, 10], seed=i) for i in range(1, 5)]
     stored = [_store(tmp_path, s) for s in seqs]
-    for rounds in range(2):
+    for _ in range(2):
         for s, p in zip(seqs, stored):
             np.testing.assert_array_equal(p[1], s.keypoints_3d[1].astype(np.float32))
             assert sum(q._file is not None for q in stored) <= 2
