@@ -7,9 +7,9 @@ busy machine slows them alike:
 - before: width 512, the linear prior's normal equations as a (B, r, D) @ (D, r) product and ``linalg.solve``,
   AdamW's per-tensor loop (the code before this version; the formulation is reproduced here for the comparison);
 - width 512 now: per-keypoint outer products and a Cholesky solve, fused AdamW;
-- default now: the same at width 256.
+- width 256 (the default until issue 11's last change) and width 128 (the default now).
 
-The training time of a build follows as ms/step x steps/epoch x epochs (120 before, 80 now).
+The training time of a build follows as ms/step x steps/epoch x epochs (120, then 80; 40 now).
 
     python benchmarks/bench_completion_step.py [--rounds 5] [--steps 15] [--threads N]
 """
@@ -85,7 +85,8 @@ def main() -> None:
     x = torch.from_numpy(norm[:n].astype(np.float32))
     settings = [setting("before: width 512, batched r x D prior, AdamW", 512, True, norm),
                 setting("now: width 512", 512, False, norm),
-                setting("now: width 256 (default)", 256, False, norm)]
+                setting("now: width 256", 256, False, norm),
+                setting("now: width 128 (default)", 128, False, norm)]
     rng = np.random.default_rng(0)
     for s in settings:  # warm-up
         time_steps(s, x, torch.from_numpy(~draw_masks(n, rng, s["cfg"], None)), 2, batch)
@@ -98,7 +99,7 @@ def main() -> None:
           f"{torch.get_num_threads()} threads, batch {batch}, medians of {args.rounds} rounds of {args.steps} steps\n")
     print("| setting | parameters | ms / step | vs before | 15 steps x epochs (s) |")
     print("|---|---|---|---|---|")
-    for s, epochs in zip(settings, (120, 120, 80)):
+    for s, epochs in zip(settings, (120, 120, 80, 40), strict=True):
         ms = statistics.median(s["ms"])
         params = sum(p.numel() for p in s["model"].parameters())
         print(f"| {s['name']} | {params:,} | {ms:.1f} | {before / ms:.2f}x | {ms * 15 * epochs / 1000:.0f} "
