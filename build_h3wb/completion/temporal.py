@@ -65,12 +65,14 @@ def anchor_displaced_hands(
         w = skeleton.index(f"{side}_wrist")
         wrist = poses[:, w]  # (T, 3)
         suspect = np.flatnonzero(missing[:, hand].any(1) & ~missing[:, w])
-        for t in suspect:
-            near = (np.abs(frames - frames[t]) <= window * step) & ~missing[:, w]
-            near[t] = False
+        lo = np.searchsorted(frames, frames[suspect] - window * step, side="left")  # the window's rows, (S,)
+        hi = np.searchsorted(frames, frames[suspect] + window * step, side="right")
+        for t, a, b in zip(suspect.tolist(), lo.tolist(), hi.tolist()):
+            near = ~missing[a:b, w]  # the neighbours within the window that see the wrist
+            near[t - a] = False
             if near.sum() < 2:
                 continue
-            anchor = np.median(wrist[near], axis=0)
+            anchor = np.median(wrist[a:b][near], axis=0)
             if np.linalg.norm(wrist[t] - anchor) > max_jump_mm:
                 displaced[t, k] = True
                 inputs[t, hand] = np.nan
