@@ -41,6 +41,8 @@ as thresholds ``(C, T)``; 3D points ``(T, J, 3)``):
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from build_h3wb import skeleton
@@ -72,8 +74,8 @@ def person_size_px(uv: np.ndarray, score: np.ndarray, rig: Rig, min_score: float
     with np.errstate(invalid="ignore"):
         ok = (score[:, :, _BODY] >= min_score) & np.isfinite(uv[:, :, _BODY, 0])  # (C, T, Jb)
     diag = np.where(ok.sum(-1) >= 4, skeleton.box_diagonal(uv[:, :, _BODY], ok), np.nan)  # (C, T)
-    with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
-        sup.filter(RuntimeWarning)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         h = window // 2
         padded = np.pad(diag, ((0, 0), (h, h)), constant_values=np.nan)
         win = np.lib.stride_tricks.sliding_window_view(padded, window, axis=1)  # (C, T, window)
@@ -196,8 +198,8 @@ def attachment_swaps(uv: np.ndarray, score: np.ndarray, part: str, min_px: np.nd
     body, anchor = [], []
     for b, idx in _ATTACH[part]:
         body.append(pts[:, :, b])  # (C, T, 2)
-        with np.testing.suppress_warnings() as sup:
-            sup.filter(RuntimeWarning)  # an anchor with no keypoint found: NaN, undecided
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an anchor with no keypoint found: NaN, undecided
             anchor.append(np.nanmean(pts[:, :, idx], axis=2))
     d_as = np.linalg.norm(body[0] - anchor[0], axis=-1) + np.linalg.norm(body[1] - anchor[1], axis=-1)  # (C, T)
     d_sw = np.linalg.norm(body[0] - anchor[1], axis=-1) + np.linalg.norm(body[1] - anchor[0], axis=-1)
@@ -366,8 +368,8 @@ def check_sequence(
     views = np.zeros((T, J), dtype=np.int64)
     jump_mm = max_speed_mm_s * frame_dt_s if frame_dt_s > 0 else np.inf  # unknown frame times: no jump check
     bones = skeleton.RIGID_BONES
-    with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
-        sup.filter(RuntimeWarning)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         med = np.nanmedian(bone_lengths(X, bones), 0)  # (B,) the subject's lengths over these frames
     # short bones (fingers, eyes to ears) vary with the detection noise as much as with an error: not judged
     med = np.where(med >= min_bone_mm, med, np.nan)
@@ -508,8 +510,8 @@ def hold_bone_lengths(X: np.ndarray, strength: float = 0.5, iterations: int = 5,
     if strength <= 0 or len(X) < 2:
         return X
     bones = skeleton.RIGID_BONES
-    with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
-        sup.filter(RuntimeWarning)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         med = np.nanmedian(bone_lengths(X, bones), 0)
     keep = np.isfinite(med) & (med >= min_bone_mm)
     for _ in range(iterations):

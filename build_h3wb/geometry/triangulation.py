@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from build_h3wb.geometry import kernels
 from build_h3wb.geometry.cameras import Rig
 from build_h3wb.geometry.distortion import distort_xy, undistort_xy
 from build_h3wb.parallel import usable_cpus
@@ -287,12 +288,28 @@ class _Views:
         self.C = len(rig)
         self._flat_basis = np.ascontiguousarray(self.basis.reshape(4 * self.C, 9).T)  # (9, 4C)
         self._pairs = _pair_order(rig)
+        self._pair_array = np.asarray(self._pairs, dtype=np.int64).reshape(-1, 2)
         self._scale = None
+        self.compiled = kernels.available()
+        if self.compiled:  # the cameras as the kernels take them
+            self.intrinsics = np.array([[c.K[0, 0], c.K[0, 1], c.K[0, 2], c.K[1, 1], c.K[1, 2]] for c in rig])
+            self.dist = np.array([np.asarray(c.dist, dtype=np.float64) for c in rig]).reshape(self.C, 5)
+            self.model = np.array([kernels.MODEL_CODES[c.distortion_model] for c in rig], dtype=np.int8)
         if uv is None:
             return
         uv = np.asarray(uv, dtype=np.float64)  # (C, n, 2)
         u, v = uv[..., 0], uv[..., 1]  # (C, n) views, read once each
         sc = np.asarray(score, dtype=np.float64)  # (C, n)
+        if self.compiled:
+            shape = sc.shape
+            self.xd, self.yd, self.x, self.y, self.w = (np.empty(shape) for _ in range(5))
+            self.cand = np.empty(shape, dtype=bool)
+            self.coef = np.empty((shape[0], 4) + shape[1:])
+            kernels.prepare_views(u, v, sc, self.intrinsics, self.dist, self.model, float(min_score),
+                                  int(undistort_iterations), self.xd, self.yd, self.x, self.y, self.w, self.cand,
+                                  self.coef)
+            self.thr = np.broadcast_to(thr, shape)
+            return
         with np.errstate(invalid="ignore"):
             self.cand = np.isfinite(u) & np.isfinite(v) & (sc >= min_score)
         self.w = np.where(self.cand, sc, 0.0)
@@ -395,6 +412,11 @@ class _Views:
             if not left.size:
                 break
         return ok.reshape(shape)
+
+
+def _min_sin2(min_angle_deg: float) -> float:
+    """The squared sine two rays' angle must reach (see :meth:`_Views.rays_ok`)."""
+    return max(np.sin(np.radians(min_angle_deg)) ** 2, 1e-18)
 
 
 def _project(R: np.ndarray, t: np.ndarray, X: np.ndarray, out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
@@ -580,32 +602,49 @@ def _run_blocks(fn, n: int, block_size: int, workers: int | None) -> None:
 def _robust_block(out: Triangulation, sl: slice, vw: _Views, robust: bool, valid_sets: np.ndarray,
                   subsets: np.ndarray | None, min_ray_angle_deg: float) -> None:
     """:func:`triangulate` on one block of points."""
-    valid = valid_sets[_bits(vw.cand)]  # (n,)
-    X = vw.solve()  # (3, n)
-    X[:, ~valid] = np.nan
-    used = vw.cand & valid
     proj = None
+    if vw.compiled:
+        X, valid = np.empty((3, vw.n)), np.empty(vw.n, dtype=bool)
+        kernels.solve_candidates(vw.coef, vw.basis, vw.cand, valid_sets, X, valid)
+        used = vw.cand & valid
+        if robust:
+            bad = np.empty(vw.n, dtype=bool)
+            kernels.disagreeing(X, vw.x, vw.y, used, valid, vw.scale, vw.R, vw.t, vw.centers, vw._pair_array,
+                                _min_sin2(min_ray_angle_deg), min_ray_angle_deg > 0, bad)
+    else:
+        valid = valid_sets[_bits(vw.cand)]  # (n,)
+        X = vw.solve()  # (3, n)
+        X[:, ~valid] = np.nan
+        used = vw.cand & valid
+        if robust:
+            proj = vw.project(X)  # (C, n) each, kept for the reprojection errors of the points not re-solved
+            bad = (used & (vw.relative(X, proj) > 1.0)).any(0)
+            if min_ray_angle_deg > 0:
+                bad |= valid & ~vw.rays_ok(X, used, min_ray_angle_deg)
+            bad &= valid
     if robust:
-        proj = vw.project(X)  # (C, n) each, kept for the reprojection errors of the points not re-solved
-        bad = (used & (vw.relative(X, proj) > 1.0)).any(0)
-        if min_ray_angle_deg > 0:
-            bad |= valid & ~vw.rays_ok(X, used, min_ray_angle_deg)
-        bad &= valid
         if bad.any():
             idx = np.flatnonzero(bad)
-            sub = vw.take(idx)
             if subsets is not None:
                 # one view fewer first (the largest sets left); the rest try every subset
-                used[:, idx], X[:, idx], found = _leave_one_out(sub, valid_sets, min_ray_angle_deg)
-                more = ~found & (_count(sub.cand) > 3)
+                if vw.compiled:
+                    found = np.empty(idx.size, dtype=bool)
+                    kernels.leave_one_out(idx, vw.coef, vw.basis, vw.cand, vw.x, vw.y, vw.scale, vw.R, vw.t,
+                                          vw.centers, vw._pair_array, _min_sin2(min_ray_angle_deg), valid_sets, used,
+                                          X, found)
+                    more = ~found & (_count(vw.cand[:, idx]) > 3)
+                else:
+                    sub = vw.take(idx)
+                    used[:, idx], X[:, idx], found = _leave_one_out(sub, valid_sets, min_ray_angle_deg)
+                    more = ~found & (_count(sub.cand) > 3)
                 if more.any():
                     rest = idx[more]
-                    used[:, rest], X[:, rest] = _largest_agreeing(sub.take(np.flatnonzero(more)), subsets,
-                                                                  min_ray_angle_deg)
+                    used[:, rest], X[:, rest] = _largest_agreeing(vw.take(rest), subsets, min_ray_angle_deg)
             else:
-                used[:, idx], X[:, idx] = _drop_worst(sub, used[:, idx], valid_sets, min_ray_angle_deg)
-            for whole, part in zip(proj, vw.project(X[:, idx])):
-                whole[:, idx] = part
+                used[:, idx], X[:, idx] = _drop_worst(vw.take(idx), used[:, idx], valid_sets, min_ray_angle_deg)
+            if proj is not None:
+                for whole, part in zip(proj, vw.project(X[:, idx])):
+                    whole[:, idx] = part
     _finish(out, sl, vw, X, used, proj)
 
 
@@ -661,6 +700,10 @@ def _finish(out: Triangulation, sl: slice, vw: _Views, X: np.ndarray, used: np.n
 
     ``proj`` is :meth:`_Views.project` of ``X`` where the caller has it already.
     """
+    if vw.compiled:
+        kernels.finish(X, used, vw.cand, vw.xd, vw.yd, vw.R, vw.t, vw.intrinsics, vw.dist, vw.model,
+                       out.points[sl], out.views[sl], out.num_views[sl], out.reprojection_error[sl], out.rejected[sl])
+        return
     n_used = _count(used)
     ok = np.isfinite(X[0]) & (n_used >= 2)
     used = used & ok  # the errors below are summed over these only: X need not be NaN where not ok

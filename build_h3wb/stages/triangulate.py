@@ -36,6 +36,7 @@ from build_h3wb.artifacts import (
     write_json,
 )
 from build_h3wb.build import Build, read_rig, source_fps
+from build_h3wb.geometry import kernels
 from build_h3wb.geometry.sequence_check import (
     SWAP_GROUPS,
     agreement_threshold_px,
@@ -94,6 +95,12 @@ def run(cfg: DictConfig) -> dict:
     todo = [u for u in det["units"] if not sd.is_done(sd.sequence_path(u["subject"], u["sequence"]))]
     jobs = [(root / "detect" / u["subject"] / f"{u['sequence']}.h5", sd.sequence_path(u["subject"], u["sequence"]),
              sd.unit_attrs(u), params, rules, tcfg.chunk_frames) for u in todo]
+    if todo:
+        if kernels.available():
+            log.info("triangulate: compiled kernels (numba %s)", kernels.numba.__version__)
+        else:
+            log.warning("triangulate: %s; the numpy code runs instead (same results, 2-4x slower)",
+                        kernels.unavailable_reason())
     map_sequences(_triangulate_sequence, jobs, tcfg.workers, "triangulate")
     computed = len(todo)
     stats = _Counts()
