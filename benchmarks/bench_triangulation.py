@@ -4,9 +4,10 @@ Workload: 10,000 frames x 133 keypoints x 4 views of the Human3.6M S1 rig (1.33 
 the capture volume, 2 px Gaussian detection noise; for the robustness part 5% of the 2D observations are replaced
 by gross outliers 40-300 px away, and for the new fault class 20% of the points get 15-60 px errors in two or more
 views at once (plausible but wrong limbs: the errors of one point share a direction). Both libraries get the same
-OpenCV-model cameras and the same pixels, views first, and both undistort inside the timed call. Every timing is the
-median of ``--repeats`` runs in this one process; build_h3wb shares large inputs among threads (``workers``: all the
-CPUs this process may use), which is what a user gets.
+OpenCV-model cameras and the same pixels, views first, and both undistort inside the timed call. build_h3wb runs its
+compiled kernels (numba) where they are available; the numpy code they replace is timed in the same run too. Every
+timing is the median of ``--repeats`` runs in this one process; build_h3wb shares large inputs among threads
+(``workers``: all the CPUs this process may use), which is what a user gets.
 
     python benchmarks/bench_triangulation.py [--frames 10000] [--repeats 5] [--peer-points 200000] [--json out.json]
 
@@ -25,6 +26,7 @@ import time
 import numpy as np
 
 from build_h3wb import skeleton
+from build_h3wb.geometry import kernels
 from build_h3wb.geometry.cameras import Camera, Rig, h36m_rig
 from build_h3wb.geometry.triangulation import triangulate, triangulate_min_exclusion
 
@@ -119,6 +121,10 @@ def main() -> None:
                      "keypoints": n, "views": len(rig), "repeats": args.repeats,
                      "load_average_1min_at_start": round(os.getloadavg()[0], 2)}
 
+    compiled = kernels.available()
+    results["compiled_kernels"] = (f"numba {kernels.numba.__version__}" if compiled
+                                   else f"off: {kernels.unavailable_reason()}")
+    triangulate(uv[:, :2000], score[:, :2000], rig)  # compile (or load the compiled code) outside the timing
     for name, robust in (("plain", False), ("robust", True)):
         t, res = timed(lambda r=robust: triangulate(uv, score, rig, robust=r), args.repeats, f"{name}_clean")
         t2, res2 = timed(lambda r=robust: triangulate(uv_out, score, rig, robust=r), args.repeats, f"{name}_outliers")
@@ -132,6 +138,13 @@ def main() -> None:
             "with_5pct_outliers": error_stats(res2.points, X),
             "with_wrong_limbs": error_stats(res3.points, X),
         }
+    # the numpy code the compiled kernels replace (build_h3wb/geometry/kernels.py), in the same run
+    os.environ["BUILD_H3WB_COMPILED"] = "0"
+    t, _ = timed(lambda: triangulate(uv, score, rig, robust=False), args.repeats)
+    t2, _ = timed(lambda: triangulate(uv_out, score, rig, robust=True), args.repeats)
+    os.environ["BUILD_H3WB_COMPILED"] = "1" if compiled else "0"
+    results["build_h3wb_numpy_fallback"] = {"keypoints_per_s_noise_only_plain": round(n / t),
+                                            "keypoints_per_s_5pct_outliers_robust": round(n / t2)}
     t, res = timed(lambda: triangulate_min_exclusion(uv_out, score, rig, threshold_px=15.0), 1)
     results["build_h3wb_min_exclusion_15px"] = {"keypoints_per_s_5pct_outliers": round(n / t),
                                                 "with_5pct_outliers": error_stats(res.points, X),
@@ -168,6 +181,10 @@ def main() -> None:
     print(f"per CPU second of this process (less sensitive to other jobs on a shared machine): plain "
           f"{results['build_h3wb_plain']['keypoints_per_cpu_s_noise_only'] / 1e6:.2f} M, robust with 5% outliers "
           f"{rb['keypoints_per_cpu_s_5pct_outliers'] / 1e6:.2f} M")
+    fb = results["build_h3wb_numpy_fallback"]
+    print(f"{results['compiled_kernels']}; the numpy code in the same run: plain "
+          f"{fb['keypoints_per_s_noise_only_plain'] / 1e6:.2f} M, robust with 5% outliers "
+          f"{fb['keypoints_per_s_5pct_outliers_robust'] / 1e6:.2f} M keypoints/s")
     if isinstance(results.get("aniposelib_triangulate"), dict):
         peer = results["aniposelib_triangulate"]["keypoints_per_s_noise_only"]
         print(f"aniposelib {peer / 1e6:.3f} M keypoints/s: build_h3wb plain is {plain / peer:.1f}x, robust "

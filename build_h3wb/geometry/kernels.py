@@ -424,3 +424,96 @@ def leave_one_out(idx, coef, basis, cand, x, y, scale, R, t, centers, pairs, s2_
         for c in range(C):
             used[c, i] = best >= 0 and c != best and cand[c, i]
         X[0, i], X[1, i], X[2, i] = bX0, bX1, bX2
+
+
+@_jit
+def largest_agreeing(idx, coef, basis, cand, x, y, scale, R, t, centers, pairs, s2_min, subsets, used, X):
+    """The largest set of views whose members all agree, for the points ``idx`` (``_largest_agreeing``).
+
+    The sets are tried in the order of ``subsets`` (largest first); a set is usable when all its views are
+    candidates, its system is regular and two of its rays are conditioned, and it agrees when every member's
+    residual is at most its threshold. The first size with an agreeing set wins, and within it the lowest mean
+    squared relative residual (the first on ties).
+
+    Args:
+        idx: (m,) int64 points of the block.
+        coef: (C, 4, n) as in :func:`solve_candidates`.
+        basis: (C, 4, 9) as in :func:`solve_candidates`.
+        cand: (C, n) bool candidate views.
+        x: (C, n) undistorted normalised observations.
+        y: (C, n) the same, y.
+        scale: (C, n) as in :func:`disagreeing`.
+        R: (C, 3, 3) rotations.
+        t: (C, 3) translations.
+        centers: (C, 3) camera centres.
+        pairs: (P, 2) view pairs.
+        s2_min: squared sine of the smallest ray angle.
+        subsets: (S, C) bool the allowed sets, largest first (``subset_table``).
+        used: (C, n) bool: columns ``idx`` are overwritten with the members found.
+        X: (3, n) float64: columns ``idx`` are overwritten (NaN where no set agrees).
+    """
+    C = cand.shape[0]
+    S = subsets.shape[0]
+    share = np.empty((C, 9))
+    g = np.empty(9)
+    for q in range(idx.shape[0]):
+        i = idx[q]
+        for c in range(C):
+            for j in range(9):
+                acc = 0.0
+                for k in range(4):
+                    acc += basis[c, k, j] * coef[c, k, i]
+                share[c, j] = acc
+        best, best_cost, best_size = -1, np.inf, 0
+        bX0 = bX1 = bX2 = np.nan
+        for s in range(S):
+            size = 0
+            complete = True
+            for c in range(C):
+                if subsets[s, c]:
+                    size += 1
+                    if not cand[c, i]:
+                        complete = False
+            if best >= 0 and size < best_size:
+                break  # a larger set agreed
+            if not complete:
+                continue
+            g[:] = 0.0
+            for c in range(C):
+                if subsets[s, c]:
+                    for j in range(9):
+                        g[j] += share[c, j]
+            X0, X1, X2 = _solve3(g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8])
+            if not math.isfinite(X0):
+                continue
+            cost = 0.0
+            agree = True
+            for c in range(C):
+                if not subsets[s, c]:
+                    continue
+                r = _relative(X0, X1, X2, c, x[c, i], y[c, i], scale[c, i], R, t)
+                if not r <= 1.0:
+                    agree = False
+                    break
+                cost += r * r
+            cost /= size
+            if not agree or not cost < best_cost:
+                continue
+            rays = False
+            for p in range(pairs.shape[0]):
+                a, b = pairs[p, 0], pairs[p, 1]
+                if not (subsets[s, a] and subsets[s, b]):
+                    continue
+                ax, ay, az = X0 - centers[a, 0], X1 - centers[a, 1], X2 - centers[a, 2]
+                bx, by, bz = X0 - centers[b, 0], X1 - centers[b, 1], X2 - centers[b, 2]
+                dot = ax * bx + ay * by + az * bz
+                nn = (ax * ax + ay * ay + az * az) * (bx * bx + by * by + bz * bz)
+                if nn - dot * dot >= s2_min * nn:
+                    rays = True
+                    break
+            if rays:
+                best, best_cost, best_size = s, cost, size
+                bX0, bX1, bX2 = X0, X1, X2
+        for c in range(C):
+            used[c, i] = best >= 0 and subsets[best, c]
+        X[0, i], X[1, i], X[2, i] = bX0, bX1, bX2

@@ -639,7 +639,12 @@ def _robust_block(out: Triangulation, sl: slice, vw: _Views, robust: bool, valid
                     more = ~found & (_count(sub.cand) > 3)
                 if more.any():
                     rest = idx[more]
-                    used[:, rest], X[:, rest] = _largest_agreeing(vw.take(rest), subsets, min_ray_angle_deg)
+                    if vw.compiled:
+                        kernels.largest_agreeing(rest, vw.coef, vw.basis, vw.cand, vw.x, vw.y, vw.scale, vw.R, vw.t,
+                                                 vw.centers, vw._pair_array, _min_sin2(min_ray_angle_deg), subsets,
+                                                 used, X)
+                    else:
+                        used[:, rest], X[:, rest] = _largest_agreeing(vw.take(rest), subsets, min_ray_angle_deg)
             else:
                 used[:, idx], X[:, idx] = _drop_worst(vw.take(idx), used[:, idx], valid_sets, min_ray_angle_deg)
             if proj is not None:
