@@ -1,0 +1,127 @@
+"""Peak memory and time of ``stage=refine``, ``stage=filter`` and ``stage=export`` against the recording length.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_stage_memory.py [--scales 1 2 4] [--root /tmp/stage_memory]
+        [--code NAME=DIR ...] [--json benchmarks/results/stage_memory.json] [-- extra overrides]
+
+A small synthetic build (``experiment=smoke`` with one action, ``data.duration_s=30``: two recordings of 300 poses)
+is made once per scale k with the recordings k times as long (``data.duration_s`` times k: k times the frames per
+recording, the same recordings), up to ``complete`` (reused when its manifest is there). For every ``--code``
+tree (default: this checkout) the three stages then run on hard-linked copies of that build, each as its own
+``python -m build_h3wb stage=NAME`` process with the tree on ``PYTHONPATH``, so two versions of the code are measured
+in one run on the same inputs. A stage's peak resident memory is that process's own (``os.wait4``'s ``ru_maxrss``,
+the largest of the process and its children). Memory that does not grow with the recording length stays the same at
+every k; time should grow linearly. Prints a table; ``--json`` writes the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+UPSTREAM = ("detect", "triangulate", "complete")
+MEASURED = ("refine", "filter", "export")
+#: The 1x build: two recordings (S1 and S8 walking) of 30 s at 10 poses per second.
+BASE = ["experiment=smoke", "data.actions=[Walking]"]
+BASE_DURATION_S = 30.0
+
+
+def run_stage(stage: str, build_dir: Path, overrides: list[str], code: Path, log) -> dict:
+    """One stage in a fresh process on ``code``'s package: wall and CPU seconds, peak RSS (MB), exit code."""
+    env = dict(os.environ, PYTHONPATH=str(code))
+    cmd = [sys.executable, "-m", "build_h3wb", f"stage={stage}", f"build.dir={build_dir}", *overrides]
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=code, env=env, stdout=log, stderr=subprocess.STDOUT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    rc = os.waitstatus_to_exitcode(status)
+    if rc:
+        raise SystemExit(f"stage {stage} failed in {build_dir} (code {code}); see {log.name}")
+    return {"seconds": round(time.perf_counter() - t, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+
+
+def linked_copy(src: Path, dst: Path, stages: tuple[str, ...]) -> None:
+    """``dst`` holding ``src``'s folders of ``stages`` (files hard-linked where the filesystem allows)."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    for stage in stages:
+        for f in (src / stage).rglob("*"):
+            if f.is_file():
+                out = dst / f.relative_to(src)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(f, out)
+                except OSError:
+                    shutil.copy2(f, out)
+
+
+def frames_per_recording(build_dir: Path) -> int:
+    """Poses per recording of a finished ``triangulate`` (the mean over its recordings)."""
+    counts = json.loads((build_dir / "triangulate" / "summary.json").read_text())
+    return counts["poses"] // max(counts["sequences"], 1)
+
+
+def markdown(result: dict) -> str:
+    """Peak RSS (MB) and wall time per stage, code and scale."""
+    scales = list(result["scales"])
+    lines = ["| stage | code | " + " | ".join(f"{s}x ({result['scales'][s]['frames_per_recording']} frames)"
+                                            for s in scales) + " |", "|---" * (len(scales) + 2) + "|"]
+    for stage in MEASURED:
+        for code in result["code"]:
+            cells = []
+            for s in scales:
+                r = result["scales"][s]["stages"][code][stage]
+                cells.append(f"{r['peak_rss_mb']:.0f} MB, {r['seconds']:.1f} s")
+            lines.append(f"| {stage} | {code} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scales", type=float, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--root", type=Path, default=Path("/tmp/stage_memory"))
+    ap.add_argument("--code", action="append", default=None, metavar="NAME=DIR",
+                    help="a source tree to measure (repeatable; default: this checkout, as 'this')")
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("overrides", nargs="*", help="more overrides for every stage (after --)")
+    args = ap.parse_args()
+    codes = dict(c.split("=", 1) for c in args.code) if args.code else {"this": str(REPO)}
+    codes = {name: Path(d).resolve() for name, d in codes.items()}
+    result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
+              "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "base": BASE + args.overrides,
+              "code": {name: str(d) for name, d in codes.items()}, "scales": {}}
+    for scale in args.scales:
+        overrides = [*BASE, *args.overrides, f"data.duration_s={BASE_DURATION_S * scale:g}"]
+        up = args.root / f"x{scale:g}" / "upstream"
+        up.mkdir(parents=True, exist_ok=True)
+        entry: dict = {"overrides": overrides, "stages": {}}
+        if not (up / "complete" / "manifest.json").exists():
+            with open(up / "bench.log", "w") as log:
+                entry["upstream"] = {s: run_stage(s, up, overrides, REPO, log) for s in UPSTREAM}
+        entry["frames_per_recording"] = frames_per_recording(up)
+        for name, code in codes.items():
+            build_dir = args.root / f"x{scale:g}" / name
+            linked_copy(up, build_dir, UPSTREAM)
+            stages = {}
+            with open(build_dir / "bench.log", "w") as log:
+                for stage in MEASURED:
+                    stages[stage] = run_stage(stage, build_dir, overrides, code, log)
+                    print(f"x{scale:g} {name} {stage}: {stages[stage]}", flush=True)
+            entry["stages"][name] = stages
+        result["scales"][f"{scale:g}"] = entry
+    result["markdown"] = markdown(result)
+    print("\n" + result["markdown"])
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
