@@ -29,7 +29,16 @@ import numpy as np
 from build_h3wb import skeleton
 from build_h3wb.artifacts import atomic_path
 from build_h3wb.export.sequences import ExportSequence, check_sequences, quality_order, subject_rigs
-from build_h3wb.export.views import LazyViews, Views, check_views, sequence_views
+from build_h3wb.export.views import (
+    LazyViews,
+    Views,
+    camera_view,
+    check_in_view,
+    check_views,
+    pose_blocks,
+    sequence_views,
+    view_blocks,
+)
 from build_h3wb.geometry.cameras import Camera
 
 log = logging.getLogger(__name__)
@@ -52,6 +61,29 @@ class _NpzWriter:
         """Write ``array`` as member ``<key>.npy`` (an object array only with ``allow_pickle``)."""
         with self.zip.open(f"{key}.npy", "w", force_zip64=True) as fid:
             np.lib.format.write_array(fid, np.asanyarray(array), allow_pickle=allow_pickle)
+
+    def add_blocks(self, key: str, shape: tuple[int, ...], blocks: Any) -> None:
+        """Write member ``<key>.npy`` of an array of ``shape`` from its consecutive row blocks (C order).
+
+        The same bytes as :meth:`add` of the whole array (``np.save``'s 1.0 header), one block in memory at a time.
+
+        Args:
+            key: member name.
+            shape: the whole array's shape; the blocks' rows add up to ``shape[0]``.
+            blocks: iterable of arrays (b, ...) of one dtype, consumed once.
+        """
+        with self.zip.open(f"{key}.npy", "w", force_zip64=True) as fid:
+            rows, header = 0, False
+            for b in blocks:
+                b = np.ascontiguousarray(b)
+                if not header:
+                    d = np.lib.format.header_data_from_array_1_0(b)
+                    np.lib.format.write_array_header_1_0(fid, d | {"shape": tuple(shape)})
+                    header = True
+                fid.write(b.tobytes())
+                rows += len(b)
+            if not header or rows != shape[0]:
+                raise AssertionError(f"member {key}: blocks of {rows} rows for shape {shape}")
 
     def add_pickled_dict(self, key: str, items: Any) -> None:
         """Write member ``<key>.npy``: ``np.array(d, dtype=object)`` of ``d = {outer: {inner: value}}``.
@@ -179,15 +211,19 @@ def write_official_npz(
             by_subject.setdefault(seq.subject, []).append(i)
 
     def entry(i: int) -> dict[str, Any]:
-        seq, v = sequences[i], views[i]  # one sequence's views (projected now when views is LazyViews)
+        seq = sequences[i]
+        T, J = seq.num_frames, skeleton.NUM_KEYPOINTS
         by_frame = np.argsort(seq.frames, kind="stable")  # (T,)
         k = np.array([rank[(i, int(t))] for t in by_frame], dtype=np.int64)  # (T,)
-        out: dict[str, Any] = {"global_3d": (seq.keypoints_3d[by_frame] / 1000.0).astype(np.float32),
-                               "frame_id": seq.frames[by_frame]}
+        out: dict[str, Any] = {"global_3d": np.empty((T, J, 3), np.float32), "frame_id": seq.frames[by_frame]}
         for c, cam in enumerate(seq.rig.names):
-            out[cam] = {"camera_3d": (v["keypoints_3d_camera"][by_frame, c] / 1000.0).astype(np.float32),
-                        "pose_2d": v["keypoints_2d"][by_frame, c].astype(np.float32),
+            out[cam] = {"camera_3d": np.empty((T, J, 3), np.float32), "pose_2d": np.empty((T, J, 2), np.float32),
                         "sample_id": C * k + c}
+        for at, X, v in view_blocks(views, sequences, i, by_frame):  # the float32 entry filled a block at a time
+            out["global_3d"][at] = (X / 1000.0).astype(np.float32)
+            for c, cam in enumerate(seq.rig.names):
+                out[cam]["camera_3d"][at] = (v["keypoints_3d_camera"][:, c] / 1000.0).astype(np.float32)
+                out[cam]["pose_2d"][at] = v["keypoints_2d"][:, c].astype(np.float32)
         return out
 
     for subject, rig in subject_rigs(sequences).items():
@@ -237,15 +273,17 @@ def write_flat_npz(
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         npz = _NpzWriter(fh)  # stored, not compressed: float keypoints barely compress (about 10%)
         for i, seq in enumerate(sequences):
-            v = views[i]  # one sequence's views (projected now when views is LazyViews)
             by_frame = np.argsort(seq.frames, kind="stable")
             base = f"positions_3d/{seq.subject}/{seq.sequence}"
-            npz.add(f"{base}/global_3d", seq.keypoints_3d[by_frame])
+            T, J = seq.num_frames, skeleton.NUM_KEYPOINTS
+            # one zip member open at a time: each member's blocks are read (and projected) on their own
+            npz.add_blocks(f"{base}/global_3d", (T, J, 3), (X for _, X in pose_blocks(seq, by_frame)))
             npz.add(f"{base}/frame_id", seq.frames[by_frame])
             for c, cam in enumerate(seq.rig.names):
-                npz.add(f"{base}/camera_3d/{cam}", v["keypoints_3d_camera"][by_frame, c])
-                npz.add(f"{base}/pose_2d/{cam}", v["keypoints_2d"][by_frame, c])
-                npz.add(f"{base}/pose_2d_distorted/{cam}", v["keypoints_2d_distorted"][by_frame, c])
+                for member, name, dim in (("camera_3d", "keypoints_3d_camera", 3), ("pose_2d", "keypoints_2d", 2),
+                                          ("pose_2d_distorted", "keypoints_2d_distorted", 2)):
+                    npz.add_blocks(f"{base}/{member}/{cam}", (T, J, dim),
+                                   _camera_blocks(views, sequences, i, by_frame, c, name))
             meta["sequences"].setdefault(seq.subject, {})[seq.sequence] = {"action": seq.action,
                                                                            "num_frames": seq.num_frames}
         for subject, rig in subject_rigs(sequences).items():
@@ -256,6 +294,22 @@ def write_flat_npz(
     counts = {"poses": sum(s.num_frames for s in sequences), "sequences": len(sequences)}
     log.info("wrote %s: %d sequences, %d poses", path, counts["sequences"], counts["poses"])
     return counts
+
+
+def _camera_blocks(views: Views | LazyViews, sequences: Sequence[ExportSequence], i: int, rows: np.ndarray, c: int,
+                   name: str) -> Any:
+    """Blocks (B, J, 2|3) of camera ``c``'s view ``name`` of rows ``rows`` of sequence ``i`` (projected when lazy)."""
+    seq = sequences[i]
+    if not isinstance(views, LazyViews):
+        for at, _ in pose_blocks(seq, rows):
+            yield views[i][name][rows[at], c]
+        return
+    cam = seq.rig.cameras[c]
+    for at, X in pose_blocks(seq, rows):
+        out = camera_view(X, cam, name)
+        if name == "keypoints_2d":
+            check_in_view(out[:, None], seq, rows[at], cameras=[c])
+        yield out
 
 
 def load_flat_npz(path: str | os.PathLike) -> dict[str, Any]:
