@@ -1,9 +1,9 @@
 """Peak memory and time of ``stage=refine``, ``stage=filter`` and ``stage=export`` against the recording length.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_stage_memory.py [--scales 1 2 4] [--root /tmp/stage_memory]
-        [--code NAME=DIR ...] [--json benchmarks/results/stage_memory.json] [-- extra overrides]
+    OMP_NUM_THREADS=1 python benchmarks/bench_stage_memory.py [--scales 1 2 4] [--duration 120]
+        [--root /tmp/stage_memory] [--code NAME=DIR ...] [--json benchmarks/results/stage_memory.json] [-- overrides]
 
-A small synthetic build (``experiment=smoke`` with one action, ``data.duration_s=30``: two recordings of 300 poses)
+A small synthetic build (``experiment=smoke`` with one action, ``data.duration_s=120``: two recordings of 1200 poses)
 is made once per scale k with the recordings k times as long (``data.duration_s`` times k: k times the frames per
 recording, the same recordings), up to ``complete`` (reused when its manifest is there). For every ``--code``
 tree (default: this checkout) the three stages then run on hard-linked copies of that build, each as its own
@@ -28,9 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 UPSTREAM = ("detect", "triangulate", "complete")
 MEASURED = ("refine", "filter", "export")
-#: The 1x build: two recordings (S1 and S8 walking) of 30 s at 10 poses per second.
+#: The 1x build: two recordings (S1 and S8 walking) of ``--duration`` seconds at 10 poses per second.
 BASE = ["experiment=smoke", "data.actions=[Walking]"]
-BASE_DURATION_S = 30.0
 
 
 def run_stage(stage: str, build_dir: Path, overrides: list[str], code: Path, log) -> dict:
@@ -86,6 +85,7 @@ def markdown(result: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scales", type=float, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--duration", type=float, default=120.0, help="recording length at 1x, seconds")
     ap.add_argument("--root", type=Path, default=Path("/tmp/stage_memory"))
     ap.add_argument("--code", action="append", default=None, metavar="NAME=DIR",
                     help="a source tree to measure (repeatable; default: this checkout, as 'this')")
@@ -96,10 +96,11 @@ def main() -> None:
     codes = {name: Path(d).resolve() for name, d in codes.items()}
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
               "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
-              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "base": BASE + args.overrides,
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "base": [*BASE, *args.overrides, f"data.duration_s={args.duration:g} (1x)"],
               "code": {name: str(d) for name, d in codes.items()}, "scales": {}}
     for scale in args.scales:
-        overrides = [*BASE, *args.overrides, f"data.duration_s={BASE_DURATION_S * scale:g}"]
+        overrides = [*BASE, *args.overrides, f"data.duration_s={args.duration * scale:g}"]
         up = args.root / f"x{scale:g}" / "upstream"
         up.mkdir(parents=True, exist_ok=True)
         entry: dict = {"overrides": overrides, "stages": {}}

@@ -128,7 +128,7 @@ class ExportSequence:
     rig: Rig
 
     #: Stored poses are checked this many rows at a time (memory does not grow with the recording).
-    CHECK_ROWS: ClassVar[int] = 4096
+    CHECK_ROWS: ClassVar[int] = 512
 
     def __post_init__(self) -> None:
         where = f"sequence {self.subject}/{self.sequence}"

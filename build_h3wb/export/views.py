@@ -157,8 +157,8 @@ def check_in_view(uv: np.ndarray, seq: ExportSequence, rows: np.ndarray, cameras
 
 
 #: Poses projected at once when a writer goes through a sequence (:func:`view_blocks`): about 43 kB of float64 each
-#: with 4 cameras, so a block is about 44 MB whatever the length of the recording.
-BLOCK_ROWS = 1024
+#: with 4 cameras, so a block is about 11 MB whatever the length of the recording.
+BLOCK_ROWS = 256
 
 
 def pose_blocks(seq: ExportSequence, rows: np.ndarray,
