@@ -12,6 +12,12 @@ found) is filled in every pose; it is listed in ``parts_never_triangulated`` and
 ``filled_share``, so such a build still yields a dataset (its keypoints exported as completed). In a Hydra multirun
 the output of each job goes to ``filter/sweep/<overrides>/`` and ``filter/sweep/summary.{md,csv,png}`` gathers the
 jobs (see :class:`SweepSummary`).
+
+Every recording is read ``filter.chunk_frames`` frames at a time (with the frame before each chunk, which the
+temporal jump compares with, and the person size's running median window), so memory does not grow with the
+recording: the output is the same for any chunk length. What stays whole: the subjects' bone lengths over their
+complete poses (the exact median needs them all, 65 float32 a pose), each recording's (C, T) box diagonals (the
+person size's per-view median) and the per-pose results (a few dozen bytes a pose) until the target size is chosen.
 """
 
 from __future__ import annotations

@@ -5,7 +5,10 @@ Reads ``complete/`` (poses with the holes filled), ``triangulate/`` (views used,
 complete triangulated poses (lowest mean reprojection error; pooled over subjects when a subject has too few), then
 every hand and face keypoint is re-triangulated from the detections with the model fit as a prior (see
 ``refine.refinement``). Writes ``refine/<subject>/<sequence>.h5``: ``keypoints_3d`` (T, J, 3) float32 world mm,
-``refined`` (T, J) bool (moved by the refinement), ``frames``.
+``refined`` (T, J) bool (moved by the refinement), ``frames``. A recording is read, refined and written
+``refine.chunk_frames`` frames at a time (with ``refine.temporal_window`` frames of context on each side, all that a
+frame's refinement looks at), and the part models' training poses are picked from the triangulations a chunk at a
+time too: memory does not grow with the recording, and the output is the same for any chunk length.
 
 With ``refine.correctors`` (optional, trained on the user's 2D annotations: ``refine.corrector``), every view's
 hand and face detections are first corrected on the video frames, as the original H3WB build did in 2D.
