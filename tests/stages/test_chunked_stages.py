@@ -86,3 +86,20 @@ def test_refine_and_filter_in_short_chunks_write_the_smoke_builds_files(smoke_bu
     with h5py.File(d / "filter" / "S1" / "Walking 1.h5") as f:  # the measures that look at neighbouring frames
         assert np.isfinite(f["measures/jump_mm_s"][1:]).all()
         assert f["measures/reprojection_share"].shape == (f["frames"].shape[0],)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1000])
+def test_best_poses_picked_a_chunk_at_a_time_are_those_of_one_stable_sort(chunk):
+    """refine's part models learn from the best poses of all the frames: fed a chunk at a time, with many tied
+    scores, the running best-N picks the same poses in the same order as one stable sort of them all."""
+    from build_h3wb.stages.refine import _best_rows
+
+    rng = np.random.default_rng(chunk)
+    poses = rng.normal(size=(500, 4, 3))
+    score = rng.integers(0, 20, 500).astype(np.float32)  # ties everywhere
+    want = np.argsort(score, kind="stable")[:50]
+    best = None
+    for read, _, _ in frame_chunks(len(poses), chunk):
+        best = _best_rows(best, poses[read], score[read], 50)
+    np.testing.assert_array_equal(best[0], poses[want])
+    np.testing.assert_array_equal(best[1], score[want])
