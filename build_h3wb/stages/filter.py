@@ -34,7 +34,15 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from build_h3wb import skeleton
-from build_h3wb.artifacts import atomic_h5, atomic_path, open_h5, read_json, require_dataset, write_json
+from build_h3wb.artifacts import (
+    BuildDirError,
+    atomic_h5,
+    atomic_path,
+    open_h5,
+    read_json,
+    require_dataset,
+    write_json,
+)
 from build_h3wb.build import Build, read_rig, source_fps
 from build_h3wb.geometry.sequence_check import body_diagonal_px, person_size_from_diagonal
 from build_h3wb.quality import (
@@ -209,24 +217,33 @@ class _Inputs:
 
     def __init__(self, root: Path, pose_stage: str, u: dict) -> None:
         name = f"{u['sequence']}.h5"
-        self._files = [open_h5(root / pose_stage / u["subject"] / name)]
+        self._files: list = []
         try:
-            self.tri = open_h5(root / "triangulate" / u["subject"] / name)
-            self._files.append(self.tri)
-            self._complete = None
-            if pose_stage != "triangulate":
-                self._complete = open_h5(root / "complete" / u["subject"] / name)
-                self._files.append(self._complete)
-            det_path = root / "detect" / u["subject"] / name
-            det_file = open_h5(det_path)
-            self._files.append(det_file)
+            self._open(root, pose_stage, u["subject"], name)
         except BaseException:
             self.close()
             raise
-        self.rig = read_rig(dict(det_file.attrs), str(det_path))
+
+    def _open(self, root: Path, pose_stage: str, subject: str, name: str) -> None:
+        def open_one(stage: str):
+            self._files.append(open_h5(root / stage / subject / name))
+            return self._files[-1]
+
+        self.poses = open_one(pose_stage)["keypoints_3d"]
+        self.tri = open_one("triangulate")
+        self._complete = open_one("complete") if pose_stage != "triangulate" else None
+        det_file = open_one("detect")
+        self.rig = read_rig(dict(det_file.attrs), str(det_file.filename))
         self.det = require_dataset(det_file, "keypoints", (skeleton.NUM_KEYPOINTS, 3))
-        self.poses = self._files[0]["keypoints_3d"]
         self.T = self.poses.shape[0]
+        # read a chunk at a time, a dataset of another length would not be noticed: every one must hold T frames
+        frames_of = [(self.tri, ds, 0) for ds in ("frames", "reprojection_error", "num_views", "views_used")]
+        frames_of += [(det_file, "keypoints", 1)] + ([(self._complete, "filled", 0)] if self._complete else [])
+        for f, ds, axis in frames_of:
+            if f[ds].shape[axis] != self.T:
+                raise BuildDirError(f"{f.filename}: dataset {ds!r} has {f[ds].shape[axis]} frames, the poses of "
+                                    f"{self._files[0].filename} {self.T}; the build directory mixes outputs of "
+                                    "different runs: rebuild it")
 
     def filled(self, read: slice, kp: np.ndarray) -> np.ndarray:
         """(t, J) bool keypoints the completion filled in frames ``read`` (``kp``: those frames' poses).

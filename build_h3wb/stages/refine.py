@@ -98,6 +98,7 @@ def _refine_file(root, u: dict, out, attrs: dict, model, options: dict, chunk: i
         det = fd["keypoints"]
         rig = read_rig(dict(fd.attrs), str(fd.filename))
         det_frames = fd["frames"][:]
+        _check_frames(T, {fc.filename: (kp, filled), ft.filename: (views,), fd.filename: (det,)})
         if swapped is not None and swapped.shape != det.shape[:2]:
             raise BuildDirError(
                 f"{root / 'triangulate' / u['subject'] / name}: dataset 'swapped' has shape {swapped.shape}, expected "
@@ -121,6 +122,20 @@ def _refine_file(root, u: dict, out, attrs: dict, model, options: dict, chunk: i
                                                 filled=filled[read], segments=segments[read], **options)
                 d3[write] = refined[keep].astype(np.float32)
                 dmask[write] = mask[keep]
+
+
+def _check_frames(T: int, datasets: dict) -> None:
+    """Stop with an error naming the file when one of ``datasets`` (file -> its datasets) does not hold T frames.
+
+    Frames are the first axis, the second of the views-first ``keypoints``; read a chunk at a time, a longer dataset
+    would not be noticed otherwise.
+    """
+    for path, items in datasets.items():
+        for ds in items:
+            n = ds.shape[1] if ds.name.endswith("/keypoints") else ds.shape[0]
+            if n != T:
+                raise BuildDirError(f"{path}: dataset {ds.name!r} has {n} frames, the completed poses {T}; the build "
+                                    "directory mixes outputs of different runs: rebuild it")
 
 
 def correct_views(source: Source, seq: Recording, rig: Rig, frames: np.ndarray, det: np.ndarray, correctors: dict,

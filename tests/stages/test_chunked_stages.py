@@ -103,3 +103,24 @@ def test_best_poses_picked_a_chunk_at_a_time_are_those_of_one_stable_sort(chunk)
         best = _best_rows(best, poses[read], score[read], 50)
     np.testing.assert_array_equal(best[0], poses[want])
     np.testing.assert_array_equal(best[1], score[want])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage, file, dataset", [("refine", "detect", "keypoints"),
+                                                  ("filter", "triangulate", "reprojection_error")])
+def test_an_input_of_another_length_is_an_error_naming_it(smoke_build, tmp_path, stage, file, dataset):
+    """Read a chunk at a time, a dataset longer than the recording would go unnoticed: it is an error instead."""
+    from build_h3wb.artifacts import BuildDirError
+
+    d = tmp_path / "b"
+    shutil.copytree(smoke_build, d)
+    shutil.rmtree(d / stage)
+    path = d / file / "S8" / "Walking 1.h5"
+    with h5py.File(path, "r+") as f:
+        data = f[dataset][()]
+        axis = 1 if dataset == "keypoints" else 0
+        del f[dataset]
+        f[dataset] = np.concatenate([data, np.take(data, [0, 1, 2], axis=axis)], axis=axis)  # 3 frames more
+    with pytest.raises(BuildDirError, match=rf"Walking 1.h5: dataset .*{dataset}.* has 123 frames"):
+        run_stage(d, f"stage={stage}", "experiment=smoke", f"{stage}.chunk_frames=50", "refine.workers=1")
+    assert not (d / stage / "S8" / "Walking 1.h5").exists()
