@@ -345,6 +345,8 @@ class RefineConfig:
         keep_views: keypoints the detectors saw well (triangulated from at least this many views, all scoring at
             least ``keep_score``) stay exactly as triangulated, so their reprojection error cannot rise (0: off).
         keep_score: see ``keep_views``.
+        chunk_frames: frames refined at once, each chunk with ``temporal_window`` frames of context on either side,
+            so memory does not grow with the recording; the output is the same for any value (not hashed).
         workers: processes sharing the sequences (0: one per usable CPU, see ``build_h3wb.parallel``; one with
             correctors); not part of the configuration hash.
         correctors: optional 2D part correctors (``scripts/train_corrector.py``), e.g.
@@ -365,6 +367,7 @@ class RefineConfig:
     filled_weight: float = MISSING
     keep_views: int = MISSING
     keep_score: float = MISSING
+    chunk_frames: int = MISSING  # frames refined at once (memory stays flat with sequence length; not hashed)
     workers: int = MISSING  # processes sharing the sequences (0: automatic, see build_h3wb.parallel; not hashed)
 
 
@@ -383,6 +386,8 @@ class FilterConfig:
         max_jump_mm_s: largest keypoint speed to the previous consecutive frame.
         target_size: if > 0, keep at most this many poses, the best first, balanced over subject x action.
         true_error: score the kept poses against ground truth where the source has it.
+        chunk_frames: frames measured at once, so memory does not grow with the recording; the output is the same
+            for any value (not part of the configuration hash).
     """
 
     max_reprojection_share: float = MISSING
@@ -393,6 +398,7 @@ class FilterConfig:
     max_jump_mm_s: float = MISSING
     target_size: int = MISSING
     true_error: bool = MISSING
+    chunk_frames: int = MISSING  # frames measured at once (memory stays flat with sequence length; not hashed)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from build_h3wb.export.sequences import (
     quality_order,
     subject_rigs,
 )
-from build_h3wb.export.views import LazyViews, Views, check_views, sequence_views
+from build_h3wb.export.views import LazyViews, Views, check_views, sequence_views, view_blocks
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +95,11 @@ def write_hdf5(
         for i, seq in enumerate(sequences):
             by_frame = np.argsort(seq.frames, kind="stable")  # (T,)
             rows = slice(row, row + seq.num_frames)
-            v = views[i]  # one sequence's views (projected now when views is LazyViews)
-            for name in ("keypoints_2d", "keypoints_2d_distorted", "keypoints_3d_camera", "bbox"):
-                ds[name][rows] = v[name][by_frame]
-            ds["keypoints_3d"][rows] = seq.keypoints_3d[by_frame]
+            for at, X, v in view_blocks(views, sequences, i, by_frame):  # projected a block at a time when lazy
+                block = slice(rows.start + at.start, rows.start + at.stop)
+                for name in ("keypoints_2d", "keypoints_2d_distorted", "keypoints_3d_camera", "bbox"):
+                    ds[name][block] = v[name]
+                ds["keypoints_3d"][block] = X
             ds["provenance"][rows] = seq.provenance[by_frame]
             ds["quality"][rows] = seq.quality[by_frame]
             ds["frame"][rows] = seq.frames[by_frame]

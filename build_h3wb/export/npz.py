@@ -19,6 +19,7 @@ import logging
 import os
 import pickle
 import pickletools
+import struct
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,7 +30,15 @@ import numpy as np
 from build_h3wb import skeleton
 from build_h3wb.artifacts import atomic_path
 from build_h3wb.export.sequences import ExportSequence, check_sequences, quality_order, subject_rigs
-from build_h3wb.export.views import LazyViews, Views, check_views, sequence_views
+from build_h3wb.export.views import (
+    LazyViews,
+    Views,
+    camera_view,
+    check_in_view,
+    check_views,
+    pose_blocks,
+    sequence_views,
+)
 from build_h3wb.geometry.cameras import Camera
 
 log = logging.getLogger(__name__)
@@ -53,13 +62,36 @@ class _NpzWriter:
         with self.zip.open(f"{key}.npy", "w", force_zip64=True) as fid:
             np.lib.format.write_array(fid, np.asanyarray(array), allow_pickle=allow_pickle)
 
+    def add_blocks(self, key: str, shape: tuple[int, ...], blocks: Any) -> None:
+        """Write member ``<key>.npy`` of an array of ``shape`` from its consecutive row blocks (C order).
+
+        The same bytes as :meth:`add` of the whole array (``np.save``'s 1.0 header), one block in memory at a time.
+
+        Args:
+            key: member name.
+            shape: the whole array's shape; the blocks' rows add up to ``shape[0]``.
+            blocks: iterable of arrays (b, ...) of one dtype, consumed once.
+        """
+        with self.zip.open(f"{key}.npy", "w", force_zip64=True) as fid:
+            rows, header = 0, False
+            for b in blocks:
+                b = np.ascontiguousarray(b)
+                if not header:
+                    d = np.lib.format.header_data_from_array_1_0(b)
+                    np.lib.format.write_array_header_1_0(fid, d | {"shape": tuple(shape)})
+                    header = True
+                fid.write(b.tobytes())
+                rows += len(b)
+            if not header or rows != shape[0]:
+                raise AssertionError(f"member {key}: blocks of {rows} rows for shape {shape}")
+
     def add_pickled_dict(self, key: str, items: Any) -> None:
         """Write member ``<key>.npy``: ``np.array(d, dtype=object)`` of ``d = {outer: {inner: value}}``.
 
         Args:
             key: member name.
             items: iterable of ``(outer key, iterable of (inner key, value))``, consumed once; each value is pickled
-                and written before the next is asked for.
+                and written before the next is asked for, a :class:`BlockArray` in it a block at a time.
         """
         head, tail = _object_array_pickle_halves()
         with self.zip.open(f"{key}.npy", "w", force_zip64=True) as fid:
@@ -69,12 +101,77 @@ class _NpzWriter:
             for outer, inner_items in items:
                 fid.write(_pickle_fragment(outer) + pickle.EMPTY_DICT)
                 for inner, value in inner_items:
-                    fid.write(_pickle_fragment(inner) + _pickle_fragment(value) + pickle.SETITEM)  # into the inner
+                    fid.write(_pickle_fragment(inner))
+                    _StreamingPickler(fid, protocol=3).save(value)  # the value's fragment, its BlockArrays streamed
+                    fid.write(pickle.SETITEM)  # into the inner dict
                 fid.write(pickle.SETITEM)  # the inner dict into the outer one
             fid.write(tail)
 
     def close(self) -> None:
         self.zip.close()
+
+
+class BlockArray:
+    """A C-order array of ``shape`` and ``dtype`` known by its row blocks: pickled as that array, never held whole.
+
+    In a value of :meth:`_NpzWriter.add_pickled_dict` it is written as the pickle of the ndarray (the same bytes, as
+    ``np.ndarray.__reduce__`` gives them) with its data streamed from ``blocks()``, one block in memory at a time.
+
+    Args:
+        shape: the whole array's shape.
+        dtype: its dtype; every block is converted to it.
+        blocks: a callable returning an iterable of consecutive (b, ...) row blocks (called once, when pickled).
+    """
+
+    def __init__(self, shape: tuple[int, ...], dtype: Any, blocks: Any) -> None:
+        self.shape, self.dtype, self.blocks = tuple(shape), np.dtype(dtype), blocks
+
+    def __reduce__(self) -> tuple:
+        func, args, (version, _, dtype, fortran, _) = np.empty((0, *self.shape[1:]), self.dtype).__reduce__()
+        return func, args, (version, self.shape, dtype, fortran, _StreamedBytes(self))
+
+
+class _StreamedBytes:
+    """The data of a :class:`BlockArray`: pickled as the ``bytes`` of the whole array, written block by block."""
+
+    def __init__(self, array: BlockArray) -> None:
+        self.array = array
+        self.nbytes = int(np.prod(array.shape, dtype=np.int64)) * array.dtype.itemsize
+
+    def chunks(self) -> Any:
+        rows = 0
+        for b in self.array.blocks():
+            b = np.ascontiguousarray(b, dtype=self.array.dtype)
+            if b.shape[1:] != self.array.shape[1:]:
+                raise AssertionError(f"a block of shape {b.shape} for an array of shape {self.array.shape}")
+            rows += len(b)
+            yield b.tobytes()
+        if rows != self.array.shape[0]:
+            raise AssertionError(f"blocks of {rows} rows for an array of shape {self.array.shape}")
+
+
+class _StreamingPickler(pickle._Pickler):
+    """Python's own pickler, which writes :class:`_StreamedBytes` as ``bytes`` of their length, a block at a time.
+
+    ``save(obj)`` writes the fragment of :func:`_pickle_fragment` (no PROTO header, no STOP) to the file.
+    """
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def _save_streamed(self, obj: _StreamedBytes) -> None:
+        n = obj.nbytes  # what pickle's save_bytes writes for a bytes object of n bytes (protocol 3)
+        if n == 0:  # b"" is one object, memoised once for every empty array: pickle it as itself
+            for _ in obj.chunks():  # (their rows are checked)
+                pass
+            self.save(b"")
+            return
+        head = pickle.SHORT_BINBYTES + struct.pack("<B", n) if n <= 0xFF else pickle.BINBYTES + struct.pack("<I", n)
+        self.write(head)
+        for chunk in obj.chunks():
+            self.write(chunk)
+        self.memoize(obj)
+
+    dispatch[_StreamedBytes] = _save_streamed
 
 
 def _pickle_fragment(obj: Any) -> bytes:
@@ -162,7 +259,10 @@ def write_official_npz(
     views = sequence_views(sequences) if views is None else views
     check_views(views, sequences)
     ranked = quality_order(sequences, split)["train"]  # (K, 2) [sequence, row], rank k = JSON ids C k + c
-    rank = {(int(i), int(t)): k for k, (i, t) in enumerate(ranked.tolist())}
+    rank_in_train = [np.full(s.num_frames, -1, dtype=np.int64) for s in sequences]  # per sequence (T,) its ranks
+    for i in np.unique(ranked[:, 0]).tolist():
+        mine = ranked[:, 0] == i
+        rank_in_train[i][ranked[mine, 1]] = np.flatnonzero(mine)
     left, right = skeleton.left_right_sides()
     meta: dict[str, Any] = {
         "format": OFFICIAL_FORMAT,
@@ -179,14 +279,23 @@ def write_official_npz(
             by_subject.setdefault(seq.subject, []).append(i)
 
     def entry(i: int) -> dict[str, Any]:
-        seq, v = sequences[i], views[i]  # one sequence's views (projected now when views is LazyViews)
+        seq = sequences[i]
+        T, J = seq.num_frames, skeleton.NUM_KEYPOINTS
         by_frame = np.argsort(seq.frames, kind="stable")  # (T,)
-        k = np.array([rank[(i, int(t))] for t in by_frame], dtype=np.int64)  # (T,)
-        out: dict[str, Any] = {"global_3d": (seq.keypoints_3d[by_frame] / 1000.0).astype(np.float32),
-                               "frame_id": seq.frames[by_frame]}
+        k = rank_in_train[i][by_frame]  # (T,)
+
+        def poses() -> Any:
+            return ((X / 1000.0).astype(np.float32) for _, X in pose_blocks(seq, by_frame))
+
+        def camera(c: int, name: str, scale: float) -> Any:
+            return lambda: ((b / scale).astype(np.float32) if scale != 1.0 else b.astype(np.float32)
+                            for b in _camera_blocks(views, sequences, i, by_frame, c, name))
+
+        # the big arrays are pickled from their blocks (projected then), so a sequence is never held whole
+        out: dict[str, Any] = {"global_3d": BlockArray((T, J, 3), np.float32, poses), "frame_id": seq.frames[by_frame]}
         for c, cam in enumerate(seq.rig.names):
-            out[cam] = {"camera_3d": (v["keypoints_3d_camera"][by_frame, c] / 1000.0).astype(np.float32),
-                        "pose_2d": v["keypoints_2d"][by_frame, c].astype(np.float32),
+            out[cam] = {"camera_3d": BlockArray((T, J, 3), np.float32, camera(c, "keypoints_3d_camera", 1000.0)),
+                        "pose_2d": BlockArray((T, J, 2), np.float32, camera(c, "keypoints_2d", 1.0)),
                         "sample_id": C * k + c}
         return out
 
@@ -237,15 +346,17 @@ def write_flat_npz(
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         npz = _NpzWriter(fh)  # stored, not compressed: float keypoints barely compress (about 10%)
         for i, seq in enumerate(sequences):
-            v = views[i]  # one sequence's views (projected now when views is LazyViews)
             by_frame = np.argsort(seq.frames, kind="stable")
             base = f"positions_3d/{seq.subject}/{seq.sequence}"
-            npz.add(f"{base}/global_3d", seq.keypoints_3d[by_frame])
+            T, J = seq.num_frames, skeleton.NUM_KEYPOINTS
+            # one zip member open at a time: each member's blocks are read (and projected) on their own
+            npz.add_blocks(f"{base}/global_3d", (T, J, 3), (X for _, X in pose_blocks(seq, by_frame)))
             npz.add(f"{base}/frame_id", seq.frames[by_frame])
             for c, cam in enumerate(seq.rig.names):
-                npz.add(f"{base}/camera_3d/{cam}", v["keypoints_3d_camera"][by_frame, c])
-                npz.add(f"{base}/pose_2d/{cam}", v["keypoints_2d"][by_frame, c])
-                npz.add(f"{base}/pose_2d_distorted/{cam}", v["keypoints_2d_distorted"][by_frame, c])
+                for member, name, dim in (("camera_3d", "keypoints_3d_camera", 3), ("pose_2d", "keypoints_2d", 2),
+                                          ("pose_2d_distorted", "keypoints_2d_distorted", 2)):
+                    npz.add_blocks(f"{base}/{member}/{cam}", (T, J, dim),
+                                   _camera_blocks(views, sequences, i, by_frame, c, name))
             meta["sequences"].setdefault(seq.subject, {})[seq.sequence] = {"action": seq.action,
                                                                            "num_frames": seq.num_frames}
         for subject, rig in subject_rigs(sequences).items():
@@ -256,6 +367,22 @@ def write_flat_npz(
     counts = {"poses": sum(s.num_frames for s in sequences), "sequences": len(sequences)}
     log.info("wrote %s: %d sequences, %d poses", path, counts["sequences"], counts["poses"])
     return counts
+
+
+def _camera_blocks(views: Views | LazyViews, sequences: Sequence[ExportSequence], i: int, rows: np.ndarray, c: int,
+                   name: str) -> Any:
+    """Blocks (B, J, 2|3) of camera ``c``'s view ``name`` of rows ``rows`` of sequence ``i`` (projected when lazy)."""
+    seq = sequences[i]
+    if not isinstance(views, LazyViews):
+        for at, _ in pose_blocks(seq, rows):
+            yield views[i][name][rows[at], c]
+        return
+    cam = seq.rig.cameras[c]
+    for at, X in pose_blocks(seq, rows):
+        out = camera_view(X, cam, name)
+        if name == "keypoints_2d":
+            check_in_view(out[:, None], seq, rows[at], cameras=[c])
+        yield out
 
 
 def load_flat_npz(path: str | os.PathLike) -> dict[str, Any]:

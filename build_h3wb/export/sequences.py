@@ -12,7 +12,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import h5py
 import numpy as np
@@ -127,6 +127,9 @@ class ExportSequence:
     quality: np.ndarray
     rig: Rig
 
+    #: Stored poses are checked this many rows at a time (memory does not grow with the recording).
+    CHECK_ROWS: ClassVar[int] = 512
+
     def __post_init__(self) -> None:
         where = f"sequence {self.subject}/{self.sequence}"
         for attr in ("subject", "action", "sequence"):
@@ -146,12 +149,16 @@ class ExportSequence:
         if np.any(frames < 0) or len(np.unique(frames)) != T:
             raise ValueError(f"{where}: frames must be distinct and >= 0")
         stored = isinstance(self.keypoints_3d, StoredPoses)
-        kp = self.keypoints_3d[:] if stored else np.asarray(self.keypoints_3d, dtype=np.float64)  # checked once
+        kp = self.keypoints_3d if stored else np.asarray(self.keypoints_3d, dtype=np.float64)
         if kp.shape != (T, J, 3):
             raise ValueError(f"{where}: keypoints_3d has shape {kp.shape}, expected (T, J, 3) = {(T, J, 3)}")
-        if not np.all(np.isfinite(kp)):
-            bad = frames[~np.isfinite(kp).all(axis=(1, 2))]
-            raise ValueError(f"{where}: keypoints_3d must be finite (complete poses only); frames {bad[:10].tolist()}")
+        step = self.CHECK_ROWS if stored else max(T, 1)  # stored poses are read (once) a block at a time
+        for s in range(0, T, step):
+            block = kp[s : s + step]  # (b, J, 3)
+            if not np.all(np.isfinite(block)):
+                bad = frames[s : s + step][~np.isfinite(block).all(axis=(1, 2))]
+                raise ValueError(f"{where}: keypoints_3d must be finite (complete poses only); frames "
+                                 f"{bad[:10].tolist()}")
         prov = np.asarray(self.provenance)
         if prov.shape != (T, J):
             raise ValueError(f"{where}: provenance has shape {prov.shape}, expected (T, J) = {(T, J)}")

@@ -22,7 +22,7 @@ import numpy as np
 
 from build_h3wb import skeleton
 from build_h3wb.export.sequences import ExportSequence
-from build_h3wb.geometry.cameras import Rig
+from build_h3wb.geometry.cameras import Camera, Rig
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +86,8 @@ def view_arrays(keypoints_3d: np.ndarray, rig: Rig, bbox_margin: float = 0.1) ->
     X = np.asarray(keypoints_3d, dtype=np.float64)
     if X.ndim != 3 or X.shape[-1] != 3:
         raise ValueError(f"keypoints_3d must have shape (T, J, 3), got {X.shape}")
-    uv = np.stack([cam.project(X, distort_points=False) for cam in rig], axis=1)  # (T, C, J, 2)
-    uv_d = np.stack([cam.project(X, distort_points=True) for cam in rig], axis=1)  # (T, C, J, 2)
-    cam3d = np.stack([cam.world_to_camera(X) for cam in rig], axis=1)  # (T, C, J, 3)
-    rotated = np.stack([X @ cam.R.T for cam in rig], axis=1)  # (T, C, J, 3) R X, no translation
+    uv, uv_d, cam3d, rotated = (np.stack([camera_view(X, cam, name) for cam in rig], axis=1)  # (T, C, J, 2 or 3)
+                                for name in CAMERA_VIEWS)
     both = np.concatenate([uv, uv_d], axis=-2)  # (T, C, 2J, 2)
     bbox = np.stack([_nan_safe_bbox(both[:, c], cam.image_size, bbox_margin) for c, cam in enumerate(rig)], axis=1)
     return {
@@ -99,6 +97,26 @@ def view_arrays(keypoints_3d: np.ndarray, rig: Rig, bbox_margin: float = 0.1) ->
         "keypoints_3d_rotated": rotated,
         "bbox": bbox,
     }
+
+
+#: The per-camera quantities of :func:`view_arrays` (all but the boxes), each computed by :func:`camera_view`.
+CAMERA_VIEWS = ("keypoints_2d", "keypoints_2d_distorted", "keypoints_3d_camera", "keypoints_3d_rotated")
+
+
+def camera_view(X: np.ndarray, cam: Camera, name: str) -> np.ndarray:
+    """One camera's ``name`` of :func:`view_arrays` (one of :data:`CAMERA_VIEWS`): (T, J, 3) world mm -> (T, J, 2|3).
+
+    What a writer that needs one camera at a time computes; :func:`view_arrays` stacks it over the rig.
+    """
+    if name == "keypoints_2d":
+        return cam.project(X, distort_points=False)  # pinhole pixels
+    if name == "keypoints_2d_distorted":
+        return cam.project(X, distort_points=True)  # pixels with lens distortion
+    if name == "keypoints_3d_camera":
+        return cam.world_to_camera(X)  # mm, R X + t
+    if name == "keypoints_3d_rotated":
+        return X @ cam.R.T  # mm, R X, no translation
+    raise ValueError(f"unknown view {name!r}; expected one of {CAMERA_VIEWS}")
 
 
 def _nan_safe_bbox(uv: np.ndarray, image_size: tuple[int, int], margin: float) -> np.ndarray:
@@ -115,14 +133,71 @@ def _nan_safe_bbox(uv: np.ndarray, image_size: tuple[int, int], margin: float) -
 def views_of(seq: ExportSequence, bbox_margin: float = 0.1) -> dict[str, np.ndarray]:
     """:func:`view_arrays` of a sequence, with an error naming the frames and cameras that cannot see the pose."""
     views = view_arrays(np.asarray(seq.keypoints_3d), seq.rig, bbox_margin)
-    bad = ~np.isfinite(views["keypoints_2d"]).all(axis=(2, 3))  # (T, C)
+    check_in_view(views["keypoints_2d"], seq, np.arange(seq.num_frames))
+    return views
+
+
+def check_in_view(uv: np.ndarray, seq: ExportSequence, rows: np.ndarray, cameras: Sequence[int] | None = None) -> None:
+    """Raise the error naming the frame and camera where pinhole pixels ``uv`` of poses of ``seq`` are NaN.
+
+    Args:
+        uv: (B, C', J, 2) the ``keypoints_2d`` of :func:`view_arrays` of rows ``rows`` (B,) of ``seq``.
+        seq: the sequence.
+        rows: (B,) its rows.
+        cameras: the rig's camera index of each of the C' views of ``uv`` (default: all, in rig order).
+    """
+    bad = ~np.isfinite(uv).all(axis=(2, 3))  # (B, C')
     if bad.any():
         t, c = np.nonzero(bad)
+        cam = c[0] if cameras is None else cameras[c[0]]
         raise ValueError(
-            f"sequence {seq.subject}/{seq.sequence}: keypoints at or behind camera {seq.rig.names[c[0]]} "
-            f"in frame {int(seq.frames[t[0]])} ({int(bad.sum())} views in all); they cannot be exported"
+            f"sequence {seq.subject}/{seq.sequence}: keypoints at or behind camera {seq.rig.names[cam]} "
+            f"in frame {int(seq.frames[rows[t[0]]])} ({int(bad.sum())} views in all); they cannot be exported"
         )
-    return views
+
+
+#: Poses projected at once when a writer goes through a sequence (:func:`view_blocks`): about 43 kB of float64 each
+#: with 4 cameras, so a block is about 11 MB whatever the length of the recording.
+BLOCK_ROWS = 256
+
+
+def pose_blocks(seq: ExportSequence, rows: np.ndarray,
+                block: int | None = None) -> Iterator[tuple[slice, np.ndarray]]:
+    """``(at, X)``: the poses (B, J, 3) float64 world mm of rows ``rows[at]`` of ``seq``, ``block`` rows at a time.
+
+    ``block`` defaults to :data:`BLOCK_ROWS`; a sequence of :class:`~build_h3wb.export.sequences.StoredPoses` is
+    read from its file a block at a time.
+    """
+    block = BLOCK_ROWS if block is None else block
+    for s in range(0, len(rows), block):
+        at = slice(s, min(s + block, len(rows)))
+        yield at, np.asarray(seq.keypoints_3d[rows[at]], dtype=np.float64)
+
+
+def view_blocks(views: Views | LazyViews, sequences: Sequence[ExportSequence], i: int, rows: np.ndarray,
+                block: int | None = None) -> Iterator[tuple[slice, np.ndarray, dict[str, np.ndarray]]]:
+    """The poses and views of rows ``rows`` of sequence ``i``, ``block`` rows at a time.
+
+    Args:
+        views: a list of :func:`sequence_views` (indexed) or :class:`LazyViews` (projected now, a block at a time,
+            checked like :func:`views_of`).
+        sequences: the recordings ``views`` belongs to.
+        i: the sequence.
+        rows: (T,) int rows of it, in the order to write them (e.g. by frame).
+        block: rows per block (default :data:`BLOCK_ROWS`).
+
+    Yields:
+        ``(at, X, views)``: the block's positions in ``rows``, its poses (B, J, 3) float64 world mm and the
+        :func:`view_arrays` dict of those poses (leading axis B).
+    """
+    seq = sequences[i]
+    for at, X in pose_blocks(seq, rows, block):
+        if isinstance(views, LazyViews):
+            v = view_arrays(X, seq.rig, views.bbox_margin)
+            check_in_view(v["keypoints_2d"], seq, rows[at])
+        else:
+            v = {k: a[rows[at]] for k, a in views[i].items()}
+        yield at, X, v
 
 
 

@@ -71,16 +71,39 @@ def person_size_px(uv: np.ndarray, score: np.ndarray, rig: Rig, min_score: float
     Returns:
         (C, T) pixels, finite and positive.
     """
+    return person_size_from_diagonal(body_diagonal_px(uv, score, min_score), rig, window)
+
+
+def body_diagonal_px(uv: np.ndarray, score: np.ndarray, min_score: float = 0.3) -> np.ndarray:
+    """(C, T) diagonal of the box around the body (+feet) keypoints of each view and frame, pixels.
+
+    From (C, T, J, 2) pixel detections and (C, T, J) scores (see :func:`person_size_px`); NaN where fewer than 4 body
+    keypoints score at least ``min_score``. Each frame on its own.
+    """
     with np.errstate(invalid="ignore"):
         ok = (score[:, :, _BODY] >= min_score) & np.isfinite(uv[:, :, _BODY, 0])  # (C, T, Jb)
-    diag = np.where(ok.sum(-1) >= 4, skeleton.box_diagonal(uv[:, :, _BODY], ok), np.nan)  # (C, T)
+    return np.where(ok.sum(-1) >= 4, skeleton.box_diagonal(uv[:, :, _BODY], ok), np.nan)  # (C, T)
+
+
+def person_size_from_diagonal(diag: np.ndarray, rig: Rig, window: int = 9,
+                              per_view: np.ndarray | None = None) -> np.ndarray:
+    """The person's size of :func:`person_size_px` from the (C, T) box diagonals of :func:`body_diagonal_px`.
+
+    A frame's size is the running median of the diagonals within ``window // 2`` frames of it; where that window
+    has none, the view's median over all its frames (``per_view``, (C,) pixels: give it, with NaN for a view without
+    any, when ``diag`` is a part of a longer recording), else 40% of the image diagonal.
+
+    Returns:
+        (C, T) pixels, finite and positive.
+    """
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         h = window // 2
         padded = np.pad(diag, ((0, 0), (h, h)), constant_values=np.nan)
         win = np.lib.stride_tricks.sliding_window_view(padded, window, axis=1)  # (C, T, window)
         size = np.nanmedian(win, -1)
-        per_view = np.nanmedian(diag, 1)  # (C,)
+        if per_view is None:
+            per_view = np.nanmedian(diag, 1)  # (C,)
     fallback = np.array([0.4 * np.hypot(*cam.image_size) for cam in rig])
     per_view = np.where(np.isfinite(per_view), per_view, fallback)
     size = np.where(np.isfinite(size), size, per_view[:, None])

@@ -177,6 +177,7 @@ def refine_sequence(
     views_used: np.ndarray | None = None,
     filled: np.ndarray | None = None,
     frames: np.ndarray | None = None,
+    segments: np.ndarray | None = None,
     min_score: float = 0.3,
     prior_weight: float | None = None,
     temporal_window: int = 2,
@@ -196,6 +197,11 @@ def refine_sequence(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Refine the parts that have a model (face, hands) in every frame of one sequence.
 
+    Frames meet only in the last, temporal pass of the fit, which reads the coefficients of the frames within
+    ``temporal_window`` of each frame: a frame's result depends on those frames alone, so a long recording can be
+    refined in chunks that carry ``temporal_window`` frames of context on each side (and ``segments`` of the whole
+    recording), with the same result as in one piece.
+
     Args:
         kp3d: (T, J, 3) world millimetres, NaN where unknown (triangulated, possibly completed).
         detections: (C, T, J, 3) ``[x, y, score]`` in pixels (distorted, as in the image), NaN where missing: the
@@ -209,6 +215,8 @@ def refine_sequence(
             the fit and the solve as a weak position observation of weight ``filled_weight``.
         frames: (T,) video frame numbers; runs of consecutive frames (the most common step) form the temporal
             windows. None: frames are not known to be consecutive and nothing is smoothed over time.
+        segments: (T,) int run ids of consecutive frames, instead of ``frames`` (:func:`frame_segments` of the whole
+            recording, sliced: what a chunk of a recording needs, whose own frames may have another usual step).
         min_score: detections below this confidence are not used.
         prior_weight: weight of the model prior, in views of score 1 (default 4.0), before the fade below.
         temporal_window: frames on each side over which the shape coefficients are averaged (0: none).
@@ -249,12 +257,13 @@ def refine_sequence(
     for name, arr in (("views_used", views_used), ("filled", filled)):
         if arr is not None and np.shape(arr) != (T, J):
             raise ValueError(f"expected {name} (T, J) = {(T, J)}, got {np.shape(arr)}")
-    if frames is not None and np.shape(frames) != (T,):
-        raise ValueError(f"expected frames (T,) = {(T,)}, got {np.shape(frames)}")
+    for name, arr in (("frames", frames), ("segments", segments)):
+        if arr is not None and np.shape(arr) != (T,):
+            raise ValueError(f"expected {name} (T,) = {(T,)}, got {np.shape(arr)}")
     lam = 4.0 if prior_weight is None else float(prior_weight)
     refined = kp3d.copy()
     mask = np.zeros((T, J), dtype=bool)
-    segment = _segments(frames, T)
+    segment = frame_segments(frames, T) if segments is None else np.asarray(segments, dtype=np.int64)
     extr = np.stack([cam.extrinsic for cam in rig])  # (C, 3, 4)
     focal = np.array([0.5 * (cam.K[0, 0] + cam.K[1, 1]) for cam in rig])  # (C,)
     for part, model in models.items():
@@ -279,8 +288,11 @@ def refine_sequence(
     return refined, mask
 
 
-def _segments(frames: np.ndarray | None, T: int) -> np.ndarray:
-    """(T,) int id of the run of consecutive frames each frame belongs to (each frame alone if frames is None)."""
+def frame_segments(frames: np.ndarray | None, T: int) -> np.ndarray:
+    """(T,) int id of the run of consecutive frames each frame belongs to (each frame alone if frames is None).
+
+    Consecutive: one usual step apart, the median of the positive steps over all of ``frames``.
+    """
     if frames is None:
         return np.arange(T, dtype=np.int64)
     if T < 2:

@@ -33,9 +33,12 @@ from build_h3wb.export import (
     write_images,
     write_official_npz,
 )
-from build_h3wb.stages.common import make_source
+from build_h3wb.stages.common import frame_chunks, make_source
 
 log = logging.getLogger(__name__)
+
+#: Frames of a pose file read at once for the provenance of its kept poses.
+_CHUNK_FRAMES = 4096
 
 
 def run(cfg: DictConfig) -> dict:
@@ -108,21 +111,25 @@ def read_sequences(root: Path, units: list[dict], pose_stage: str) -> list[Expor
         if not keep.any():
             continue
         pose_path = root / pose_stage / subject / f"{name}.h5"
-        with open_h5(pose_path) as f:
-            shape = f["keypoints_3d"].shape
-            refined = f["refined"][:] if "refined" in f else np.zeros(shape[:2], bool)
-            frames = f["frames"][:]
-        with open_h5(root / "complete" / subject / f"{name}.h5") as f:
-            filled = f["filled"][:]
+        with open_h5(pose_path) as fp, open_h5(root / "complete" / subject / f"{name}.h5") as fc:
+            T, J = fp["keypoints_3d"].shape[:2]
+            frames = fp["frames"][:]
+            prov = np.empty((int(keep.sum()), J), dtype=np.uint8)  # (T_kept, J): the kept rows, a chunk at a time
+            done = 0
+            for read, _, _ in frame_chunks(T, _CHUNK_FRAMES):
+                mine = keep[read]
+                refined = fp["refined"][read][mine] if "refined" in fp else np.zeros((int(mine.sum()), J), bool)
+                p = np.full(refined.shape, Provenance.TRIANGULATED, dtype=np.uint8)
+                p[fc["filled"][read][mine]] = Provenance.COMPLETED
+                p[refined] = Provenance.REFINED
+                prov[done : done + len(p)] = p
+                done += len(p)
         with open_h5(root / "detect" / subject / f"{name}.h5") as f:
             rig = read_rig(dict(f.attrs), str(f.filename))
-        prov = np.full(shape[:2], Provenance.TRIANGULATED, dtype=np.uint8)
-        prov[filled] = Provenance.COMPLETED
-        prov[refined] = Provenance.REFINED
         # the poses stay in the build (read when a writer needs them): memory does not grow with the dataset
         poses = StoredPoses(pose_path, "keypoints_3d", np.flatnonzero(keep))
         sequences.append(ExportSequence(subject=subject, action=u["action"], sequence=name, frames=frames[keep],
-                                        keypoints_3d=poses, provenance=prov[keep], quality=quality[keep],
+                                        keypoints_3d=poses, provenance=prov, quality=quality[keep],
                                         rig=rig))
         poses.close()
     return sequences

@@ -12,12 +12,19 @@ found) is filled in every pose; it is listed in ``parts_never_triangulated`` and
 ``filled_share``, so such a build still yields a dataset (its keypoints exported as completed). In a Hydra multirun
 the output of each job goes to ``filter/sweep/<overrides>/`` and ``filter/sweep/summary.{md,csv,png}`` gathers the
 jobs (see :class:`SweepSummary`).
+
+Every recording is read ``filter.chunk_frames`` frames at a time (with the frame before each chunk, which the
+temporal jump compares with, and the person size's running median window), so memory does not grow with the
+recording: the output is the same for any chunk length. What stays whole: the subjects' bone lengths over their
+complete poses (the exact median needs them all, 65 float32 a pose), each recording's (C, T) box diagonals (the
+person size's per-view median) and the per-pose results (a few dozen bytes a pose) until the target size is chosen.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +35,17 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from build_h3wb import skeleton
-from build_h3wb.artifacts import atomic_h5, atomic_path, open_h5, read_json, require_dataset, write_json
+from build_h3wb.artifacts import (
+    BuildDirError,
+    atomic_h5,
+    atomic_path,
+    open_h5,
+    read_json,
+    require_dataset,
+    write_json,
+)
 from build_h3wb.build import Build, read_rig, source_fps
-from build_h3wb.geometry.sequence_check import person_size_px
+from build_h3wb.geometry.sequence_check import body_diagonal_px, person_size_from_diagonal
 from build_h3wb.quality import (
     Filter,
     apply_filters,
@@ -41,7 +56,7 @@ from build_h3wb.quality import (
     size_in_views_used,
 )
 from build_h3wb.sources.base import Recording
-from build_h3wb.stages.common import make_source, plain, progress
+from build_h3wb.stages.common import frame_chunks, make_source, plain, progress
 from build_h3wb.viz.figures import new_figure, save_figure
 
 log = logging.getLogger(__name__)
@@ -81,6 +96,7 @@ def run(cfg: DictConfig) -> dict:
     poses_m = inputs[pose_stage]
     fcfg = cfg.filter
     settings = plain(fcfg)
+    chunk = settings.pop("chunk_frames")  # how, not what: the output is the same for any chunk length (not hashed)
     sweep = _sweep_name()
     stage_name = f"filter/sweep/{sweep}" if sweep else "filter"
     sd = build.stage_dir("filter", {"filter": settings, "poses": pose_stage}, inputs, folder=stage_name)
@@ -96,10 +112,13 @@ def run(cfg: DictConfig) -> dict:
     lengths: dict[str, list[np.ndarray]] = {}
     seen = np.zeros(skeleton.NUM_KEYPOINTS, dtype=bool)  # (J,) triangulated at least once in the build
     for u in units:
-        kp = _read(root, pose_stage, u, "keypoints_3d")
-        lengths.setdefault(u["subject"], []).append(bone_lengths(kp[np.isfinite(kp).all((1, 2))]))
-        seen |= (np.isfinite(kp[..., 0]) & ~_filled(root, pose_stage, u, kp)).any(0)
+        with _Inputs(root, pose_stage, u) as inp:
+            for read, _, _ in frame_chunks(inp.T, chunk):
+                kp = inp.poses[read]
+                lengths.setdefault(u["subject"], []).append(bone_lengths(kp[np.isfinite(kp).all((1, 2))]))
+                seen |= (np.isfinite(kp[..., 0]) & ~inp.filled(read, kp)).any(0)
     reference = {s: np.nanmedian(np.concatenate(v), axis=0) for s, v in lengths.items()}
+    del lengths
     # a part the detector never saw anywhere in the build (a face under a cap) is filled in every pose: it is exported
     # as completed and reported, but does not count against the filled share of each pose
     unseen = [p for p, sl in skeleton.REPORT_PARTS.items() if not seen[sl].any()]
@@ -109,23 +128,36 @@ def run(cfg: DictConfig) -> dict:
         log.warning("filter: the %s was never triangulated in this build; the completion filled all of it, which "
                     "does not count against filter.max_filled_share", p.replace("_", " "))
 
-    # pass 2: measures, threshold filters and (with ground truth) each pose's true error, per sequence
+    # pass 2: measures, threshold filters and (with ground truth) each pose's true error, per sequence, a chunk of
+    # frames at a time (with the frame before it, which the temporal jump compares with)
     filters = make_filters(fcfg)
     source = make_source(cfg) if fcfg.true_error else None
     results = []
     for u in progress(units, desc="filter", unit="seq"):
-        kp = _read(root, pose_stage, u, "keypoints_3d")
-        with open_h5(root / "triangulate" / u["subject"] / f"{u['sequence']}.h5") as f:
-            reproj, nviews, frames = f["reprojection_error"][:], f["num_views"][:], f["frames"][:]
-            views_used = f["views_used"][:]
-        filled = _filled(root, pose_stage, u, kp)
-        size = size_in_views_used(_person_size(root, u, min_score), views_used)  # (T, J) px
-        m = pose_measures(kp, reproj, nviews, filled & judged, frames, reference[u["subject"]], fps, stride,
-                          person_size_px=size)
-        keep, reason = apply_filters(filters, m, np.isfinite(kp).all((1, 2)))
-        err_sum, err_n = _true_error(source, u, kp, frames)
-        results.append(_SequenceResult(u, m, quality_score(m), keep, reason, frames, err_sum, err_n,
-                                       filled.astype(bool)))
+        with _Inputs(root, pose_stage, u) as inp:
+            frames = inp.tri["frames"][:]
+            sizes = _PersonSize(inp.det, inp.rig, min_score, chunk)
+            parts: dict[str, list[np.ndarray]] = {}
+            for read, write, keep in frame_chunks(inp.T, chunk, 1, 0):
+                kp = inp.poses[read]
+                filled = inp.filled(read, kp)
+                views_used = inp.tri["views_used"][read]
+                size = size_in_views_used(sizes[read], views_used)  # (t, J) px
+                m = pose_measures(kp, inp.tri["reprojection_error"][read], inp.tri["num_views"][read],
+                                  filled & judged, frames[read], reference[u["subject"]], fps, stride,
+                                  person_size_px=size)
+                m = {name: v[keep] for name, v in m.items()}
+                kp, filled = kp[keep], filled[keep]
+                ok, reason = apply_filters(filters, m, np.isfinite(kp).all((1, 2)))
+                err_sum, err_n = _true_error(source, u, kp, frames[write])
+                for name, v in (("quality", quality_score(m)), ("keep", ok), ("reason", reason.astype(np.int8)),
+                                ("err_sum", err_sum), ("err_n", err_n), ("filled", _part_counts(filled)),
+                                *((f"measures/{k}", v.astype(np.float32)) for k, v in m.items())):
+                    parts.setdefault(name, []).append(v)
+        whole = {name: np.concatenate(v) for name, v in parts.items()}
+        measures = {k.split("/", 1)[1]: v for k, v in whole.items() if k.startswith("measures/")}
+        results.append(_SequenceResult(u, measures, whole["quality"], whole["keep"], whole["reason"], frames,
+                                       whole["err_sum"], whole["err_n"], whole["filled"]))
 
     # optional target size: the best poses, balanced over subject x action
     target = fcfg.target_size
@@ -177,23 +209,92 @@ def run(cfg: DictConfig) -> dict:
     return counts
 
 
-def _filled(root: Path, pose_stage: str, u: dict, kp: np.ndarray) -> np.ndarray:
-    """(T, J) bool keypoints the completion filled (none after ``triangulate`` alone: the missing ones)."""
-    return _read(root, "complete", u, "filled") if pose_stage != "triangulate" else np.isnan(kp[..., 0])
+class _Inputs:
+    """One sequence's input files, open for reading a chunk of frames at a time (a context manager).
+
+    ``poses``: the pose stage's ``keypoints_3d`` (T, J, 3); ``tri``: the triangulate file; ``det``: the detections
+    (C, T, J, 3); ``rig``; ``T``.
+    """
+
+    def __init__(self, root: Path, pose_stage: str, u: dict) -> None:
+        name = f"{u['sequence']}.h5"
+        self._files: list = []
+        try:
+            self._open(root, pose_stage, u["subject"], name)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, root: Path, pose_stage: str, subject: str, name: str) -> None:
+        def open_one(stage: str):
+            self._files.append(open_h5(root / stage / subject / name))
+            return self._files[-1]
+
+        self.poses = open_one(pose_stage)["keypoints_3d"]
+        self.tri = open_one("triangulate")
+        self._complete = open_one("complete") if pose_stage != "triangulate" else None
+        det_file = open_one("detect")
+        self.rig = read_rig(dict(det_file.attrs), str(det_file.filename))
+        self.det = require_dataset(det_file, "keypoints", (skeleton.NUM_KEYPOINTS, 3))
+        self.T = self.poses.shape[0]
+        # read a chunk at a time, a dataset of another length would not be noticed: every one must hold T frames
+        frames_of = [(self.tri, ds, 0) for ds in ("frames", "reprojection_error", "num_views", "views_used")]
+        frames_of += [(det_file, "keypoints", 1)] + ([(self._complete, "filled", 0)] if self._complete else [])
+        for f, ds, axis in frames_of:
+            if f[ds].shape[axis] != self.T:
+                raise BuildDirError(f"{f.filename}: dataset {ds!r} has {f[ds].shape[axis]} frames, the poses of "
+                                    f"{self._files[0].filename} {self.T}; the build directory mixes outputs of "
+                                    "different runs: rebuild it")
+
+    def filled(self, read: slice, kp: np.ndarray) -> np.ndarray:
+        """(t, J) bool keypoints the completion filled in frames ``read`` (``kp``: those frames' poses).
+
+        After ``triangulate`` alone (no completion): the missing keypoints of ``kp``.
+        """
+        return self._complete["filled"][read] if self._complete is not None else np.isnan(kp[..., 0])
+
+    def close(self) -> None:
+        for f in self._files:
+            f.close()
+
+    def __enter__(self) -> _Inputs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-def _person_size(root: Path, u: dict, min_score: float) -> np.ndarray:
-    """(C, T) the person's size in every view and frame, pixels, from the detections (as triangulation measures it)."""
-    path = root / "detect" / u["subject"] / f"{u['sequence']}.h5"
-    with open_h5(path) as f:
-        rig = read_rig(dict(f.attrs), str(path))
-        kp = require_dataset(f, "keypoints", (skeleton.NUM_KEYPOINTS, 3))[:]  # (C, T, J, 3)
-    return person_size_px(kp[..., :2], kp[..., 2], rig, min_score)
+class _PersonSize:
+    """The person's size in every view and frame, pixels, from the detections (as triangulation measures it).
+
+    ``sizes[read]`` (C, t) is the same as those frames of ``person_size_px`` of the whole recording. The box
+    diagonals of the whole recording are kept ((C, T) floats, for the running median's neighbours and each view's
+    median); the detections are read ``chunk`` frames at a time.
+    """
+
+    WINDOW = 9  # frames of person_size_px's running median
+
+    def __init__(self, det, rig, min_score: float, chunk: int) -> None:
+        self.rig = rig
+        diag = []
+        for read, _, _ in frame_chunks(det.shape[1], chunk):
+            kp = det[:, read]  # (C, t, J, 3)
+            diag.append(body_diagonal_px(kp[..., :2], kp[..., 2], min_score))  # (C, t), the detections' float type
+        self.diag = np.concatenate(diag, axis=1)  # (C, T)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a view without a body anywhere: NaN, the image's fallback
+            self.per_view = np.nanmedian(self.diag, 1)  # (C,)
+
+    def __getitem__(self, read: slice) -> np.ndarray:
+        h = self.WINDOW // 2
+        lo, hi = max(0, read.start - h), min(self.diag.shape[1], read.stop + h)  # the running median's neighbours
+        size = person_size_from_diagonal(self.diag[:, lo:hi], self.rig, self.WINDOW, self.per_view)
+        return size[:, read.start - lo : read.stop - lo]
 
 
-def _read(root: Path, stage: str, u: dict, name: str) -> np.ndarray:
-    with open_h5(root / stage / u["subject"] / f"{u['sequence']}.h5") as f:
-        return f[name][:]
+def _part_counts(filled: np.ndarray) -> np.ndarray:
+    """(T, P) int16 filled keypoints of each pose in each of ``skeleton.REPORT_PARTS``, from (T, J) bool."""
+    return np.stack([filled[:, sl].sum(1) for sl in skeleton.REPORT_PARTS.values()], axis=1).astype(np.int16)
 
 
 @dataclass
@@ -208,7 +309,7 @@ class _SequenceResult:
     frames: np.ndarray
     err_sum: np.ndarray  # (T,) summed world error of the pose's keypoints, mm (0 without ground truth)
     err_n: np.ndarray  # (T,) number of keypoints in err_sum
-    filled: np.ndarray  # (T, J) bool keypoints the completion filled
+    filled: np.ndarray  # (T, P) keypoints the completion filled, per part of skeleton.REPORT_PARTS
 
 
 def _true_error(source, u: dict, kp: np.ndarray, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -226,10 +327,11 @@ def _true_error(source, u: dict, kp: np.ndarray, frames: np.ndarray) -> tuple[np
 def filled_shares(results: list[_SequenceResult]) -> dict[str, dict[str, float | None]]:
     """Share of each part's keypoints that the completion filled, over all poses (``all``) and the kept ones."""
     out: dict[str, dict[str, float | None]] = {"all": {}, "kept": {}}
-    for part, sl in skeleton.REPORT_PARTS.items():
+    for p, (part, sl) in enumerate(skeleton.REPORT_PARTS.items()):
+        size = len(range(skeleton.NUM_KEYPOINTS)[sl])
         for which in ("all", "kept"):
-            rows = [r.filled[:, sl] if which == "all" else r.filled[r.keep][:, sl] for r in results]
-            n = sum(x.size for x in rows)
+            rows = [r.filled[:, p] if which == "all" else r.filled[r.keep][:, p] for r in results]
+            n = sum(len(x) * size for x in rows)
             out[which][part] = round(sum(int(x.sum()) for x in rows) / n, 4) if n else None
     return out
 

@@ -566,6 +566,33 @@ def test_lazy_views_give_the_same_files(tmp_path, sequences):
         assert_same_tree(x["train_data"].item(), y["train_data"].item())
 
 
+@pytest.mark.parametrize("rows", [0, 1, 5, 300])
+def test_a_block_array_pickles_as_the_whole_array(rows):
+    """A value whose arrays are given by row blocks pickles to the bytes of the value with the arrays themselves
+    (the pickle module's own C pickler), small (SHORT_BINBYTES) and large, the dtype shared and memoised."""
+    import io
+
+    from build_h3wb.export.npz import BlockArray, _pickle_fragment, _StreamingPickler
+
+    rng = np.random.default_rng(rows)
+    a = rng.normal(size=(rows, J, 3)).astype(np.float32)
+    b = rng.normal(size=(rows, J, 2)).astype(np.float32)
+    whole = {"global_3d": a, "frame_id": np.arange(rows), "cam": {"pose_2d": b, "camera_3d": a + 1, "n": rows}}
+
+    def blocks(x, n=2):
+        return lambda: (x[s : s + n] for s in range(0, max(len(x), 1), n))
+
+    lazy = {"global_3d": BlockArray(a.shape, np.float32, blocks(a)), "frame_id": np.arange(rows),
+            "cam": {"pose_2d": BlockArray(b.shape, np.float32, blocks(b, 3)),
+                    "camera_3d": BlockArray(a.shape, np.float32, blocks(a + 1, 7)), "n": rows}}
+    out = io.BytesIO()
+    _StreamingPickler(out, protocol=3).save(lazy)
+    assert out.getvalue() == _pickle_fragment(whole)
+    bad = BlockArray((rows + 1, J, 3), np.float32, blocks(a))
+    with pytest.raises(AssertionError, match="blocks of"):
+        _StreamingPickler(io.BytesIO(), protocol=3).save(bad)
+
+
 def test_streamed_pickle_reads_as_the_whole_dict(tmp_path):
     """The official npz's train_data, pickled a sequence at a time, loads as np.savez of the whole dict."""
     rng = np.random.default_rng(0)

@@ -91,3 +91,43 @@ def test_at_most_max_open_files_are_open(tmp_path, monkeypatch):
     for p in stored:
         p.close()
     assert not any(q._file is not None for q in stored)
+
+
+def test_the_writers_give_the_same_files_a_few_poses_at_a_time(tmp_path, monkeypatch):
+    """Blocks of 2 poses (shorter than every recording, the files written and checked block by block): the same
+    files as in one block per recording."""
+    from build_h3wb.export import ExportSequence
+    from build_h3wb.export import views as views_module
+
+    sequences = [
+        make_sequence("S1", "Walking", "Walking 1", [15, 0, 5, 10, 20], seed=1),  # frames out of order
+        make_sequence("S8", "Directions", "Directions 1", [0, 5, 10, 15, 20, 25, 30], seed=3),
+    ]
+    out = {}
+    for name, block in (("whole", 1000), ("blocks", 2)):
+        monkeypatch.setattr(views_module, "BLOCK_ROWS", block)
+        monkeypatch.setattr(ExportSequence, "CHECK_ROWS", block)
+        (tmp_path / name).mkdir()
+        stored = [dataclasses.replace(s, keypoints_3d=_store(tmp_path / name, s)) for s in sequences]
+        d = out[name] = tmp_path / name / "out"
+        views = LazyViews(stored)
+        write_hdf5(d / "h3wb.h5", stored, SPLIT, views=views)
+        write_official_npz(d / "official.npz", stored, SPLIT, views=views)
+        write_flat_npz(d / "flat.npz", stored, views=views)
+        for p in stored:
+            p.keypoints_3d.close()
+    assert filecmp.cmp(out["whole"] / "flat.npz", out["blocks"] / "flat.npz", shallow=False)
+    assert filecmp.cmp(out["whole"] / "official.npz", out["blocks"] / "official.npz", shallow=False)
+    with h5py.File(out["whole"] / "h3wb.h5") as a, h5py.File(out["blocks"] / "h3wb.h5") as b:
+        assert sorted(a) == sorted(b)
+        for key in ("keypoints_3d", "keypoints_2d", "keypoints_2d_distorted", "keypoints_3d_camera", "bbox",
+                    "provenance", "quality", "frame", "h3wb_pose_index"):
+            np.testing.assert_array_equal(a[key][:], b[key][:], err_msg=key)
+    # a pose that is not finite is found in whichever block it is
+    seq = sequences[1]
+    (tmp_path / "nan").mkdir()
+    stored = _store(tmp_path / "nan", seq)
+    with h5py.File(stored.path, "r+") as f:
+        f["keypoints_3d"][11, 3] = np.nan  # row 5 of the sequence: the third block
+    with pytest.raises(ValueError, match=r"keypoints_3d must be finite.*frames \[25\]"):
+        dataclasses.replace(seq, keypoints_3d=stored)

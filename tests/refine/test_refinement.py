@@ -7,7 +7,13 @@ from build_h3wb.evaluation import keypoint_errors
 from build_h3wb.geometry.alignment import umeyama
 from build_h3wb.geometry.cameras import h36m_rig
 from build_h3wb.geometry.triangulation import triangulate
-from build_h3wb.refine.refinement import REFINED_PARTS, PartModel, fit_part_models, refine_sequence
+from build_h3wb.refine.refinement import (
+    REFINED_PARTS,
+    PartModel,
+    fit_part_models,
+    frame_segments,
+    refine_sequence,
+)
 from build_h3wb.sources.base import FrameBatch, Recording
 from build_h3wb.synthetic.motion import generate_motion
 
@@ -152,6 +158,52 @@ def test_shape_errors(capture, models):
         refine_sequence(kp, det, RIG, models, views_used=capture["views_used"][:5])
     with pytest.raises(ValueError, match="expected frames"):
         refine_sequence(kp, det, RIG, models, frames=np.arange(3))
+    with pytest.raises(ValueError, match="expected segments"):
+        refine_sequence(kp, det, RIG, models, segments=np.zeros(3, dtype=np.int64))
+
+
+def _refine_in_chunks(capture, models, frames, chunk, context, window=2):
+    """refine_sequence over ``chunk`` frames at a time, each read with ``context`` frames on either side."""
+    from build_h3wb.stages.common import frame_chunks  # noqa: PLC0415
+
+    kp, det, views = capture["kp3d"], capture["det"], capture["views_used"]
+    segments = frame_segments(frames, len(frames))
+    out, mask = np.full(kp.shape, np.nan, np.float32), np.zeros(kp.shape[:2], bool)
+    for read, write, keep in frame_chunks(len(frames), chunk, context, context):
+        o, m = refine_sequence(kp[read], det[:, read], RIG, models, views_used=views[read],
+                               segments=segments[read], temporal_window=window)
+        out[write], mask[write] = o[keep], m[keep]
+    return out, mask
+
+
+@pytest.mark.parametrize("chunk", [7, 30, 99])
+def test_refined_in_chunks_with_the_temporal_window_as_context_is_the_same_bit_for_bit(capture, models, chunk):
+    """Chunks shorter than the sequence, chunk boundaries inside the temporal windows, frames with gaps and a run
+    whose own usual step differs from the recording's (the segments come from the whole recording)."""
+    frames = capture["frames"].copy()  # 100 frames, every 5th
+    frames[40:] += 50  # a gap
+    frames[60:75] = frames[60] + 10 * np.arange(15)  # 15 frames 10 apart: not consecutive at the usual 5
+    frames[75:] = frames[74] + 5 * np.arange(1, 26)
+    whole, whole_mask = refine_sequence(capture["kp3d"], capture["det"], RIG, models,
+                                        views_used=capture["views_used"], frames=frames, temporal_window=2)
+    out, mask = _refine_in_chunks(capture, models, frames, chunk, context=2)
+    np.testing.assert_array_equal(out, whole)
+    np.testing.assert_array_equal(mask, whole_mask)
+
+
+def test_refined_in_chunks_needs_the_temporal_window_as_context(capture, models):
+    """Too little context changes the frames next to the chunk boundaries: the context above is what it takes."""
+    frames = capture["frames"]
+    whole, _ = refine_sequence(capture["kp3d"], capture["det"], RIG, models, views_used=capture["views_used"],
+                               frames=frames, temporal_window=2)
+    out, _ = _refine_in_chunks(capture, models, frames, 7, context=1)
+    differs = ~np.all((out == whole) | (np.isnan(out) & np.isnan(whole)), axis=(1, 2))  # (T,)
+    assert differs.any()
+    assert set(np.flatnonzero(differs) % 7) <= {0, 6}  # only the first and last frames of a chunk
+    no_window, _ = _refine_in_chunks(capture, models, frames, 7, context=0, window=0)
+    reference, _ = refine_sequence(capture["kp3d"], capture["det"], RIG, models, views_used=capture["views_used"],
+                                   frames=frames, temporal_window=0)
+    np.testing.assert_array_equal(no_window, reference)  # without the temporal pass, frames are independent
 
 
 def test_noise_free_detections_stay_put(models):
