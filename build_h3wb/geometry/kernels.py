@@ -338,6 +338,33 @@ def _relative(X0, X1, X2, c, xo, yo, scale, R, t):
 
 
 @_jit
+def _view_shares(coef, basis, i, share):
+    """Each view's part of point ``i``'s normal equations into ``share`` (C, 9)."""
+    for c in range(coef.shape[0]):
+        for j in range(9):
+            acc = 0.0
+            for k in range(4):
+                acc += basis[c, k, j] * coef[c, k, i]
+            share[c, j] = acc
+
+
+@_jit
+def _rays_cross(X0, X1, X2, members, centers, pairs, s2_min):
+    """Two member views' rays cross at the point at a conditioned angle (``_Views.rays_ok`` for one point)."""
+    for p in range(pairs.shape[0]):
+        a, b = pairs[p, 0], pairs[p, 1]
+        if not (members[a] and members[b]):
+            continue
+        ax, ay, az = X0 - centers[a, 0], X1 - centers[a, 1], X2 - centers[a, 2]
+        bx, by, bz = X0 - centers[b, 0], X1 - centers[b, 1], X2 - centers[b, 2]
+        dot = ax * bx + ay * by + az * bz
+        nn = (ax * ax + ay * ay + az * az) * (bx * bx + by * by + bz * bz)
+        if nn - dot * dot >= s2_min * nn:
+            return True
+    return False
+
+
+@_jit
 def leave_one_out(idx, coef, basis, cand, x, y, scale, R, t, centers, pairs, s2_min, valid_sets, used, X, found):
     """The best agreeing set of all candidates but one, for the points ``idx`` (``_leave_one_out``).
 
@@ -367,16 +394,14 @@ def leave_one_out(idx, coef, basis, cand, x, y, scale, R, t, centers, pairs, s2_
     C = cand.shape[0]
     share = np.empty((C, 9))
     total = np.empty(9)
+    members = np.empty(C, dtype=np.bool_)
     for q in range(idx.shape[0]):
         i = idx[q]
+        _view_shares(coef, basis, i, share)
         total[:] = 0.0
         for c in range(C):
             for j in range(9):
-                acc = 0.0
-                for k in range(4):
-                    acc += basis[c, k, j] * coef[c, k, i]
-                share[c, j] = acc
-                total[j] += acc
+                total[j] += share[c, j]
         best, best_cost = -1, np.inf
         bX0 = bX1 = bX2 = np.nan
         for k in range(C):
@@ -405,19 +430,9 @@ def leave_one_out(idx, coef, basis, cand, x, y, scale, R, t, centers, pairs, s2_
                 cost += r * r
             if not agree or not cost < best_cost:
                 continue
-            rays = False
-            for p in range(pairs.shape[0]):
-                a, b = pairs[p, 0], pairs[p, 1]
-                if a == k or b == k or not (cand[a, i] and cand[b, i]):
-                    continue
-                ax, ay, az = X0 - centers[a, 0], X1 - centers[a, 1], X2 - centers[a, 2]
-                bx, by, bz = X0 - centers[b, 0], X1 - centers[b, 1], X2 - centers[b, 2]
-                dot = ax * bx + ay * by + az * bz
-                nn = (ax * ax + ay * ay + az * az) * (bx * bx + by * by + bz * bz)
-                if nn - dot * dot >= s2_min * nn:
-                    rays = True
-                    break
-            if rays:
+            for c in range(C):
+                members[c] = c != k and cand[c, i]
+            if _rays_cross(X0, X1, X2, members, centers, pairs, s2_min):
                 best, best_cost = k, cost
                 bX0, bX1, bX2 = X0, X1, X2
         found[q] = best >= 0
@@ -458,12 +473,7 @@ def largest_agreeing(idx, coef, basis, cand, x, y, scale, R, t, centers, pairs, 
     g = np.empty(9)
     for q in range(idx.shape[0]):
         i = idx[q]
-        for c in range(C):
-            for j in range(9):
-                acc = 0.0
-                for k in range(4):
-                    acc += basis[c, k, j] * coef[c, k, i]
-                share[c, j] = acc
+        _view_shares(coef, basis, i, share)
         best, best_cost, best_size = -1, np.inf, 0
         bX0 = bX1 = bX2 = np.nan
         for s in range(S):
@@ -499,19 +509,7 @@ def largest_agreeing(idx, coef, basis, cand, x, y, scale, R, t, centers, pairs, 
             cost /= size
             if not agree or not cost < best_cost:
                 continue
-            rays = False
-            for p in range(pairs.shape[0]):
-                a, b = pairs[p, 0], pairs[p, 1]
-                if not (subsets[s, a] and subsets[s, b]):
-                    continue
-                ax, ay, az = X0 - centers[a, 0], X1 - centers[a, 1], X2 - centers[a, 2]
-                bx, by, bz = X0 - centers[b, 0], X1 - centers[b, 1], X2 - centers[b, 2]
-                dot = ax * bx + ay * by + az * bz
-                nn = (ax * ax + ay * ay + az * az) * (bx * bx + by * by + bz * bz)
-                if nn - dot * dot >= s2_min * nn:
-                    rays = True
-                    break
-            if rays:
+            if _rays_cross(X0, X1, X2, subsets[s], centers, pairs, s2_min):
                 best, best_cost, best_size = s, cost, size
                 bX0, bX1, bX2 = X0, X1, X2
         for c in range(C):
