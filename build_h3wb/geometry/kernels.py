@@ -194,6 +194,58 @@ def solve_candidates(coef, basis, cand, valid_sets, X, valid):
 
 
 @_jit
+def _relative(X0, X1, X2, c, xo, yo, scale, R, t):
+    """Residual of view ``c`` at a point, in pixels over its threshold; NaN at or behind the camera plane."""
+    zc = R[c, 2, 0] * X0 + R[c, 2, 1] * X1 + R[c, 2, 2] * X2 + t[c, 2]
+    inv = 1.0 / zc
+    dx = (R[c, 0, 0] * X0 + R[c, 0, 1] * X1 + R[c, 0, 2] * X2 + t[c, 0]) * inv - xo
+    dy = (R[c, 1, 0] * X0 + R[c, 1, 1] * X1 + R[c, 1, 2] * X2 + t[c, 1]) * inv - yo
+    r = math.sqrt(dx * dx + dy * dy) * scale
+    return r if zc > 1e-6 else np.nan
+
+
+@_jit
+def _view_shares(coef, basis, i, share):
+    """Each view's part of point ``i``'s normal equations into ``share`` (C, 9)."""
+    for c in range(coef.shape[0]):
+        for j in range(9):
+            acc = 0.0
+            for k in range(4):
+                acc += basis[c, k, j] * coef[c, k, i]
+            share[c, j] = acc
+
+
+@_jit
+def _rays_cross(X0, X1, X2, members, centers, pairs, s2_min):
+    """Two member views' rays cross at the point at a conditioned angle (``_Views.rays_ok`` for one point)."""
+    for p in range(pairs.shape[0]):
+        a, b = pairs[p, 0], pairs[p, 1]
+        if not (members[a] and members[b]):
+            continue
+        ax, ay, az = X0 - centers[a, 0], X1 - centers[a, 1], X2 - centers[a, 2]
+        bx, by, bz = X0 - centers[b, 0], X1 - centers[b, 1], X2 - centers[b, 2]
+        dot = ax * bx + ay * by + az * bz
+        nn = (ax * ax + ay * ay + az * az) * (bx * bx + by * by + bz * bz)
+        if nn - dot * dot >= s2_min * nn:
+            return True
+    return False
+
+
+@_jit
+def _members_cost(X0, X1, X2, members, i, x, y, scale, R, t):
+    """Sum of the members' squared relative residuals at point ``i``; NaN when one of them disagrees (or is NaN)."""
+    cost = 0.0
+    for c in range(members.shape[0]):
+        if not members[c]:
+            continue
+        r = _relative(X0, X1, X2, c, x[c, i], y[c, i], scale[c, i], R, t)
+        if not r <= 1.0:
+            return np.nan
+        cost += r * r
+    return cost
+
+
+@_jit
 def disagreeing(X, x, y, used, valid, scale, R, t, centers, pairs, s2_min, check_rays, bad):
     """The robust rule's first test (``_robust_block``): a used view disagrees, or no pair of rays is conditioned.
 
@@ -220,32 +272,12 @@ def disagreeing(X, x, y, used, valid, scale, R, t, centers, pairs, s2_min, check
         X0, X1, X2 = X[0, i], X[1, i], X[2, i]
         b = False
         for c in range(C):
-            if not used[c, i]:
-                continue
-            zc = R[c, 2, 0] * X0 + R[c, 2, 1] * X1 + R[c, 2, 2] * X2 + t[c, 2]
-            inv = 1.0 / zc
-            xn = (R[c, 0, 0] * X0 + R[c, 0, 1] * X1 + R[c, 0, 2] * X2 + t[c, 0]) * inv
-            yn = (R[c, 1, 0] * X0 + R[c, 1, 1] * X1 + R[c, 1, 2] * X2 + t[c, 1]) * inv
-            dx = xn - x[c, i]
-            dy = yn - y[c, i]
-            r = math.sqrt(dx * dx + dy * dy) * scale[c, i]
-            if zc > 1e-6 and r > 1.0:  # behind the camera: NaN in the numpy code, which never disagrees
+            # behind the camera the residual is NaN, which never disagrees here (as in the numpy code)
+            if used[c, i] and _relative(X0, X1, X2, c, x[c, i], y[c, i], scale[c, i], R, t) > 1.0:
                 b = True
                 break
         if not b and check_rays:
-            ok = False
-            for p in range(pairs.shape[0]):
-                a, bb = pairs[p, 0], pairs[p, 1]
-                if not (used[a, i] and used[bb, i]):
-                    continue
-                ax, ay, az = X0 - centers[a, 0], X1 - centers[a, 1], X2 - centers[a, 2]
-                bx, by, bz = X0 - centers[bb, 0], X1 - centers[bb, 1], X2 - centers[bb, 2]
-                dot = ax * bx + ay * by + az * bz
-                nn = (ax * ax + ay * ay + az * az) * (bx * bx + by * by + bz * bz)
-                if nn - dot * dot >= s2_min * nn:
-                    ok = True
-                    break
-            b = not ok
+            b = not _rays_cross(X0, X1, X2, used[:, i], centers, pairs, s2_min)
         bad[i] = b
 
 
@@ -327,44 +359,6 @@ def finish(X, used, cand, xd, yd, R, t, intrinsics, dist, model, points, views, 
 
 
 @_jit
-def _relative(X0, X1, X2, c, xo, yo, scale, R, t):
-    """Residual of view ``c`` at a point, in pixels over its threshold; NaN at or behind the camera plane."""
-    zc = R[c, 2, 0] * X0 + R[c, 2, 1] * X1 + R[c, 2, 2] * X2 + t[c, 2]
-    inv = 1.0 / zc
-    dx = (R[c, 0, 0] * X0 + R[c, 0, 1] * X1 + R[c, 0, 2] * X2 + t[c, 0]) * inv - xo
-    dy = (R[c, 1, 0] * X0 + R[c, 1, 1] * X1 + R[c, 1, 2] * X2 + t[c, 1]) * inv - yo
-    r = math.sqrt(dx * dx + dy * dy) * scale
-    return r if zc > 1e-6 else np.nan
-
-
-@_jit
-def _view_shares(coef, basis, i, share):
-    """Each view's part of point ``i``'s normal equations into ``share`` (C, 9)."""
-    for c in range(coef.shape[0]):
-        for j in range(9):
-            acc = 0.0
-            for k in range(4):
-                acc += basis[c, k, j] * coef[c, k, i]
-            share[c, j] = acc
-
-
-@_jit
-def _rays_cross(X0, X1, X2, members, centers, pairs, s2_min):
-    """Two member views' rays cross at the point at a conditioned angle (``_Views.rays_ok`` for one point)."""
-    for p in range(pairs.shape[0]):
-        a, b = pairs[p, 0], pairs[p, 1]
-        if not (members[a] and members[b]):
-            continue
-        ax, ay, az = X0 - centers[a, 0], X1 - centers[a, 1], X2 - centers[a, 2]
-        bx, by, bz = X0 - centers[b, 0], X1 - centers[b, 1], X2 - centers[b, 2]
-        dot = ax * bx + ay * by + az * bz
-        nn = (ax * ax + ay * ay + az * az) * (bx * bx + by * by + bz * bz)
-        if nn - dot * dot >= s2_min * nn:
-            return True
-    return False
-
-
-@_jit
 def leave_one_out(idx, coef, basis, cand, x, y, scale, R, t, centers, pairs, s2_min, valid_sets, used, X, found):
     """The best agreeing set of all candidates but one, for the points ``idx`` (``_leave_one_out``).
 
@@ -418,20 +412,11 @@ def leave_one_out(idx, coef, basis, cand, x, y, scale, R, t, centers, pairs, s2_
                                  total[6] - share[k, 6], total[7] - share[k, 7], total[8] - share[k, 8])
             if not math.isfinite(X0):
                 continue
-            cost = 0.0
-            agree = True
-            for c in range(C):
-                if c == k or not cand[c, i]:
-                    continue
-                r = _relative(X0, X1, X2, c, x[c, i], y[c, i], scale[c, i], R, t)
-                if not r <= 1.0:
-                    agree = False
-                    break
-                cost += r * r
-            if not agree or not cost < best_cost:
-                continue
             for c in range(C):
                 members[c] = c != k and cand[c, i]
+            cost = _members_cost(X0, X1, X2, members, i, x, y, scale, R, t)
+            if not cost < best_cost:  # NaN: a member disagrees
+                continue
             if _rays_cross(X0, X1, X2, members, centers, pairs, s2_min):
                 best, best_cost = k, cost
                 bX0, bX1, bX2 = X0, X1, X2
@@ -496,18 +481,8 @@ def largest_agreeing(idx, coef, basis, cand, x, y, scale, R, t, centers, pairs, 
             X0, X1, X2 = _solve3(g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8])
             if not math.isfinite(X0):
                 continue
-            cost = 0.0
-            agree = True
-            for c in range(C):
-                if not subsets[s, c]:
-                    continue
-                r = _relative(X0, X1, X2, c, x[c, i], y[c, i], scale[c, i], R, t)
-                if not r <= 1.0:
-                    agree = False
-                    break
-                cost += r * r
-            cost /= size
-            if not agree or not cost < best_cost:
+            cost = _members_cost(X0, X1, X2, subsets[s], i, x, y, scale, R, t) / size
+            if not cost < best_cost:  # NaN: a member disagrees
                 continue
             if _rays_cross(X0, X1, X2, subsets[s], centers, pairs, s2_min):
                 best, best_cost, best_size = s, cost, size
