@@ -46,10 +46,21 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from build_h3wb.geometry import kernels
 from build_h3wb.geometry.cameras import Rig
 from build_h3wb.geometry.distortion import distort_xy, undistort_xy
 from build_h3wb.parallel import usable_cpus
+
+
+def _kernels():
+    """The compiled kernels (:mod:`build_h3wb.geometry.kernels`), imported when a triangulation first runs.
+
+    Importing numba costs about 110 MB of memory and 0.2 s; the stages that import this module for its helpers
+    (refine's normal equations, filter's and export's view masks) without triangulating do not pay it.
+    """
+    from build_h3wb.geometry import kernels  # noqa: PLC0415 (lazy on purpose, see above)
+
+    return kernels
+
 
 MAX_VIEWS = 16  # views-used masks are stored as uint16 bitmasks
 
@@ -290,6 +301,7 @@ class _Views:
         self._pairs = _pair_order(rig)
         self._pair_array = np.asarray(self._pairs, dtype=np.int64).reshape(-1, 2)
         self._scale = None
+        kernels = _kernels()
         self.compiled = kernels.available()
         if self.compiled:  # the cameras as the kernels take them
             self.intrinsics = np.array([[c.K[0, 0], c.K[0, 1], c.K[0, 2], c.K[1, 1], c.K[1, 2]] for c in rig])
@@ -602,6 +614,7 @@ def _run_blocks(fn, n: int, block_size: int, workers: int | None) -> None:
 def _robust_block(out: Triangulation, sl: slice, vw: _Views, robust: bool, valid_sets: np.ndarray,
                   subsets: np.ndarray | None, min_ray_angle_deg: float) -> None:
     """:func:`triangulate` on one block of points."""
+    kernels = _kernels()
     proj = None
     if vw.compiled:
         X, valid = np.empty((3, vw.n)), np.empty(vw.n, dtype=bool)
@@ -705,6 +718,7 @@ def _finish(out: Triangulation, sl: slice, vw: _Views, X: np.ndarray, used: np.n
 
     ``proj`` is :meth:`_Views.project` of ``X`` where the caller has it already.
     """
+    kernels = _kernels()
     if vw.compiled:
         kernels.finish(X, used, vw.cand, vw.xd, vw.yd, vw.R, vw.t, vw.intrinsics, vw.dist, vw.model,
                        out.points[sl], out.views[sl], out.num_views[sl], out.reprojection_error[sl], out.rejected[sl])
