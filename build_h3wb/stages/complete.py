@@ -38,6 +38,7 @@ from build_h3wb import skeleton
 from build_h3wb.artifacts import atomic_h5, open_h5, read_json, write_json
 from build_h3wb.build import Build
 from build_h3wb.completion.config import ARCHITECTURE_FIELDS, CompletionConfig
+from build_h3wb.memory import release_freed_memory
 from build_h3wb.sources.base import Recording
 from build_h3wb.stages.common import make_source, plain, progress
 
@@ -103,6 +104,7 @@ def run(cfg: DictConfig) -> dict:
         save_checkpoint(ckpt, model, save_cfg, {"config_hash": sd.hash, "network": info["network"]})
         write_json(info_path, info)
     log.info("complete: network: %s", _describe(info))
+    release_freed_memory()  # what the training freed
 
     filled_total = {p: 0 for p in skeleton.REPORT_PARTS}
     computed = displaced_total = 0
@@ -123,6 +125,7 @@ def run(cfg: DictConfig) -> dict:
         computed += 1
         for p, sl in skeleton.REPORT_PARTS.items():
             filled_total[p] += int(filled[:, sl].sum())
+        release_freed_memory()  # the heap does not keep every recording's temporaries (build_h3wb.memory)
     counts = {"computed": computed, "sequences": len(tri["units"]), "train_poses": info["train_poses"],
               "device": device, "network": info["network"], "complete_poses": info.get("complete_poses")}
     if "prior" in info:
@@ -322,6 +325,7 @@ def evaluate_filling(root, units, cfg: DictConfig, max_poses: int, seed: int) ->
         for k, row in zip(np.flatnonzero(mine) + i_inc, np.flatnonzero(mine)):
             picked[int(k)] = (kp[sel[row]].copy(), net[sel[row]].copy(), gt[row].copy())  # not views of the sequence
         i_inc += ni
+        release_freed_memory()
     out = {"incomplete_poses": n_inc, "filled_keypoints": all_err.keypoints, "network_all": all_err.means()}
     train_p = np.concatenate(train)
     if not len(sub) or len(train_p) < 2:
