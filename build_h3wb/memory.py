@@ -5,8 +5,8 @@ threads and numpy take them from glibc's heap, which keeps what is freed for lat
 reused). Over the 150 recordings of an H3WB-size build at 4x their length, that left the completion's fill loop
 about 500 MB larger than after the first recording (``stage=complete`` peaked at 1,671 MB at 4x against 1,124 MB
 at 1x); ``malloc_trim(0)`` after each recording gives the free pages back (1,146 MB at 4x, the same output bit for
-bit), for a few seconds of page faults over those 150 recordings (docs/speed.md). Trimming every eighth recording
-instead did not keep it flat. Elsewhere (macOS, musl) this does nothing.
+bit); alternated with the version before, the stage took no longer than the noise showed (docs/speed.md).
+Trimming every eighth recording instead did not keep it flat. Elsewhere (macOS, musl) this does nothing.
 """
 
 from __future__ import annotations

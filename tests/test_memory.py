@@ -1,6 +1,7 @@
 """Freed heap memory given back between recordings (build_h3wb.memory)."""
 
 import platform
+import resource
 import sys
 
 import numpy as np
@@ -13,7 +14,7 @@ GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
 def _resident_mb() -> float:
     with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096 / 2**20  # resident pages (4 KiB on x86-64 and aarch64 Linux)
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20  # resident pages
 
 
 @pytest.mark.skipif(not GLIBC, reason="malloc_trim is glibc's")
